@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up efen on a Debian machine with Rust and Python 3: installs the ONNX Runtime shared
+# library from its Python wheel into .efen/onnxruntime (git-ignored) and builds efen.
+#
+#   scripts/setup.sh          # CPU library (onnxruntime wheel)
+#   scripts/setup.sh --gpu    # CUDA 13 library (onnxruntime-gpu wheel)
+#
+# The cargo target folder lives outside the clone (CARGO_TARGET_DIR, default
+# ~/.cache/efen/target) so later builds and CI runs on this machine reuse it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+wheel="onnxruntime==${EFEN_ORT_VERSION:-1.32.0}"
+if [[ "${1:-}" == "--gpu" ]]; then
+  wheel="onnxruntime-gpu==${EFEN_ORT_GPU_VERSION:-1.31.1}"
+fi
+
+marker=".efen/onnxruntime/.installed"
+if [[ ! -f "$marker" || "$(cat "$marker")" != "$wheel" ]]; then
+  echo "setup: installing the ONNX Runtime library from the $wheel wheel into .efen/onnxruntime"
+  rm -rf .efen/onnxruntime
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .efen/onnxruntime "$wheel"
+  echo "$wheel" > "$marker"
+fi
+
+echo "setup: building efen (release) into $CARGO_TARGET_DIR"
+cargo build --release --locked

@@ -1,0 +1,239 @@
+//! The command line: parses flags, runs the command, maps the result to an exit code
+//! (0 all good, 1 some inputs failed, 2 usage or configuration error).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::ingest::disposition::Transfer;
+use crate::ingest::watch::DropFolder;
+use crate::pipeline::summary::{Progress, Status};
+use crate::pipeline::{Engine, admit};
+
+/// efen: segmentation of medical images from a drop folder, with an SQL audit trail.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: config/default.toml in the current folder or a parent).
+    #[arg(long, global = true, env = "EFEN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Process files and folders once, then exit (0: all succeeded, 1: some failed, 2: setup error).
+    /// Inputs are read where they are and never moved; a copy of each failed input goes to
+    /// <state>/failed/ beside its .reason.txt.
+    Run {
+        /// Pipeline file (default: paths.default_pipeline).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Output folder (default: paths.out_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Image files or folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Watch a drop folder until SIGINT or SIGTERM, then finish the cases in flight and exit 0.
+    /// Each settled file is moved into <state>/claimed/, then to done/ or failed/.
+    Watch {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The drop folder.
+        dir: PathBuf,
+    },
+    /// Database commands.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Model commands.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Check the ONNX Runtime library, execution providers, the store and the folders.
+    Doctor {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create or update the store's tables and views.
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Print a model's card, its checksum and its inputs and outputs as ONNX Runtime sees them.
+    Inspect {
+        /// The .onnx file (its .card.json must be beside it).
+        model: PathBuf,
+    },
+}
+
+/// A failure before any input was looked at: exit code 2.
+type Fatal = anyhow::Error;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EFEN_LOG")
+        .unwrap_or_else(|_| "info,ort=warn,sqlx=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run {
+            pipeline,
+            out,
+            paths,
+        } => {
+            if let Some(out) = out {
+                config.paths.out_dir = std::path::absolute(out)?;
+            }
+            run(config, pipeline, paths).await
+        }
+        Command::Watch { pipeline, out, dir } => {
+            if let Some(out) = out {
+                config.paths.out_dir = std::path::absolute(out)?;
+            }
+            watch(config, pipeline, dir).await
+        }
+        Command::Db {
+            command: DbCommand::Migrate,
+        } => {
+            let url = config.database_url();
+            crate::store::Store::open(&url, 1).await?;
+            println!("store {} is up to date", crate::store::redact_url(&url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model {
+            command: ModelCommand::Inspect { model },
+        } => crate::doctor::inspect_model(&config, &model),
+        Command::Doctor { pipeline } => crate::doctor::doctor(&config, pipeline.as_deref()).await,
+    }
+}
+
+async fn run(
+    config: Config,
+    pipeline: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+) -> Result<ExitCode, Fatal> {
+    let mut engine = Engine::open(config, pipeline.as_deref()).await?;
+    let candidates = crate::ingest::discover(&paths, &engine.patterns)
+        .map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
+    let run_id = engine.start_run("run").await?;
+    let progress = Progress::new(Some(candidates.len() as u64));
+    let started = progress.started;
+    let (inlet, report) = engine.spawn(&run_id, Transfer::Copy, progress);
+    let mut seen = HashSet::new();
+    for candidate in candidates {
+        let read_from = candidate.path.clone();
+        admit(&engine, &inlet, &run_id, candidate, read_from, &mut seen).await?;
+    }
+    drop(inlet);
+    let report = report.await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed = report.count(Status::Failed);
+    let summary = format!(
+        "{} succeeded, {failed} failed, {} skipped",
+        report.count(Status::Succeeded),
+        report.count(Status::Duplicate)
+    );
+    engine.store.finish_run(&run_id, &summary).await?;
+    engine.store.close().await;
+    print!("{}", report.render(elapsed));
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Result<ExitCode, Fatal> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "drop folder {} does not exist or is not a folder",
+            dir.display()
+        );
+    }
+    let dir = std::fs::canonicalize(&dir)?;
+    let mut engine = Engine::open(config, pipeline.as_deref()).await?;
+    let run_id = engine.start_run("watch").await?;
+    let shutdown = crate::shutdown::on_signal();
+    let (inlet, report) = engine.spawn(&run_id, Transfer::Move, Progress::new(None));
+    let folder = DropFolder {
+        dir: dir.clone(),
+        claimed_dir: engine.config.state_dir().join("claimed"),
+        patterns: engine.patterns.clone(),
+        settings: engine.config.watch.clone(),
+    };
+    let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::channel(1);
+    let watcher = tokio::spawn(folder.run(claimed_tx, shutdown.clone()));
+    tracing::info!(dir = %dir.display(), "watching; SIGINT or SIGTERM to stop");
+    let mut seen = HashSet::new();
+    while let Some(claimed) = claimed_rx.recv().await {
+        admit(
+            &engine,
+            &inlet,
+            &run_id,
+            claimed.candidate,
+            claimed.claimed,
+            &mut seen,
+        )
+        .await?;
+    }
+    watcher.await??;
+    tracing::info!("stopping: finishing the cases in flight");
+    drop(inlet);
+    let report = report.await?;
+    let summary = format!(
+        "{} succeeded, {} failed, {} skipped",
+        report.count(Status::Succeeded),
+        report.count(Status::Failed),
+        report.count(Status::Duplicate)
+    );
+    engine.store.finish_run(&run_id, &summary).await?;
+    engine.store.close().await;
+    tracing::info!("stopped: {summary}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,32 @@
+//! efen: a drop-folder segmentation pipeline for medical images.
+//!
+//! # Layout
+//! In the order a case passes through them:
+//! - [`ingest`]: find, vet, claim and hash input files; pair ground truth; case identity.
+//! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
+//! - [`preprocess`]: image → normalized tensor at the model's size (resize or letterbox).
+//! - [`infer`]: batches of tensors through ONNX Runtime, on worker threads.
+//! - [`postprocess`]: output map → binary mask at the image's size.
+//! - [`metrics`]: DSC, IoU, mIoU, precision, recall against ground truth.
+//! - [`output`]: mask.png, overlay.png, result.json.
+//! - [`store`]: runs, cases, results and the audit log in PostgreSQL or SQLite.
+//!
+//! Around them: [`pipeline`] wires the stages (the only module that knows them all), [`model`]
+//! reads model cards, [`runtime`] loads ONNX Runtime, [`config`] reads settings, [`shutdown`]
+//! turns signals into a drain, [`doctor`] checks an installation and [`cli`] is the command line.
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod doctor;
+pub mod infer;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+pub mod runtime;
+pub mod shutdown;
+pub mod store;

@@ -1,0 +1,178 @@
+//! Emit: a case's files under `<out>/<case id>/`: `mask.png` (0/255), `overlay.png` (the image with
+//! the predicted outline, and the ground-truth outline when there is one) and `result.json`.
+//! Every file is written to a temporary name and renamed, so a reader never sees half a file.
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, Rgb, RgbImage};
+use serde::Serialize;
+
+/// Predicted outline: yellow. Ground truth: cyan. Both stay visible on gray and on colour images.
+const PREDICTED: Rgb<u8> = Rgb([255, 221, 0]);
+const TRUTH: Rgb<u8> = Rgb([0, 200, 255]);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode {}: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        source: image::ImageError,
+    },
+}
+
+/// The files written for one case.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutputPaths {
+    pub mask: Option<PathBuf>,
+    pub overlay: Option<PathBuf>,
+    pub result: Option<PathBuf>,
+}
+
+/// Writes the mask and the overlay as configured; `result.json` is written by [`write_json`]
+/// once everything else about the case is known.
+pub fn write_images(
+    dir: &Path,
+    image: &RgbImage,
+    mask: &GrayImage,
+    truth: Option<&GrayImage>,
+    write_mask: bool,
+    write_overlay: bool,
+) -> Result<OutputPaths, EmitError> {
+    create_dir(dir)?;
+    let mut paths = OutputPaths::default();
+    if write_mask {
+        let path = dir.join("mask.png");
+        save_png(&path, |tmp| {
+            mask.save_with_format(tmp, image::ImageFormat::Png)
+        })?;
+        paths.mask = Some(path);
+    }
+    if write_overlay {
+        let path = dir.join("overlay.png");
+        let overlay = overlay(image, mask, truth);
+        save_png(&path, |tmp| {
+            overlay.save_with_format(tmp, image::ImageFormat::Png)
+        })?;
+        paths.overlay = Some(path);
+    }
+    Ok(paths)
+}
+
+pub fn write_json(dir: &Path, value: &impl Serialize) -> Result<PathBuf, EmitError> {
+    create_dir(dir)?;
+    let path = dir.join("result.json");
+    let text = serde_json::to_vec_pretty(value).expect("result values serialize");
+    let tmp = temporary(&path);
+    std::fs::write(&tmp, text).map_err(|source| EmitError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|source| EmitError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+fn create_dir(dir: &Path) -> Result<(), EmitError> {
+    std::fs::create_dir_all(dir).map_err(|source| EmitError::Write {
+        path: dir.into(),
+        source,
+    })
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+fn save_png(
+    path: &Path,
+    save: impl FnOnce(&Path) -> image::ImageResult<()>,
+) -> Result<(), EmitError> {
+    let tmp = temporary(path);
+    save(&tmp).map_err(|source| EmitError::Encode {
+        path: path.into(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| EmitError::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// The image with the outlines drawn on it (ground truth first, prediction on top).
+pub fn overlay(image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage>) -> RgbImage {
+    let mut out = image.clone();
+    let (w, h) = image.dimensions();
+    let thickness = (w.min(h) / 200).max(1);
+    if let Some(truth) = truth.filter(|t| t.dimensions() == (w, h)) {
+        draw_outline(&mut out, truth, thickness, TRUTH);
+    }
+    draw_outline(&mut out, predicted, thickness, PREDICTED);
+    out
+}
+
+/// Paints foreground pixels that lie within `thickness` of the background.
+fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: Rgb<u8>) {
+    let (w, h) = mask.dimensions();
+    let t = thickness as i64;
+    let is_on = |x: i64, y: i64| {
+        x >= 0
+            && y >= 0
+            && x < w as i64
+            && y < h as i64
+            && mask.get_pixel(x as u32, y as u32).0[0] > 0
+    };
+    for (x, y, p) in mask.enumerate_pixels() {
+        if p.0[0] == 0 {
+            continue;
+        }
+        let (x, y) = (x as i64, y as i64);
+        let edge = (-t..=t).any(|dy| (-t..=t).any(|dx| !is_on(x + dx, y + dy)));
+        if edge {
+            image.put_pixel(x as u32, y as u32, colour);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outline_marks_the_border_not_the_inside() {
+        let image = RgbImage::new(9, 9);
+        let mut mask = GrayImage::new(9, 9);
+        for y in 2..7 {
+            for x in 2..7 {
+                mask.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+        let out = overlay(&image, &mask, None);
+        assert_eq!(*out.get_pixel(2, 2), PREDICTED);
+        assert_eq!(*out.get_pixel(4, 4), Rgb([0, 0, 0]), "interior untouched");
+        assert_eq!(*out.get_pixel(0, 0), Rgb([0, 0, 0]), "background untouched");
+    }
+
+    #[test]
+    fn files_are_written_and_no_temporaries_remain() {
+        let dir = tempfile::tempdir().unwrap();
+        let case = dir.path().join("case");
+        let image = RgbImage::new(4, 4);
+        let mask = GrayImage::from_pixel(4, 4, image::Luma([255]));
+        let paths = write_images(&case, &image, &mask, Some(&mask), true, true).unwrap();
+        write_json(&case, &serde_json::json!({"ok": true})).unwrap();
+        assert!(paths.mask.unwrap().is_file() && paths.overlay.unwrap().is_file());
+        let names: Vec<String> = std::fs::read_dir(&case)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+}

@@ -1,0 +1,117 @@
+//! What travels between stages for one case, and what comes out at the end.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::metrics::{Confusion, Scores};
+use crate::output::OutputPaths;
+use crate::preprocess::Geometry;
+
+/// The stage a case failed in, as recorded in `results.error_stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Ingest,
+    Decode,
+    Preprocess,
+    Infer,
+    Postprocess,
+    Evaluate,
+    Emit,
+    Record,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Decode => "decode",
+            Stage::Preprocess => "preprocess",
+            Stage::Infer => "infer",
+            Stage::Postprocess => "postprocess",
+            Stage::Evaluate => "evaluate",
+            Stage::Emit => "emit",
+            Stage::Record => "record",
+        }
+    }
+}
+
+/// Identity of a case, fixed at ingest.
+#[derive(Debug, Clone)]
+pub struct CaseMeta {
+    pub case_id: String,
+    /// Where the user put the file.
+    pub original: PathBuf,
+    /// Where the bytes are now (the claimed copy in watch mode; the original in run mode).
+    pub current: PathBuf,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub ground_truth: Option<PathBuf>,
+    pub started: Instant,
+}
+
+/// Milliseconds spent in each stage.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub decode_ms: f64,
+    pub preprocess_ms: f64,
+    pub infer_ms: f64,
+    pub postprocess_ms: f64,
+    pub evaluate_ms: f64,
+    pub emit_ms: f64,
+}
+
+/// A case between preprocess and postprocess: the image stays with it for the overlay.
+pub struct InFlight {
+    pub meta: CaseMeta,
+    pub image: RgbImage,
+    pub kind: String,
+    pub geometry: Geometry,
+    pub timings: Timings,
+}
+
+/// The comparison with ground truth.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Evaluation {
+    pub counts: Confusion,
+    pub scores: Scores,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub stage: Stage,
+    pub message: String,
+}
+
+/// How a case ended, handed to the record stage.
+pub struct Outcome {
+    pub meta: CaseMeta,
+    pub kind: Option<String>,
+    pub size: Option<(u32, u32)>,
+    pub timings: Timings,
+    pub result: Result<Succeeded, Failure>,
+}
+
+pub struct Succeeded {
+    pub evaluation: Option<Evaluation>,
+    pub outputs: OutputPaths,
+    pub foreground_fraction: f64,
+}
+
+impl Outcome {
+    pub fn failed(meta: CaseMeta, stage: Stage, message: impl Into<String>) -> Outcome {
+        Outcome {
+            meta,
+            kind: None,
+            size: None,
+            timings: Timings::default(),
+            result: Err(Failure {
+                stage,
+                message: message.into(),
+            }),
+        }
+    }
+}

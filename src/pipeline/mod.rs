@@ -1,0 +1,355 @@
+//! The wiring: the only module that knows every stage.
+//!
+//! ```text
+//! ingest ─jobs→ prepare (blocking: decode, preprocess) ─tensors→ infer threads (batches)
+//!        ─maps→ finish (blocking: postprocess, evaluate, emit) ─outcomes→ record (store, files)
+//! ```
+//! Every channel is bounded. The graph is built back to front and drains front to back: when
+//! ingest drops its senders, each stage finishes what it holds and closes its own output.
+
+pub mod case;
+pub mod definition;
+mod record;
+pub mod stages;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::infer::{self, InferRequest, Inference};
+use crate::ingest::disposition::Transfer;
+use crate::model::Model;
+use crate::store::{NewRun, Store};
+use case::{CaseMeta, InFlight, Outcome};
+use definition::{GroundTruthPattern, PipelineDefinition};
+pub use record::Message;
+use stages::StageContext;
+pub use summary::RunReport;
+
+/// Why a command could not start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Definition(#[from] definition::DefinitionError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot create {}: {source}", path.display())]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A loaded pipeline: definition, checked model, open store and ready sessions.
+pub struct Engine {
+    pub config: Config,
+    pub definition: PipelineDefinition,
+    pub model: Model,
+    pub store: Store,
+    pub patterns: Vec<GroundTruthPattern>,
+    pub provider: String,
+    context: Arc<StageContext>,
+    sessions: Vec<Inference>,
+}
+
+impl Engine {
+    pub async fn open(config: Config, pipeline: Option<&Path>) -> Result<Engine, SetupError> {
+        let pipeline_path = match pipeline {
+            Some(path) => path.to_path_buf(),
+            None => config.resolve(&config.paths.default_pipeline),
+        };
+        let definition = PipelineDefinition::load(&pipeline_path)?;
+        let model = Model::load(&definition.model)?;
+        for dir in [config.state_dir(), config.out_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|source| SetupError::Folder {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let store = Store::open(&config.database_url(), config.database.max_connections).await?;
+
+        let (session_config, session_model) = (config.clone(), model.clone());
+        let (session, provider, skipped) = tokio::task::spawn_blocking(move || {
+            crate::runtime::session(&session_config, &session_model)
+        })
+        .await
+        .expect("session construction does not panic")?;
+        for failure in &skipped {
+            tracing::warn!("execution provider unavailable, trying the next: {failure}");
+        }
+        tracing::info!(model = %model.path.display(), provider = %provider, "model loaded");
+        let threshold = definition
+            .postprocess
+            .threshold
+            .unwrap_or(model.card.threshold);
+        let context = Arc::new(StageContext {
+            card: model.card.clone(),
+            model_sha256: model.sha256.clone(),
+            pipeline: definition.name.clone(),
+            fit: definition.preprocess.fit,
+            threshold,
+            outputs: definition.outputs.clone(),
+            out_dir: config.out_dir(),
+        });
+        let sessions = vec![Inference::new(session, &model.card)];
+        let patterns = definition.ground_truth_patterns();
+        Ok(Engine {
+            config,
+            definition,
+            model,
+            store,
+            patterns,
+            provider,
+            context,
+            sessions,
+        })
+    }
+
+    /// Records the start of a run and returns its id.
+    pub async fn start_run(&self, command: &str) -> Result<String, SetupError> {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let mut settings = serde_json::to_value(&self.definition).expect("definition serializes");
+        settings["threshold_used"] = serde_json::json!(self.context.threshold);
+        settings["provider"] = serde_json::json!(self.provider);
+        self.store
+            .start_run(&NewRun {
+                run_id: run_id.clone(),
+                command: command.into(),
+                pipeline: self.definition.name.clone(),
+                pipeline_settings: settings.to_string(),
+                model_name: self.model.card.name.clone(),
+                model_sha256: self.model.sha256.clone(),
+            })
+            .await?;
+        Ok(run_id)
+    }
+
+    /// Builds the stage graph. Ingest sends into the returned [`Inlet`]; dropping it drains the
+    /// graph, and the join handle yields the run's report.
+    pub fn spawn(
+        &mut self,
+        run_id: &str,
+        transfer: Transfer,
+        progress: summary::Progress,
+    ) -> (Inlet, tokio::task::JoinHandle<RunReport>) {
+        let queue = self.config.engine.queue;
+        let workers = self.config.workers();
+        let (job_tx, job_rx) = mpsc::channel::<(CaseMeta, Arc<Vec<u8>>)>(queue);
+        let (tensor_tx, tensor_rx) = crossbeam_channel::bounded::<InferRequest<InFlight>>(queue);
+        let (map_tx, map_rx) = mpsc::channel::<infer::InferResult<InFlight>>(queue);
+        let (outcome_tx, outcome_rx) = mpsc::channel::<Message>(queue);
+
+        // Back to front: record, finish, infer, prepare.
+        let recorder = record::Recorder {
+            store: self.store.clone(),
+            run_id: run_id.to_string(),
+            state_dir: self.config.state_dir(),
+            transfer,
+            progress,
+        };
+        let record = tokio::spawn(recorder.run(outcome_rx));
+        tokio::spawn(finish_stage(
+            self.context.clone(),
+            map_rx,
+            outcome_tx.clone(),
+            workers,
+        ));
+        let batch_size = self.config.engine.batch_size;
+        let batch_wait = Duration::from_millis(self.config.engine.batch_wait_ms);
+        for inference in self.sessions.drain(..) {
+            let (requests, maps) = (tensor_rx.clone(), map_tx.clone());
+            std::thread::Builder::new()
+                .name("efen-infer".into())
+                .spawn(move || {
+                    infer::serve(inference, requests, batch_size, batch_wait, |result| {
+                        // The receiver only goes away if the runtime is shutting down.
+                        let _ = maps.blocking_send(result);
+                    })
+                })
+                .expect("spawning an inference thread");
+        }
+        drop((tensor_rx, map_tx));
+        tokio::spawn(prepare_stage(
+            self.context.clone(),
+            job_rx,
+            tensor_tx,
+            outcome_tx.clone(),
+            workers,
+        ));
+        (
+            Inlet {
+                jobs: job_tx,
+                outcomes: outcome_tx,
+            },
+            record,
+        )
+    }
+}
+
+/// Where ingest hands cases to the graph: admitted jobs, or messages for the record stage.
+pub struct Inlet {
+    pub jobs: mpsc::Sender<(CaseMeta, Arc<Vec<u8>>)>,
+    pub outcomes: mpsc::Sender<Message>,
+}
+
+async fn prepare_stage(
+    context: Arc<StageContext>,
+    mut jobs: mpsc::Receiver<(CaseMeta, Arc<Vec<u8>>)>,
+    tensors: crossbeam_channel::Sender<InferRequest<InFlight>>,
+    outcomes: mpsc::Sender<Message>,
+    workers: usize,
+) {
+    let slots = Arc::new(Semaphore::new(workers));
+    let mut running = JoinSet::new();
+    while let Some((meta, bytes)) = jobs.recv().await {
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let (context, tensors, outcomes) = (context.clone(), tensors.clone(), outcomes.clone());
+        running.spawn_blocking(move || {
+            match stages::prepare(&context, meta, &bytes) {
+                // Blocks while the inference queue is full: backpressure up to ingest.
+                Ok((case, tensor)) => {
+                    let _ = tensors.send(InferRequest {
+                        tensor,
+                        payload: case,
+                    });
+                }
+                Err(outcome) => {
+                    let _ = outcomes.blocking_send(Message::Outcome(outcome));
+                }
+            }
+            drop(slot);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn finish_stage(
+    context: Arc<StageContext>,
+    mut maps: mpsc::Receiver<infer::InferResult<InFlight>>,
+    outcomes: mpsc::Sender<Message>,
+    workers: usize,
+) {
+    let slots = Arc::new(Semaphore::new(workers));
+    let mut running = JoinSet::new();
+    while let Some(result) = maps.recv().await {
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let (context, outcomes) = (context.clone(), outcomes.clone());
+        running.spawn_blocking(move || {
+            let outcome = stages::finish(&context, result.payload, result.output, result.elapsed);
+            let _ = outcomes.blocking_send(Message::Outcome(Box::new(outcome)));
+            drop(slot);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Puts one candidate through ingest: refuse, skip as already recorded, or admit into the graph.
+pub async fn admit(
+    engine: &Engine,
+    inlet: &Inlet,
+    run_id: &str,
+    candidate: crate::ingest::Candidate,
+    read_from: PathBuf,
+    seen: &mut std::collections::HashSet<String>,
+) -> Result<(), crate::store::StoreError> {
+    let (pipeline, model_sha) = (engine.definition.name.clone(), engine.model.sha256.clone());
+    let patterns = engine.patterns.clone();
+    let max_bytes = engine.config.engine.max_file_mb.saturating_mul(1 << 20);
+    let started = std::time::Instant::now();
+    let (opened, candidate, read_from) = tokio::task::spawn_blocking(move || {
+        let opened = crate::ingest::open(
+            &candidate, &read_from, &pipeline, &model_sha, &patterns, max_bytes,
+        );
+        (opened, candidate, read_from)
+    })
+    .await
+    .expect("ingest does not panic");
+    let (meta, bytes, failure) = match opened {
+        Ok(job) => {
+            let meta = CaseMeta {
+                case_id: job.case_id,
+                original: job.original,
+                current: read_from,
+                sha256: job.sha256,
+                size_bytes: job.bytes.len() as u64,
+                ground_truth: job.ground_truth,
+                started,
+            };
+            (meta, Some(job.bytes), None)
+        }
+        Err((identity, error)) => {
+            let case_id =
+                crate::ingest::case_id(&identity, &engine.definition.name, &engine.model.sha256);
+            let meta = CaseMeta {
+                case_id,
+                original: candidate.path.clone(),
+                current: read_from,
+                sha256: identity,
+                size_bytes: 0,
+                ground_truth: None,
+                started,
+            };
+            (meta, None, Some(error.to_string()))
+        }
+    };
+    // The same bytes twice in one run: the first one is the case.
+    if !seen.insert(meta.case_id.clone()) {
+        let _ = inlet
+            .outcomes
+            .send(Message::Duplicate {
+                meta,
+                status: "in this run".into(),
+            })
+            .await;
+        return Ok(());
+    }
+    if let Some(status) = engine.store.find_recorded(&meta.case_id).await? {
+        let _ = inlet
+            .outcomes
+            .send(Message::Duplicate { meta, status })
+            .await;
+        return Ok(());
+    }
+    engine
+        .store
+        .claim_case(&record::new_case(
+            &meta,
+            run_id,
+            &engine.definition.name,
+            &engine.model.sha256,
+        ))
+        .await?;
+    match (bytes, failure) {
+        (Some(bytes), None) => {
+            let _ = inlet.jobs.send((meta, bytes)).await;
+        }
+        (_, failure) => {
+            let message = failure.unwrap_or_default();
+            let outcome = Outcome::failed(meta, case::Stage::Ingest, message);
+            let _ = inlet
+                .outcomes
+                .send(Message::Outcome(Box::new(outcome)))
+                .await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The rows efen writes, as plain structs, and the one long INSERT.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+/// A run: one `efen run` or one `efen watch` session.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run_id: String,
+    pub command: String,
+    pub pipeline: String,
+    /// JSON snapshot of the pipeline definition as used.
+    pub pipeline_settings: String,
+    pub model_name: String,
+    pub model_sha256: String,
+}
+
+/// A case as ingest knows it, before any work on it.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    pub case_id: String,
+    pub run_id: String,
+    pub pipeline: String,
+    pub model_sha256: String,
+    pub source_path: String,
+    pub source_sha256: String,
+    pub size_bytes: i64,
+    pub ground_truth_path: Option<String>,
+}
+
+/// A case's outcome, one row of `results`.
+#[derive(Debug, Clone, Default)]
+pub struct CaseRecord {
+    pub case_id: String,
+    pub run_id: String,
+    pub status: String,
+    pub error_stage: Option<String>,
+    pub error_message: Option<String>,
+    pub kind: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub decode_ms: Option<f64>,
+    pub preprocess_ms: Option<f64>,
+    pub infer_ms: Option<f64>,
+    pub postprocess_ms: Option<f64>,
+    pub evaluate_ms: Option<f64>,
+    pub emit_ms: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub mask_path: Option<String>,
+    pub overlay_path: Option<String>,
+    pub result_path: Option<String>,
+    pub has_ground_truth: bool,
+    pub dsc: Option<f64>,
+    pub iou: Option<f64>,
+    pub miou: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub tp: Option<i64>,
+    pub fp: Option<i64>,
+    pub fn_: Option<i64>,
+    pub tn: Option<i64>,
+}
+
+pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments> {
+    sqlx::query(
+        "INSERT INTO results (case_id, run_id, status, error_stage, error_message,
+             decode_ms, preprocess_ms, infer_ms, postprocess_ms, evaluate_ms, emit_ms, latency_ms,
+             mask_path, overlay_path, result_path, has_ground_truth,
+             dsc, iou, miou, \"precision\", recall, tp, fp, fn, tn)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25)
+         ON CONFLICT (case_id) DO NOTHING",
+    )
+    .bind(&r.case_id)
+    .bind(&r.run_id)
+    .bind(&r.status)
+    .bind(&r.error_stage)
+    .bind(&r.error_message)
+    .bind(r.decode_ms)
+    .bind(r.preprocess_ms)
+    .bind(r.infer_ms)
+    .bind(r.postprocess_ms)
+    .bind(r.evaluate_ms)
+    .bind(r.emit_ms)
+    .bind(r.latency_ms)
+    .bind(&r.mask_path)
+    .bind(&r.overlay_path)
+    .bind(&r.result_path)
+    .bind(r.has_ground_truth)
+    .bind(r.dsc)
+    .bind(r.iou)
+    .bind(r.miou)
+    .bind(r.precision)
+    .bind(r.recall)
+    .bind(r.tp)
+    .bind(r.fp)
+    .bind(r.fn_)
+    .bind(r.tn)
+}

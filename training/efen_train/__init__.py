@@ -1,0 +1,1 @@
+"""EFEN (Enhanced Feature Extraction Network) in PyTorch: model, data, training, export."""

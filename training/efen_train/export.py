@@ -1,0 +1,223 @@
+"""Export EFEN to ONNX with its model card, and check ONNX Runtime against PyTorch.
+
+    # the bundled model (trained checkpoint -> models/, with test metrics from ONNX Runtime)
+    python -m efen_train.export --checkpoint runs/small/best.pt --out ../models/efen-small.onnx
+    # a full-width, untrained graph for benchmarks (git-ignored folder)
+    python -m efen_train.export --width 1.0 --input-size 288 384 --out build/efen-w1.onnx
+
+The graph: input `image` float32 [N, 3, H, W] (N, H, W dynamic; H, W multiples of 16),
+normalised as x / 255 then (x - mean) / std; output `mask` float32 [N, 1, H, W] holding
+probabilities (sigmoid inside the graph). The card is written beside the file
+(<stem>.card.json) and also stored in the graph's metadata_props under `model_card`
+(without `sha256`, which cannot hash the file that contains it).
+"""
+import argparse
+import hashlib
+import json
+import os
+import warnings
+
+import numpy as np
+import onnx
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .data import IMAGENET_MEAN, IMAGENET_STD, normalise, split_811, dataset_items
+from .model import EFEN, WithSigmoid, count_parameters
+from .synthetic import make_example
+
+OPSET = 17
+
+
+def count_flops(width: float, h: int, w: int, attn_min_stride: int = 8) -> int:
+    """FLOPs (2 x multiply-accumulates of conv, transposed conv and matmul) of one forward
+    pass on a 1x3xHxW input, counted on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        model = EFEN(width, attn_min_stride).eval()
+        x = torch.empty(1, 3, h, w)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(x)
+    return int(fc.get_total_flops())
+
+
+def export_onnx(model: torch.nn.Module, path: str, h: int, w: int) -> None:
+    wrapped = WithSigmoid(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped, (torch.zeros(1, 3, h, w),), path, dynamo=False, opset_version=OPSET,
+            input_names=["image"], output_names=["mask"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                          "mask": {0: "batch", 2: "height", 3: "width"}})
+    model.eval()  # the exporter restores the wrapper's mode onto every child
+    onnx.checker.check_model(path)
+
+
+def parity(model: torch.nn.Module, path: str, sizes) -> dict:
+    """Max |p_onnxruntime - p_torch| over a batch of two real-looking images per size."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    model.eval()
+    out = {}
+    for h, w in sizes:
+        x = np.stack([normalise(make_example(9_000 + i, h, w, n_lesions=1)[0]) for i in range(2)])
+        with torch.no_grad():
+            ref = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+        got = sess.run(["mask"], {"image": x})[0]
+        assert got.shape == (2, 1, h, w), got.shape
+        out[f"{h}x{w}"] = float(np.abs(got - ref).max())
+    return out
+
+
+def sha256(path: str) -> str:
+    hsh = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hsh.update(chunk)
+    return hsh.hexdigest()
+
+
+def train_command(args: dict) -> str:
+    """The train command line that reproduces a checkpoint, rebuilt from its saved args."""
+    parts = ["python -m efen_train.train"]
+    for k, v in args.items():
+        if v is None:
+            continue
+        flag = "--" + k.replace("_", "-")
+        parts.append(f"{flag} {' '.join(map(str, v))}" if isinstance(v, (list, tuple))
+                     else f"{flag} {v}")
+    return " ".join(parts)
+
+
+def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
+    args = (ck or {}).get("args", {})
+    report = (ck or {}).get("report", {})
+    h, w = size
+    card = {
+        "name": name, "file": file,
+        "architecture": f"EFEN (width multiplier {width}; VGG-19 encoder, feature re-extraction "
+                        f"encoder/decoder, positional-encoding + cross-attention skips, "
+                        f"attention grid >= input/{model.attn_min_stride})",
+        "parameters": count_parameters(model),
+        "flops_at_input": count_flops(width, h, w, model.attn_min_stride),
+        "flops_note": "2 x multiply-accumulates of conv, transposed conv and matmul, one image",
+        "input": {"name": "image", "layout": "NCHW", "channels": 3, "height": h, "width": w,
+                  "color": "RGB", "scale": 255.0, "dynamic_axes": ["batch", "height", "width"],
+                  "multiple_of": 16, "resize": "bilinear stretch to height x width"},
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "output": {"name": "mask", "shape": ["batch", 1, "height", "width"],
+                   "activation": "sigmoid"},
+        "threshold": 0.5,
+        "opset": OPSET, "exported_by": "training/efen_train/export.py",
+        "parity_max_abs_diff": parity_diffs,
+    }
+    if ck is None:
+        card["training_data"] = "none (untrained weights, for benchmarks only)"
+        return card
+    ds = args.get("dataset")
+    card["training_data"] = (
+        f"synthetic lesions (training/efen_train/synthetic.py), {args.get('n_synthetic')} "
+        f"images of 160-320 px, data seed {args.get('data_seed')}, split 8:1:1 with seed "
+        f"{args.get('split_seed')}" if ds == "synthetic" else f"{ds} at {args.get('data_root')}")
+    card["training"] = {
+        "optimizer": args.get("optimizer"), "lr": args.get("lr"),
+        "batch_size": args.get("batch_size"), "loss": "BCE + Dice (theta = 1)",
+        "epochs": report.get("epochs_run", ck.get("epoch")), "best_epoch": ck.get("epoch"),
+        "early_stop_patience": args.get("early_stop"),
+        "plateau": {"patience": args.get("plateau_patience"),
+                    "factor": args.get("plateau_factor")},
+        "augmentation": "albumentations: random resized crop, rotate, transpose, elastic, "
+                        "flips, brightness/contrast, hue/saturation, blur, noise",
+        "threads": args.get("threads"), "seconds": report.get("train_seconds",
+                                                              ck.get("seconds")),
+        "command": train_command(args),
+    }
+    if test_metrics:
+        card["test_metrics"] = test_metrics
+    return card
+
+
+def write_json_atomic(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Export EFEN to ONNX with a model card")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="trained checkpoint (best.pt)")
+    src.add_argument("--width", type=float, help="export an untrained EFEN of this width")
+    ap.add_argument("--out", required=True, help="ONNX file to write")
+    ap.add_argument("--name", default=None, help="model name (default: file stem)")
+    ap.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                    help="nominal input size (default: the checkpoint's, else 128 128)")
+    ap.add_argument("--no-evaluate", action="store_true",
+                    help="skip the test-split evaluation with ONNX Runtime")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    ck = None
+    if a.checkpoint:
+        from .evaluate import load_checkpoint
+        model, ck = load_checkpoint(a.checkpoint)
+        width = ck["config"]["width"]
+        rep = os.path.join(os.path.dirname(a.checkpoint), "report.json")
+        if os.path.exists(rep):
+            with open(rep) as f:
+                ck["report"] = json.load(f)
+    else:
+        width, model = a.width, EFEN(a.width).eval()
+    h, w = a.input_size or (ck["input_size"] if ck else (128, 128))
+    name = a.name or os.path.splitext(os.path.basename(a.out))[0]
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    tmp = a.out + ".tmp"
+    export_onnx(model, tmp, h, w)
+    diffs = parity(model, tmp, [(h, w), (h + 32, w + 64)])
+    print("parity max |onnxruntime - torch|:", diffs)
+    if max(diffs.values()) > 1e-4:
+        raise SystemExit("parity check failed (> 1e-4)")
+
+    test_metrics = None
+    if ck is not None and not a.no_evaluate:
+        from .evaluate import evaluate_items, onnx_predictor
+        from .metrics import format_summary
+        args = ck["args"]
+        items = dataset_items(args["dataset"], args.get("data_root"), args["n_synthetic"],
+                              args["data_seed"])
+        test = split_811(items, args["split_seed"])[2]
+        test_metrics = evaluate_items(onnx_predictor(tmp, a.threads), test, (h, w),
+                                      ck["mean"], ck["std"])
+        test_metrics["split"] = (f"{args['dataset']} test (8:1:1, split seed "
+                                 f"{args['split_seed']}), evaluated with ONNX Runtime at the "
+                                 f"original resolution")
+        print(format_summary(test_metrics, test_metrics["split"]))
+
+    card = build_card(name, os.path.basename(a.out), model, width, (h, w), ck, test_metrics,
+                      diffs)
+    m = onnx.load(tmp)
+    meta = {"model_card": json.dumps(card, ensure_ascii=False), "name": name,
+            "input_mean": json.dumps(card["mean"]), "input_std": json.dumps(card["std"]),
+            "output_activation": "sigmoid", "threshold": "0.5"}
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    m.producer_name = "efen_train"
+    onnx.save(m, tmp)
+    card["sha256"] = sha256(tmp)
+    card = {k: card[k] for k in ["name", "file", "sha256"] + [k for k in card
+                                                             if k not in ("name", "file",
+                                                                          "sha256")]}
+    card_path = os.path.splitext(a.out)[0] + ".card.json"
+    os.replace(tmp, a.out)
+    write_json_atomic(card_path, card)
+    print(f"wrote {a.out} ({os.path.getsize(a.out)} bytes, sha256 {card['sha256']}) "
+          f"and {card_path}")
+    return card
+
+
+if __name__ == "__main__":
+    main()
