@@ -95,7 +95,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            // Every efen error message already names its cause; print the outermost one.
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }

@@ -118,9 +118,9 @@ impl Config {
         figment = figment.merge(
             Env::prefixed("EFEN_")
                 .filter(|key| {
-                    SECTIONS
-                        .iter()
-                        .any(|s| key.as_str().starts_with(&format!("{s}__")))
+                    // Only section keys: other EFEN_ variables (EFEN_CONFIG, EFEN_LOG) are not config.
+                    let key = key.as_str().to_ascii_lowercase();
+                    SECTIONS.iter().any(|s| key.starts_with(&format!("{s}__")))
                 })
                 .split("__"),
         );

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests (the real binary against SQLite and
+# PostgreSQL), then the Python tests of training/. Needs PostgreSQL on 127.0.0.1:5432 with trust
+# auth (.ci/run starts one when none answers); EFEN_TEST_POSTGRES overrides the admin URL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+scripts/setup.sh
+
+echo "test: rust (unit + integration)"
+cargo test --release --locked -- --test-threads 2
+
+echo "test: python (training/)"
+scripts/python-env.sh
+(cd training && "$EFEN_VENV/bin/python" -m pytest -q)

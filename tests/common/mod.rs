@@ -1,0 +1,174 @@
+//! Test harness: runs the real `efen` binary in a temporary drop folder against a real store
+//! (a SQLite file, or a fresh PostgreSQL database), and reads the store back with sqlx.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+/// The repository root (where config/, models/ and samples/ are).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Admin URL for creating test databases; `.ci/run` starts a server when none answers.
+pub fn postgres_admin_url() -> String {
+    std::env::var("EFEN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One test's world: a temp folder with drop/, state/, out/ and its own store.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    pub backend: Backend,
+    postgres_db: Option<String>,
+}
+
+impl World {
+    pub async fn new(backend: Backend) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("drop")).unwrap();
+        let (database_url, postgres_db) = match backend {
+            Backend::Sqlite => (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("state/efen.db").display()
+                ),
+                None,
+            ),
+            Backend::Postgres => {
+                let name = format!("efen_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = connect(&postgres_admin_url()).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("creating a test database");
+                admin.close().await;
+                let base = postgres_admin_url();
+                let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+                (url, Some(name))
+            }
+        };
+        World {
+            dir,
+            database_url,
+            backend,
+            postgres_db,
+        }
+    }
+
+    pub fn drop_dir(&self) -> PathBuf {
+        self.dir.path().join("drop")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The real binary, configured for this world.
+    pub fn efen(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_efen"));
+        command
+            .current_dir(self.dir.path())
+            .env("EFEN_CONFIG", repo().join("config/default.toml"))
+            .env("EFEN_PATHS__STATE_DIR", self.state())
+            .env("EFEN_PATHS__OUT_DIR", self.out())
+            .env("EFEN_WATCH__SETTLE_MS", "300")
+            .env("EFEN_WATCH__RESCAN_MS", "500")
+            .env("DATABASE_URL", &self.database_url)
+            .env("EFEN_LOG", "info,ort=warn")
+            .env_remove("ORT_DYLIB_PATH");
+        command
+    }
+
+    /// Runs `efen <args>` and returns its output; prints everything a failing test needs.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let output = self.efen().args(args).output().expect("running efen");
+        eprintln!(
+            "$ efen {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    pub async fn pool(&self) -> AnyPool {
+        connect(&self.database_url).await
+    }
+
+    /// Copies samples (and their masks) into the drop folder.
+    pub fn drop_samples(&self, stems: &[&str]) {
+        let samples = repo().join("samples/synthetic");
+        for entry in std::fs::read_dir(&samples).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if stems.iter().any(|s| {
+                name.starts_with(&format!("{s}.")) || name.starts_with(&format!("{s}_mask."))
+            }) {
+                std::fs::copy(&path, self.drop_dir().join(&name)).unwrap();
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        if let Some(name) = &self.postgres_db {
+            let admin = connect(&postgres_admin_url()).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&admin)
+            .await;
+            admin.close().await;
+        }
+    }
+}
+
+pub async fn connect(url: &str) -> AnyPool {
+    install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+pub async fn count(pool: &AnyPool, sql: &'static str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    n
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Lists a folder's file names, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
