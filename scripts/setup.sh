@@ -19,8 +19,13 @@ fi
 marker=".efen/onnxruntime/.installed"
 if [[ ! -f "$marker" || "$(cat "$marker")" != "$wheel" ]]; then
   echo "setup: installing the ONNX Runtime library from the $wheel wheel into .efen/onnxruntime"
+  # pip only downloads (no install into any Python); the wheel is a zip we unpack ourselves.
+  download=$(mktemp -d)
+  trap 'rm -rf "$download"' EXIT
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d "$download" "$wheel"
   rm -rf .efen/onnxruntime
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .efen/onnxruntime "$wheel"
+  mkdir -p .efen/onnxruntime
+  python3 -m zipfile -e "$download"/*.whl .efen/onnxruntime
   echo "$wheel" > "$marker"
 fi
 

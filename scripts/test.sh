@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (the real binary against SQLite and
 # PostgreSQL), then the Python tests of training/. Needs PostgreSQL on 127.0.0.1:5432 with trust
-# auth (.ci/run starts one when none answers); EFEN_TEST_POSTGRES overrides the admin URL.
+# auth: scripts/postgres.sh starts (or installs) one when none answers; EFEN_TEST_POSTGRES
+# overrides the admin URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 scripts/setup.sh
+scripts/postgres.sh
 
 echo "test: rust (unit + integration)"
 cargo test --release --locked -- --test-threads 2

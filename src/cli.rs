@@ -102,13 +102,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn chain(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EFEN_LOG")
         .unwrap_or_else(|_| "info,ort=warn,sqlx=warn".into());
