@@ -1,9 +1,9 @@
 //! The command line: parses flags, runs the command, maps the result to an exit code
 //! (0 all good, 1 some inputs failed, 2 usage or configuration error).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -11,7 +11,8 @@ use crate::config::Config;
 use crate::ingest::disposition::Transfer;
 use crate::ingest::watch::DropFolder;
 use crate::pipeline::summary::{Progress, Status};
-use crate::pipeline::{Engine, admit};
+use crate::pipeline::{Admission, Engine, Policy, SpawnOptions};
+use tokio_util::sync::CancellationToken;
 
 /// efen: segmentation of medical images from a drop folder, with an SQL audit trail.
 #[derive(Debug, Parser)]
@@ -88,10 +89,7 @@ type Fatal = anyhow::Error;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -103,8 +101,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EFEN_LOG")
-        .unwrap_or_else(|_| "info,ort=warn,sqlx=warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("EFEN_LOG").unwrap_or_else(|_| "info,ort=warn,sqlx=warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -116,11 +114,7 @@ fn init_tracing() {
 async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Run {
-            pipeline,
-            out,
-            paths,
-        } => {
+        Command::Run { pipeline, out, paths } => {
             if let Some(out) = out {
                 config.paths.out_dir = std::path::absolute(out)?;
             }
@@ -132,101 +126,115 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             }
             watch(config, pipeline, dir).await
         }
-        Command::Db {
-            command: DbCommand::Migrate,
-        } => {
+        Command::Db { command: DbCommand::Migrate } => {
             let url = config.database_url();
             crate::store::Store::open(&url, 1).await?;
             println!("store {} is up to date", crate::store::redact_url(&url));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Model {
-            command: ModelCommand::Inspect { model },
-        } => crate::doctor::inspect_model(&config, &model),
+        Command::Model { command: ModelCommand::Inspect { model } } => crate::doctor::inspect_model(&config, &model),
         Command::Doctor { pipeline } => crate::doctor::doctor(&config, pipeline.as_deref()).await,
     }
 }
 
-async fn run(
-    config: Config,
-    pipeline: Option<PathBuf>,
-    paths: Vec<PathBuf>,
-) -> Result<ExitCode, Fatal> {
+async fn run(config: Config, pipeline: Option<PathBuf>, paths: Vec<PathBuf>) -> Result<ExitCode, Fatal> {
     let mut engine = Engine::open(config, pipeline.as_deref()).await?;
-    let candidates = crate::ingest::discover(&paths, &engine.patterns)
-        .map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
+    let candidates =
+        crate::ingest::discover(&paths, &engine.patterns).map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
     let run_id = engine.start_run("run").await?;
     let progress = Progress::new(Some(candidates.len() as u64));
     let started = progress.started;
-    let (inlet, report) = engine.spawn(&run_id, Transfer::Copy, progress);
-    let mut seen = HashSet::new();
+    // A run waits for an unavailable database rather than lose a result (Ctrl-C stops it).
+    let never = CancellationToken::new();
+    let options = SpawnOptions { transfer: Transfer::Copy, progress, give_up: never.clone(), claimed_root: None };
+    let (inlet, report) = engine.spawn(&run_id, options);
+    let mut admission = Admission::new(&engine, &inlet, &run_id, None, never);
+    let policy = Policy { takeover: true, record_same_path: false };
     for candidate in candidates {
         let read_from = candidate.path.clone();
-        admit(&engine, &inlet, &run_id, candidate, read_from, &mut seen).await?;
+        admission.admit(candidate, read_from, policy).await?;
     }
+    drop(admission);
     drop(inlet);
     let report = report.await?;
     let elapsed = started.elapsed().as_secs_f64();
     let failed = report.count(Status::Failed);
-    let summary = format!(
-        "{} succeeded, {failed} failed, {} skipped",
-        report.count(Status::Succeeded),
-        report.count(Status::Duplicate)
-    );
-    engine.store.finish_run(&run_id, &summary).await?;
+    engine.store.finish_run(&run_id, &report.counts()).await?;
     engine.store.close().await;
     print!("{}", report.render(elapsed));
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
+
+/// How long after SIGTERM the drain keeps waiting for an unavailable database. What is not
+/// recorded by then stays claimed and is redone on the next start.
+const STORE_GRACE: Duration = Duration::from_secs(30);
 
 async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Result<ExitCode, Fatal> {
     if !dir.is_dir() {
-        anyhow::bail!(
-            "drop folder {} does not exist or is not a folder",
-            dir.display()
-        );
+        anyhow::bail!("drop folder {} does not exist or is not a folder", dir.display());
     }
     let dir = std::fs::canonicalize(&dir)?;
     let mut engine = Engine::open(config, pipeline.as_deref()).await?;
-    let run_id = engine.start_run("watch").await?;
-    let shutdown = crate::shutdown::on_signal();
-    let (inlet, report) = engine.spawn(&run_id, Transfer::Move, Progress::new(None));
+    let worker = engine.config.worker();
+    let claimed_root = engine.config.state_dir().join("claimed");
     let folder = DropFolder {
         dir: dir.clone(),
-        claimed_dir: engine.config.state_dir().join("claimed"),
+        claimed_dir: claimed_root.join(&worker),
+        worker: worker.clone(),
         patterns: engine.patterns.clone(),
         settings: engine.config.watch.clone(),
     };
+    let _lock = folder.lock()?;
+    let run_id = engine.start_run("watch").await?;
+    let shutdown = crate::shutdown::on_signal();
+    let give_up = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, give_up) = (shutdown.clone(), give_up.clone());
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(STORE_GRACE).await;
+            give_up.cancel();
+        }
+    });
+    let options = SpawnOptions {
+        transfer: Transfer::Move,
+        progress: Progress::new(None),
+        give_up: give_up.clone(),
+        claimed_root: Some(folder.claimed_dir.clone()),
+    };
+    let (inlet, report) = engine.spawn(&run_id, options);
+    let mut admission = Admission::new(&engine, &inlet, &run_id, Some(worker.clone()), give_up);
+
+    // First what an earlier stop of this worker left half done.
+    let orphans = folder.orphans();
+    if !orphans.is_empty() {
+        tracing::info!(worker = %worker, "redoing {} files claimed before the last stop", orphans.len());
+    }
+    let recovery = Policy { takeover: true, record_same_path: false };
+    for orphan in orphans {
+        if let Err(e) = admission.admit(orphan.candidate, orphan.claimed, recovery).await {
+            tracing::error!("cannot admit a claimed file; it stays claimed for the next start: {e}");
+        }
+    }
+
     let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::channel(1);
     let watcher = tokio::spawn(folder.run(claimed_tx, shutdown.clone()));
-    tracing::info!(dir = %dir.display(), "watching; SIGINT or SIGTERM to stop");
-    let mut seen = HashSet::new();
+    tracing::info!(dir = %dir.display(), worker = %worker, "watching; SIGINT or SIGTERM to stop");
+    let policy = Policy { takeover: false, record_same_path: true };
     while let Some(claimed) = claimed_rx.recv().await {
-        admit(
-            &engine,
-            &inlet,
-            &run_id,
-            claimed.candidate,
-            claimed.claimed,
-            &mut seen,
-        )
-        .await?;
+        if let Err(e) = admission.admit(claimed.candidate, claimed.claimed, policy).await {
+            tracing::error!("cannot admit a claimed file; it stays claimed for the next start: {e}");
+        }
     }
     watcher.await??;
     tracing::info!("stopping: finishing the cases in flight");
+    drop(admission);
     drop(inlet);
     let report = report.await?;
-    let summary = format!(
-        "{} succeeded, {} failed, {} skipped",
-        report.count(Status::Succeeded),
-        report.count(Status::Failed),
-        report.count(Status::Duplicate)
-    );
-    engine.store.finish_run(&run_id, &summary).await?;
+    let summary = report.counts();
+    if let Err(e) = engine.store.finish_run(&run_id, &summary).await {
+        tracing::warn!("cannot record the end of the run: {e}");
+    }
     engine.store.close().await;
     tracing::info!("stopped: {summary}");
     Ok(ExitCode::SUCCESS)

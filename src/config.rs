@@ -17,10 +17,7 @@ const SECTIONS: [&str; 5] = ["paths", "database", "runtime", "engine", "watch"];
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: Box<figment::Error>,
-    },
+    Read { path: PathBuf, source: Box<figment::Error> },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -95,6 +92,8 @@ pub struct WatchConfig {
     /// Use the polling watcher instead of OS events.
     pub poll: bool,
     pub poll_interval_ms: u64,
+    /// This watcher's name: its claim folder is `<state>/claimed/<worker>`. Empty: the host name.
+    pub worker: String,
 }
 
 impl Config {
@@ -108,10 +107,7 @@ impl Config {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(path) = &file {
             if !path.is_file() {
-                return Err(ConfigError::Invalid(format!(
-                    "configuration file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError::Invalid(format!("configuration file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -158,6 +154,12 @@ impl Config {
                 ));
             }
         }
+        if self.watch.worker.contains(['/', '\\']) || self.watch.worker.starts_with('.') {
+            problems.push(format!(
+                "watch.worker {:?} must be a plain name (no '/', not starting with '.')",
+                self.watch.worker
+            ));
+        }
         let url = &self.database.url;
         if !url.is_empty()
             && !url.starts_with("postgres://")
@@ -169,20 +171,12 @@ impl Config {
                 crate::store::redact_url(url)
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems.join("; ")))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems.join("; "))) }
     }
 
     /// `path` made absolute against the project root.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.root.join(path)
-        }
+        if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -196,12 +190,18 @@ impl Config {
     /// The store URL: the configured one, else the embedded SQLite file under the state folder.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.state_dir().join("efen.db").display()
-            )
+            format!("sqlite://{}?mode=rwc", self.state_dir().join("efen.db").display())
         } else {
             self.database.url.clone()
+        }
+    }
+
+    /// This watcher's name (`watch.worker`, else the host name).
+    pub fn worker(&self) -> String {
+        if self.watch.worker.is_empty() {
+            gethostname::gethostname().to_string_lossy().into_owned()
+        } else {
+            self.watch.worker.clone()
         }
     }
 
@@ -210,18 +210,14 @@ impl Config {
         if self.engine.workers > 0 {
             self.engine.workers
         } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
         }
     }
 }
 
 fn find_project_config() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
-        .map(|dir| dir.join("config").join("default.toml"))
-        .find(|p| p.is_file())
+    cwd.ancestors().map(|dir| dir.join("config").join("default.toml")).find(|p| p.is_file())
 }
 
 /// `<root>/config/<file>.toml` → `<root>`; a file elsewhere → its own folder.

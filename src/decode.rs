@@ -19,10 +19,7 @@ pub enum DecodeError {
     #[error("{format:?} images are not supported (use {SUPPORTED})")]
     UnsupportedFormat { format: ImageFormat },
     #[error("corrupt or truncated {format:?} image: {source}")]
-    Corrupt {
-        format: ImageFormat,
-        source: image::ImageError,
-    },
+    Corrupt { format: ImageFormat, source: image::ImageError },
 }
 
 /// One decoded input.
@@ -38,28 +35,19 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .expect("reading from memory cannot fail");
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
     let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
-    if !matches!(
-        format,
-        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Tiff | ImageFormat::Bmp
-    ) {
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Tiff | ImageFormat::Bmp) {
         return Err(DecodeError::UnsupportedFormat { format });
     }
     let mut limits = Limits::default();
     // Room for 16-bit RGBA images of 8192² and beyond; anything larger is refused, not swapped.
     limits.max_alloc = Some(2 << 30);
     reader.limits(limits);
-    let image = reader
-        .decode()
-        .map_err(|source| DecodeError::Corrupt { format, source })?;
+    let image = reader.decode().map_err(|source| DecodeError::Corrupt { format, source })?;
     let kind = format!("{}/{:?}", format.extensions_str()[0], image.color());
-    Ok(DecodedImage {
-        rgb: to_rgb8(image),
-        kind,
-    })
+    Ok(DecodedImage { rgb: to_rgb8(image), kind })
 }
 
 fn to_rgb8(image: DynamicImage) -> RgbImage {
@@ -100,30 +88,18 @@ mod tests {
         for format in [ImageFormat::Bmp, ImageFormat::Tiff, ImageFormat::Jpeg] {
             let decoded = decode(&encode(gray.clone(), format)).unwrap();
             assert_eq!(decoded.rgb.dimensions(), (8, 8), "{format:?}");
-            assert!(
-                decoded.rgb.get_pixel(4, 4).0[0].abs_diff(90) <= 2,
-                "{format:?}"
-            );
+            assert!(decoded.rgb.get_pixel(4, 4).0[0].abs_diff(90) <= 2, "{format:?}");
         }
     }
 
     #[test]
     fn bad_bytes_give_reasons_not_panics() {
         assert!(matches!(decode(&[]), Err(DecodeError::Empty)));
-        assert!(matches!(
-            decode(b"hello, not an image"),
-            Err(DecodeError::UnknownFormat)
-        ));
-        let png = encode(
-            DynamicImage::ImageLuma8(GrayImage::from_pixel(64, 64, Luma([1]))),
-            ImageFormat::Png,
-        );
+        assert!(matches!(decode(b"hello, not an image"), Err(DecodeError::UnknownFormat)));
+        let png = encode(DynamicImage::ImageLuma8(GrayImage::from_pixel(64, 64, Luma([1]))), ImageFormat::Png);
         let truncated = &png[..png.len() / 2];
         let message = decode(truncated).unwrap_err().to_string();
-        assert!(
-            message.starts_with("corrupt or truncated Png image"),
-            "{message}"
-        );
+        assert!(message.starts_with("corrupt or truncated Png image"), "{message}");
         // Every prefix of a valid file fails cleanly.
         for end in 0..png.len() {
             let _ = decode(&png[..end]);

@@ -29,34 +29,23 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
         loaded
             .as_ref()
             .map(|(_, lib)| {
-                format!(
-                    "{} (version {}, found by {})",
-                    lib.path.display(),
-                    runtime::version(lib),
-                    lib.found_by
-                )
+                format!("{} (version {}, found by {})", lib.path.display(), runtime::version(lib), lib.found_by)
             })
             .map_err(Clone::clone),
     );
 
-    let pipeline_path = pipeline
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| config.resolve(&config.paths.default_pipeline));
-    let model = PipelineDefinition::load(&pipeline_path)
-        .map_err(|e| e.to_string())
-        .and_then(|d| Model::load(&d.model).map_err(|e| format!("{e} (scripts/setup.sh restores the bundled model card; check the pipeline's model path)")));
+    let pipeline_path =
+        pipeline.map(Path::to_path_buf).unwrap_or_else(|| config.resolve(&config.paths.default_pipeline));
+    let model = PipelineDefinition::load(&pipeline_path).map_err(|e| e.to_string()).and_then(|d| {
+        Model::load(&d.model).map_err(|e| {
+            format!("{e} (scripts/setup.sh restores the bundled model card; check the pipeline's model path)")
+        })
+    });
     check(
         "pipeline",
         model
             .as_ref()
-            .map(|m| {
-                format!(
-                    "{} → {} (sha256 {})",
-                    pipeline_path.display(),
-                    m.path.display(),
-                    &m.sha256[..12]
-                )
-            })
+            .map(|m| format!("{} → {} (sha256 {})", pipeline_path.display(), m.path.display(), &m.sha256[..12]))
             .map_err(Clone::clone),
     );
 
@@ -66,22 +55,13 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
             Ok(probes) => {
                 for (name, result) in probes {
                     let wanted = config.runtime.providers.contains(&name);
-                    let label = format!(
-                        "provider {name}{}",
-                        if wanted {
-                            ""
-                        } else {
-                            " (not in runtime.providers)"
-                        }
-                    );
+                    let label = format!("provider {name}{}", if wanted { "" } else { " (not in runtime.providers)" });
                     match result {
                         Ok(()) => check(&label, Ok("loads".into())),
                         Err(reason) if wanted && name == "cpu" => check(&label, Err(reason)),
                         Err(reason) if wanted => check(
                             &label,
-                            Err(format!(
-                                "{reason} (the next provider in runtime.providers will be used)"
-                            )),
+                            Err(format!("{reason} (the next provider in runtime.providers will be used)")),
                         ),
                         Err(reason) => {
                             println!("info  {label}: unavailable: {}", first_line(&reason))
@@ -100,32 +80,18 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
     };
     check(
         "store",
-        store
-            .map(|s| format!("{} ({:?}, migrated)", redact_url(&url), s.backend))
-            .map_err(|e| e.to_string()),
+        store.map(|s| format!("{} ({:?}, migrated)", redact_url(&url), s.backend)).map_err(|e| e.to_string()),
     );
 
-    for (name, dir) in [
-        ("state folder", config.state_dir()),
-        ("output folder", config.out_dir()),
-    ] {
+    for (name, dir) in [("state folder", config.state_dir()), ("output folder", config.out_dir())] {
         check(
             name,
             writable(&dir)
                 .map(|_| dir.display().to_string())
-                .map_err(|e| {
-                    format!(
-                        "{}: {e} (create it or set paths.* in the config)",
-                        dir.display()
-                    )
-                }),
+                .map_err(|e| format!("{}: {e} (create it or set paths.* in the config)", dir.display())),
         );
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn first_line(text: &str) -> &str {
@@ -147,10 +113,7 @@ pub fn inspect_model(config: &Config, path: &Path) -> anyhow::Result<ExitCode> {
     println!("size:    {} bytes", model.bytes.len());
     let (session, provider, _) = runtime::session(config, &model)?;
     let (_, library) = runtime::environment(config)?;
-    println!(
-        "runtime: ONNX Runtime {} on {provider}",
-        runtime::version(library)
-    );
+    println!("runtime: ONNX Runtime {} on {provider}", runtime::version(library));
     for input in session.inputs() {
         println!("input:   {} {:?}", input.name(), input.dtype());
     }

@@ -18,12 +18,7 @@ pub enum InferError {
     #[error("ONNX Runtime failed: {0}")]
     Run(String),
     #[error("model output {name:?} has shape {shape:?}; expected [N, 1, {height}, {width}]")]
-    OutputShape {
-        name: String,
-        shape: Vec<i64>,
-        height: u32,
-        width: u32,
-    },
+    OutputShape { name: String, shape: Vec<i64>, height: u32, width: u32 },
 }
 
 /// One tensor to run, and whatever the caller needs back with its result.
@@ -70,36 +65,19 @@ impl Inference {
             debug_assert_eq!(tensor.len(), 3 * plane);
             self.buffer.extend_from_slice(tensor);
         }
-        let shape = vec![
-            tensors.len() as i64,
-            3,
-            self.height as i64,
-            self.width as i64,
-        ];
-        let input = TensorRef::from_array_view((shape, &self.buffer[..]))
-            .map_err(|e| InferError::Run(e.to_string()))?;
+        let shape = vec![tensors.len() as i64, 3, self.height as i64, self.width as i64];
+        let input =
+            TensorRef::from_array_view((shape, &self.buffer[..])).map_err(|e| InferError::Run(e.to_string()))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => input])
             .map_err(|e| InferError::Run(e.to_string()))?;
-        let output = outputs.get(self.output_name.as_str()).ok_or_else(|| {
-            InferError::Run(format!(
-                "the model has no output named {:?}",
-                self.output_name
-            ))
-        })?;
-        let (shape, values) = output
-            .try_extract_tensor::<f32>()
-            .map_err(|e| InferError::Run(e.to_string()))?;
+        let output = outputs
+            .get(self.output_name.as_str())
+            .ok_or_else(|| InferError::Run(format!("the model has no output named {:?}", self.output_name)))?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| InferError::Run(e.to_string()))?;
         let dims: Vec<i64> = shape.iter().copied().collect();
-        if dims
-            != [
-                tensors.len() as i64,
-                1,
-                self.height as i64,
-                self.width as i64,
-            ]
-        {
+        if dims != [tensors.len() as i64, 1, self.height as i64, self.width as i64] {
             return Err(InferError::OutputShape {
                 name: self.output_name.clone(),
                 shape: dims,
@@ -137,22 +115,12 @@ pub fn serve<P>(
         match result {
             Ok(outputs) => {
                 for (request, output) in batch.into_iter().zip(outputs) {
-                    deliver(InferResult {
-                        output: Ok(output),
-                        elapsed,
-                        batch_size: n,
-                        payload: request.payload,
-                    });
+                    deliver(InferResult { output: Ok(output), elapsed, batch_size: n, payload: request.payload });
                 }
             }
             Err(e) => {
                 for request in batch {
-                    deliver(InferResult {
-                        output: Err(e.clone()),
-                        elapsed,
-                        batch_size: n,
-                        payload: request.payload,
-                    });
+                    deliver(InferResult { output: Err(e.clone()), elapsed, batch_size: n, payload: request.payload });
                 }
             }
         }

@@ -61,23 +61,13 @@ pub fn confusion(predicted: &GrayImage, truth: &GrayImage) -> Result<Confusion, 
 impl std::ops::Add for Confusion {
     type Output = Confusion;
     fn add(self, o: Confusion) -> Confusion {
-        Confusion {
-            tp: self.tp + o.tp,
-            fp: self.fp + o.fp,
-            fn_: self.fn_ + o.fn_,
-            tn: self.tn + o.tn,
-        }
+        Confusion { tp: self.tp + o.tp, fp: self.fp + o.fp, fn_: self.fn_ + o.fn_, tn: self.tn + o.tn }
     }
 }
 
 impl Confusion {
     pub fn scores(&self) -> Scores {
-        let (tp, fp, fn_, tn) = (
-            self.tp as f64,
-            self.fp as f64,
-            self.fn_ as f64,
-            self.tn as f64,
-        );
+        let (tp, fp, fn_, tn) = (self.tp as f64, self.fp as f64, self.fn_ as f64, self.tn as f64);
         let iou = ratio(tp, tp + fp + fn_);
         let background_iou = ratio(tn, tn + fp + fn_);
         Scores {
@@ -85,17 +75,9 @@ impl Confusion {
             iou,
             miou: (iou + background_iou) / 2.0,
             // Nothing predicted: perfect only if there was nothing to find.
-            precision: if tp + fp == 0.0 {
-                ratio(0.0, fn_)
-            } else {
-                tp / (tp + fp)
-            },
+            precision: if tp + fp == 0.0 { ratio(0.0, fn_) } else { tp / (tp + fp) },
             // Nothing to find: perfect only if nothing was predicted.
-            recall: if tp + fn_ == 0.0 {
-                ratio(0.0, fp)
-            } else {
-                tp / (tp + fn_)
-            },
+            recall: if tp + fn_ == 0.0 { ratio(0.0, fp) } else { tp / (tp + fn_) },
         }
     }
 }
@@ -121,11 +103,7 @@ pub fn summarize(counts: &[Confusion]) -> Option<Summary> {
     let n = counts.len() as f64;
     let per_case: Vec<Scores> = counts.iter().map(Confusion::scores).collect();
     let mean = |f: fn(&Scores) -> f64| per_case.iter().map(f).sum::<f64>() / n;
-    let pooled = counts
-        .iter()
-        .copied()
-        .fold(Confusion::default(), |a, b| a + b)
-        .scores();
+    let pooled = counts.iter().copied().fold(Confusion::default(), |a, b| a + b).scores();
     Some(Summary {
         cases: counts.len(),
         mean_per_case: Scores {
@@ -158,20 +136,8 @@ mod tests {
     #[test]
     fn hand_computed_case() {
         // 4×1: predicted {0,1,2}, truth {1,2,3} → TP 2, FP 1, FN 1, TN 0.
-        let c = confusion(
-            &mask(4, 1, &[(0, 0), (1, 0), (2, 0)]),
-            &mask(4, 1, &[(1, 0), (2, 0), (3, 0)]),
-        )
-        .unwrap();
-        assert_eq!(
-            c,
-            Confusion {
-                tp: 2,
-                fp: 1,
-                fn_: 1,
-                tn: 0
-            }
-        );
+        let c = confusion(&mask(4, 1, &[(0, 0), (1, 0), (2, 0)]), &mask(4, 1, &[(1, 0), (2, 0), (3, 0)])).unwrap();
+        assert_eq!(c, Confusion { tp: 2, fp: 1, fn_: 1, tn: 0 });
         let s = c.scores();
         assert!(close(s.dsc, 4.0 / 6.0));
         assert!(close(s.iou, 0.5));
@@ -183,12 +149,7 @@ mod tests {
     #[test]
     fn miou_averages_foreground_and_background() {
         // 10 pixels: TP 1, FP 1, FN 0, TN 8 → IoU 1/2, background IoU 8/9.
-        let c = Confusion {
-            tp: 1,
-            fp: 1,
-            fn_: 0,
-            tn: 8,
-        };
+        let c = Confusion { tp: 1, fp: 1, fn_: 0, tn: 8 };
         assert!(close(c.scores().miou, (0.5 + 8.0 / 9.0) / 2.0));
         assert!(close(c.scores().precision, 0.5));
         assert!(close(c.scores().recall, 1.0));
@@ -196,36 +157,16 @@ mod tests {
 
     #[test]
     fn empty_versus_empty_is_perfect() {
-        let s = confusion(&mask(3, 3, &[]), &mask(3, 3, &[]))
-            .unwrap()
-            .scores();
-        assert_eq!(
-            (s.dsc, s.iou, s.miou, s.precision, s.recall),
-            (1.0, 1.0, 1.0, 1.0, 1.0)
-        );
+        let s = confusion(&mask(3, 3, &[]), &mask(3, 3, &[])).unwrap().scores();
+        assert_eq!((s.dsc, s.iou, s.miou, s.precision, s.recall), (1.0, 1.0, 1.0, 1.0, 1.0));
     }
 
     #[test]
     fn missing_a_lesion_and_hallucinating_one_score_zero() {
-        let missed = confusion(&mask(3, 3, &[]), &mask(3, 3, &[(1, 1)]))
-            .unwrap()
-            .scores();
-        assert_eq!(
-            (missed.dsc, missed.iou, missed.precision, missed.recall),
-            (0.0, 0.0, 0.0, 0.0)
-        );
-        let invented = confusion(&mask(3, 3, &[(1, 1)]), &mask(3, 3, &[]))
-            .unwrap()
-            .scores();
-        assert_eq!(
-            (
-                invented.dsc,
-                invented.iou,
-                invented.precision,
-                invented.recall
-            ),
-            (0.0, 0.0, 0.0, 0.0)
-        );
+        let missed = confusion(&mask(3, 3, &[]), &mask(3, 3, &[(1, 1)])).unwrap().scores();
+        assert_eq!((missed.dsc, missed.iou, missed.precision, missed.recall), (0.0, 0.0, 0.0, 0.0));
+        let invented = confusion(&mask(3, 3, &[(1, 1)]), &mask(3, 3, &[])).unwrap().scores();
+        assert_eq!((invented.dsc, invented.iou, invented.precision, invented.recall), (0.0, 0.0, 0.0, 0.0));
     }
 
     #[test]
@@ -237,18 +178,8 @@ mod tests {
     #[test]
     fn summary_gives_mean_and_pooled_separately() {
         // Case A: perfect on 1 pixel. Case B: TP 1, FP 3 (DSC 2/5).
-        let a = Confusion {
-            tp: 1,
-            fp: 0,
-            fn_: 0,
-            tn: 3,
-        };
-        let b = Confusion {
-            tp: 1,
-            fp: 3,
-            fn_: 0,
-            tn: 0,
-        };
+        let a = Confusion { tp: 1, fp: 0, fn_: 0, tn: 3 };
+        let b = Confusion { tp: 1, fp: 3, fn_: 0, tn: 0 };
         let s = summarize(&[a, b]).unwrap();
         assert!(close(s.mean_per_case.dsc, (1.0 + 0.4) / 2.0));
         assert!(close(s.pooled.dsc, 4.0 / 7.0), "pooled TP 2, FP 3");

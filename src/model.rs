@@ -10,26 +10,13 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("cannot read model {}: {source}", path.display())]
-    ReadModel {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadModel { path: PathBuf, source: std::io::Error },
     #[error("cannot read model card {}: {source} (every model needs a <name>.card.json beside it)", path.display())]
-    ReadCard {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadCard { path: PathBuf, source: std::io::Error },
     #[error("invalid model card {}: {source}", path.display())]
-    ParseCard {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    ParseCard { path: PathBuf, source: serde_json::Error },
     #[error("model {} has SHA-256 {actual} but its card says {expected}: the card belongs to another export", path.display())]
-    ChecksumMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    ChecksumMismatch { path: PathBuf, expected: String, actual: String },
     #[error("model card {}: {reason}", path.display())]
     InvalidCard { path: PathBuf, reason: String },
 }
@@ -85,39 +72,22 @@ pub struct Model {
 impl Model {
     /// Reads `path` and the card beside it, and checks the checksum.
     pub fn load(path: &Path) -> Result<Model, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::ReadModel {
-            path: path.into(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| ModelError::ReadModel { path: path.into(), source })?;
         let card_path = card_path(path);
-        let text = std::fs::read_to_string(&card_path).map_err(|source| ModelError::ReadCard {
-            path: card_path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&card_path)
+            .map_err(|source| ModelError::ReadCard { path: card_path.clone(), source })?;
         let card: ModelCard =
-            serde_json::from_str(&text).map_err(|source| ModelError::ParseCard {
-                path: card_path.clone(),
-                source,
-            })?;
+            serde_json::from_str(&text).map_err(|source| ModelError::ParseCard { path: card_path.clone(), source })?;
         let sha256 = sha256_hex(&bytes);
         if !card.sha256.eq_ignore_ascii_case(&sha256) {
-            return Err(ModelError::ChecksumMismatch {
-                path: path.into(),
-                expected: card.sha256,
-                actual: sha256,
-            });
+            return Err(ModelError::ChecksumMismatch { path: path.into(), expected: card.sha256, actual: sha256 });
         }
-        let invalid = |reason: &str| ModelError::InvalidCard {
-            path: card_path.clone(),
-            reason: reason.into(),
-        };
+        let invalid = |reason: &str| ModelError::InvalidCard { path: card_path.clone(), reason: reason.into() };
         if card.input.channels != 3 {
             return Err(invalid("input.channels must be 3 (RGB)"));
         }
         if card.input.height == 0 || card.input.width == 0 || card.input.scale <= 0.0 {
-            return Err(invalid(
-                "input.height, input.width and input.scale must be positive",
-            ));
+            return Err(invalid("input.height, input.width and input.scale must be positive"));
         }
         if card.std.iter().any(|s| *s <= 0.0) {
             return Err(invalid("std must be positive"));
@@ -125,12 +95,7 @@ impl Model {
         if !(0.0..=1.0).contains(&card.threshold) {
             return Err(invalid("threshold must be within 0..1"));
         }
-        Ok(Model {
-            path: path.into(),
-            card,
-            sha256,
-            bytes: std::sync::Arc::new(bytes),
-        })
+        Ok(Model { path: path.into(), card, sha256, bytes: std::sync::Arc::new(bytes) })
     }
 }
 

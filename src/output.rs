@@ -14,15 +14,9 @@ const TRUTH: Rgb<u8> = Rgb([0, 200, 255]);
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
     #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot encode {}: {source}", path.display())]
-    Encode {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    Encode { path: PathBuf, source: image::ImageError },
 }
 
 /// The files written for one case.
@@ -47,17 +41,13 @@ pub fn write_images(
     let mut paths = OutputPaths::default();
     if write_mask {
         let path = dir.join("mask.png");
-        save_png(&path, |tmp| {
-            mask.save_with_format(tmp, image::ImageFormat::Png)
-        })?;
+        save_png(&path, |tmp| mask.save_with_format(tmp, image::ImageFormat::Png))?;
         paths.mask = Some(path);
     }
     if write_overlay {
         let path = dir.join("overlay.png");
         let overlay = overlay(image, mask, truth);
-        save_png(&path, |tmp| {
-            overlay.save_with_format(tmp, image::ImageFormat::Png)
-        })?;
+        save_png(&path, |tmp| overlay.save_with_format(tmp, image::ImageFormat::Png))?;
         paths.overlay = Some(path);
     }
     Ok(paths)
@@ -68,22 +58,13 @@ pub fn write_json(dir: &Path, value: &impl Serialize) -> Result<PathBuf, EmitErr
     let path = dir.join("result.json");
     let text = serde_json::to_vec_pretty(value).expect("result values serialize");
     let tmp = temporary(&path);
-    std::fs::write(&tmp, text).map_err(|source| EmitError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &path).map_err(|source| EmitError::Write {
-        path: path.clone(),
-        source,
-    })?;
+    std::fs::write(&tmp, text).map_err(|source| EmitError::Write { path: path.clone(), source })?;
+    std::fs::rename(&tmp, &path).map_err(|source| EmitError::Write { path: path.clone(), source })?;
     Ok(path)
 }
 
 fn create_dir(dir: &Path) -> Result<(), EmitError> {
-    std::fs::create_dir_all(dir).map_err(|source| EmitError::Write {
-        path: dir.into(),
-        source,
-    })
+    std::fs::create_dir_all(dir).map_err(|source| EmitError::Write { path: dir.into(), source })
 }
 
 fn temporary(path: &Path) -> PathBuf {
@@ -91,19 +72,10 @@ fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-fn save_png(
-    path: &Path,
-    save: impl FnOnce(&Path) -> image::ImageResult<()>,
-) -> Result<(), EmitError> {
+fn save_png(path: &Path, save: impl FnOnce(&Path) -> image::ImageResult<()>) -> Result<(), EmitError> {
     let tmp = temporary(path);
-    save(&tmp).map_err(|source| EmitError::Encode {
-        path: path.into(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| EmitError::Write {
-        path: path.into(),
-        source,
-    })
+    save(&tmp).map_err(|source| EmitError::Encode { path: path.into(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| EmitError::Write { path: path.into(), source })
 }
 
 /// The image with the outlines drawn on it (ground truth first, prediction on top).
@@ -123,11 +95,7 @@ fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: 
     let (w, h) = mask.dimensions();
     let t = thickness as i64;
     let is_on = |x: i64, y: i64| {
-        x >= 0
-            && y >= 0
-            && x < w as i64
-            && y < h as i64
-            && mask.get_pixel(x as u32, y as u32).0[0] > 0
+        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32).0[0] > 0
     };
     for (x, y, p) in mask.enumerate_pixels() {
         if p.0[0] == 0 {
@@ -169,10 +137,8 @@ mod tests {
         let paths = write_images(&case, &image, &mask, Some(&mask), true, true).unwrap();
         write_json(&case, &serde_json::json!({"ok": true})).unwrap();
         assert!(paths.mask.unwrap().is_file() && paths.overlay.unwrap().is_file());
-        let names: Vec<String> = std::fs::read_dir(&case)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let names: Vec<String> =
+            std::fs::read_dir(&case).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(names.len(), 3, "{names:?}");
     }
 }

@@ -22,24 +22,14 @@ pub fn postprocess(
     geometry: &Geometry,
     threshold: f32,
 ) -> GrayImage {
-    let probabilities: Vec<F32> = output
-        .iter()
-        .map(|&v| {
-            F32::new(if activation == Activation::Logits {
-                sigmoid(v)
-            } else {
-                v
-            })
-        })
-        .collect();
-    let source = TypedImage::from_pixels(model_w, model_h, probabilities)
-        .expect("output map has model_w × model_h values");
+    let probabilities: Vec<F32> =
+        output.iter().map(|&v| F32::new(if activation == Activation::Logits { sigmoid(v) } else { v })).collect();
+    let source =
+        TypedImage::from_pixels(model_w, model_h, probabilities).expect("output map has model_w × model_h values");
     let mut resized = TypedImage::<F32>::new(geometry.source_width, geometry.source_height);
     let (left, top, width, height) = geometry.content;
     let options = bilinear().crop(left as f64, top as f64, width as f64, height as f64);
-    Resizer::new()
-        .resize_typed(&source, &mut resized, &options)
-        .expect("F32 to F32 resize cannot fail");
+    Resizer::new().resize_typed(&source, &mut resized, &options).expect("F32 to F32 resize cannot fail");
 
     let values = resized.pixels();
     GrayImage::from_fn(geometry.source_width, geometry.source_height, |x, y| {
@@ -57,25 +47,14 @@ mod tests {
     use super::*;
 
     fn geometry(w: u32, h: u32, content: (u32, u32, u32, u32)) -> Geometry {
-        Geometry {
-            source_width: w,
-            source_height: h,
-            content,
-        }
+        Geometry { source_width: w, source_height: h, content }
     }
 
     #[test]
     fn probabilities_are_thresholded_at_the_source_size() {
         // Left half foreground in a 4×4 map, mapped to 8×2.
         let map: Vec<f32> = (0..16).map(|i| if i % 4 < 2 { 0.9 } else { 0.1 }).collect();
-        let mask = postprocess(
-            &map,
-            4,
-            4,
-            Activation::Sigmoid,
-            &geometry(8, 2, (0, 0, 4, 4)),
-            0.5,
-        );
+        let mask = postprocess(&map, 4, 4, Activation::Sigmoid, &geometry(8, 2, (0, 0, 4, 4)), 0.5);
         assert_eq!(mask.dimensions(), (8, 2));
         assert_eq!(mask.get_pixel(0, 0).0[0], FOREGROUND);
         assert_eq!(mask.get_pixel(7, 1).0[0], 0);
@@ -84,43 +63,17 @@ mod tests {
     #[test]
     fn logits_go_through_the_sigmoid() {
         let map = vec![2.0f32; 4];
-        let mask = postprocess(
-            &map,
-            2,
-            2,
-            Activation::Logits,
-            &geometry(2, 2, (0, 0, 2, 2)),
-            0.85,
-        );
-        assert!(
-            mask.pixels().all(|p| p.0[0] == FOREGROUND),
-            "sigmoid(2) = 0.88 ≥ 0.85"
-        );
-        let mask = postprocess(
-            &map,
-            2,
-            2,
-            Activation::Logits,
-            &geometry(2, 2, (0, 0, 2, 2)),
-            0.9,
-        );
+        let mask = postprocess(&map, 2, 2, Activation::Logits, &geometry(2, 2, (0, 0, 2, 2)), 0.85);
+        assert!(mask.pixels().all(|p| p.0[0] == FOREGROUND), "sigmoid(2) = 0.88 ≥ 0.85");
+        let mask = postprocess(&map, 2, 2, Activation::Logits, &geometry(2, 2, (0, 0, 2, 2)), 0.9);
         assert!(mask.pixels().all(|p| p.0[0] == 0));
     }
 
     #[test]
     fn letterbox_padding_is_cropped_away() {
         // 4×4 map whose content is rows 1..3; the padding rows say foreground and must not leak.
-        let map: Vec<f32> = (0..16)
-            .map(|i| if (4..12).contains(&i) { 0.0 } else { 1.0 })
-            .collect();
-        let mask = postprocess(
-            &map,
-            4,
-            4,
-            Activation::Sigmoid,
-            &geometry(8, 4, (0, 1, 4, 2)),
-            0.5,
-        );
+        let map: Vec<f32> = (0..16).map(|i| if (4..12).contains(&i) { 0.0 } else { 1.0 }).collect();
+        let mask = postprocess(&map, 4, 4, Activation::Sigmoid, &geometry(8, 4, (0, 1, 4, 2)), 0.5);
         assert!(mask.pixels().all(|p| p.0[0] == 0));
     }
 }

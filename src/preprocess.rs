@@ -64,14 +64,7 @@ pub fn preprocess(image: &RgbImage, card: &ModelCard, fit: Fit) -> Tensor {
             data[c * plane + index] = (pixel.0[c] as f32 / scale - card.mean[c]) / card.std[c];
         }
     }
-    Tensor {
-        data,
-        geometry: Geometry {
-            source_width: source_w,
-            source_height: source_h,
-            content,
-        },
-    }
+    Tensor { data, geometry: Geometry { source_width: source_w, source_height: source_h, content } }
 }
 
 /// The centred box of the largest `w × h`-shaped rectangle inside `target_w × target_h`.
@@ -79,12 +72,7 @@ fn letterbox_box(w: u32, h: u32, target_w: u32, target_h: u32) -> (u32, u32, u32
     let scale = f64::min(target_w as f64 / w as f64, target_h as f64 / h as f64);
     let content_w = ((w as f64 * scale).round() as u32).clamp(1, target_w);
     let content_h = ((h as f64 * scale).round() as u32).clamp(1, target_h);
-    (
-        (target_w - content_w) / 2,
-        (target_h - content_h) / 2,
-        content_w,
-        content_h,
-    )
+    ((target_w - content_w) / 2, (target_h - content_h) / 2, content_w, content_h)
 }
 
 #[cfg(test)]
@@ -96,19 +84,10 @@ pub(crate) mod tests {
         ModelCard {
             name: "test".into(),
             sha256: String::new(),
-            input: InputSpec {
-                name: "image".into(),
-                channels: 3,
-                height,
-                width,
-                scale: 255.0,
-            },
+            input: InputSpec { name: "image".into(), channels: 3, height, width, scale: 255.0 },
             mean: [0.5, 0.5, 0.5],
             std: [0.25, 0.25, 0.25],
-            output: OutputSpec {
-                name: "mask".into(),
-                activation: Activation::Sigmoid,
-            },
+            output: OutputSpec { name: "mask".into(), activation: Activation::Sigmoid },
             threshold: 0.5,
             extra: Default::default(),
         }
@@ -121,11 +100,7 @@ pub(crate) mod tests {
         assert_eq!(tensor.data.len(), 3 * 16);
         assert!(tensor.data[..16].iter().all(|v| (v - 2.0).abs() < 1e-6));
         assert!(tensor.data[16..32].iter().all(|v| (v + 2.0).abs() < 1e-6));
-        assert!(
-            tensor.data[32..]
-                .iter()
-                .all(|v| (v - (128.0 / 255.0 - 0.5) / 0.25).abs() < 1e-6)
-        );
+        assert!(tensor.data[32..].iter().all(|v| (v - (128.0 / 255.0 - 0.5) / 0.25).abs() < 1e-6));
         assert_eq!(tensor.geometry.content, (0, 0, 4, 4));
     }
 

@@ -48,33 +48,20 @@ pub fn locate(config: &Config) -> Result<Library, RuntimeError> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return existing(PathBuf::from(path), "ORT_DYLIB_PATH");
     }
-    let capi = config
-        .root
-        .join(PROJECT_LOCAL_DIR)
-        .join("onnxruntime")
-        .join("capi");
+    let capi = config.root.join(PROJECT_LOCAL_DIR).join("onnxruntime").join("capi");
     looked.push(capi.display().to_string());
     let mut candidates: Vec<PathBuf> = std::fs::read_dir(&capi)
         .into_iter()
         .flatten()
         .flatten()
         .map(|entry| entry.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
         .collect();
     // The wheel ships only the versioned name; prefer the longest (most specific) one.
     candidates.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     match candidates.into_iter().next() {
-        Some(path) => Ok(Library {
-            path,
-            found_by: "project-local .efen/onnxruntime",
-        }),
-        None => Err(RuntimeError::NotFound {
-            looked: looked.join(", "),
-        }),
+        Some(path) => Ok(Library { path, found_by: "project-local .efen/onnxruntime" }),
+        None => Err(RuntimeError::NotFound { looked: looked.join(", ") }),
     }
 }
 
@@ -82,9 +69,7 @@ fn existing(path: PathBuf, found_by: &'static str) -> Result<Library, RuntimeErr
     if path.is_file() {
         Ok(Library { path, found_by })
     } else {
-        Err(RuntimeError::NotFound {
-            looked: format!("{} ({found_by})", path.display()),
-        })
+        Err(RuntimeError::NotFound { looked: format!("{} ({found_by})", path.display()) })
     }
 }
 
@@ -96,10 +81,7 @@ pub fn environment(config: &Config) -> Result<&'static (Environment, Library), R
         return Ok(loaded);
     }
     let library = locate(config)?;
-    let load_error = |reason: String| RuntimeError::Load {
-        path: library.path.clone(),
-        reason,
-    };
+    let load_error = |reason: String| RuntimeError::Load { path: library.path.clone(), reason };
     let environment = ort::init_from(&library.path)
         .map_err(|e| load_error(e.to_string()))?
         .with_name("efen")
@@ -110,11 +92,7 @@ pub fn environment(config: &Config) -> Result<&'static (Environment, Library), R
 
 /// The library's version: from its file name (`libonnxruntime.so.1.32.0`), else its build string.
 pub fn version(library: &Library) -> String {
-    let name = library
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = library.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match name.split_once(".so.") {
         Some((_, version)) if !version.is_empty() => version.to_string(),
         _ => ort::info().to_string(),
@@ -123,10 +101,7 @@ pub fn version(library: &Library) -> String {
 
 /// Builds one session on the first provider in `config.runtime.providers` that loads. Returns the
 /// session, the provider's name and the failures of the ones before it.
-pub fn session(
-    config: &Config,
-    model: &crate::model::Model,
-) -> Result<(Session, String, Vec<String>), RuntimeError> {
+pub fn session(config: &Config, model: &crate::model::Model) -> Result<(Session, String, Vec<String>), RuntimeError> {
     let (environment, _) = environment(config)?;
     let mut failures = Vec::new();
     for provider in &config.runtime.providers {
@@ -135,19 +110,11 @@ pub fn session(
             Err(e) => failures.push(format!("{provider}: {e}")),
         }
     }
-    Err(RuntimeError::NoProvider {
-        model: model.path.clone(),
-        tried: failures.join("; "),
-    })
+    Err(RuntimeError::NoProvider { model: model.path.clone(), tried: failures.join("; ") })
 }
 
 /// `ort`'s builder errors are not `Send`, so the whole build stays in one `ort::Result` function.
-fn build_session(
-    environment: &Environment,
-    config: &Config,
-    provider: &str,
-    bytes: &[u8],
-) -> ort::Result<Session> {
+fn build_session(environment: &Environment, config: &Config, provider: &str, bytes: &[u8]) -> ort::Result<Session> {
     let dispatch = match provider {
         "tensorrt" => ep::TensorRT::default().build().error_on_failure(),
         "cuda" => ep::CUDA::default().build().error_on_failure(),
@@ -170,22 +137,13 @@ pub fn probe_providers(
 ) -> Result<Vec<(String, Result<(), String>)>, RuntimeError> {
     let (environment, _) = environment(config)?;
     let mut names: Vec<&str> = vec!["tensorrt", "cuda", "cpu"];
-    names.sort_by_key(|n| {
-        config
-            .runtime
-            .providers
-            .iter()
-            .position(|p| p == n)
-            .unwrap_or(usize::MAX)
-    });
+    names.sort_by_key(|n| config.runtime.providers.iter().position(|p| p == n).unwrap_or(usize::MAX));
     Ok(names
         .into_iter()
         .map(|name| {
             (
                 name.to_string(),
-                build_session(environment, config, name, &model.bytes)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                build_session(environment, config, name, &model.bytes).map(|_| ()).map_err(|e| e.to_string()),
             )
         })
         .collect())

@@ -12,87 +12,48 @@ async fn samples_are_recorded_once(backend: Backend) {
     assert_eq!(first.status.code(), Some(0));
     let out = stdout(&first);
     assert!(out.contains("12 succeeded, 0 failed"), "{out}");
-    assert!(
-        out.contains("mean of per-case values") && out.contains("pooled over all pixels"),
-        "{out}"
-    );
+    assert!(out.contains("mean of per-case values") && out.contains("pooled over all pixels"), "{out}");
 
     let pool = world.pool().await;
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 12);
     assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND has_ground_truth"
-        )
-        .await,
+        count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND has_ground_truth").await,
         12
     );
     // The trained model finds the lesions: the bundled card promises DSC ≥ 0.9 on held-out images.
-    let (mean_dsc,): (f64,) = sqlx::query_as("SELECT AVG(dsc) FROM case_results")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (mean_dsc,): (f64,) = sqlx::query_as("SELECT AVG(dsc) FROM case_results").fetch_one(&pool).await.unwrap();
     assert!(mean_dsc > 0.75, "mean DSC over the samples is {mean_dsc}");
     let (empty_dsc,): (f64,) =
         sqlx::query_as("SELECT dsc FROM case_results WHERE source_path LIKE '%case10_empty.png'")
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(
-        empty_dsc, 1.0,
-        "empty image, empty prediction: DSC is 1 by definition"
-    );
+    assert_eq!(empty_dsc, 1.0, "empty image, empty prediction: DSC is 1 by definition");
 
     // Each case has its three files; result.json agrees with the store.
-    let (case_id, dsc): (String, f64) = sqlx::query_as(
-        "SELECT case_id, dsc FROM case_results WHERE source_path LIKE '%case02.png'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        names(&world.out().join(&case_id)),
-        ["mask.png", "overlay.png", "result.json"]
-    );
-    let result: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(world.out().join(&case_id).join("result.json")).unwrap(),
-    )
-    .unwrap();
+    let (case_id, dsc): (String, f64) =
+        sqlx::query_as("SELECT case_id, dsc FROM case_results WHERE source_path LIKE '%case02.png'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(names(&world.out().join(&case_id)), ["mask.png", "overlay.png", "result.json"]);
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.out().join(&case_id).join("result.json")).unwrap()).unwrap();
     assert!((result["metrics"]["dsc"].as_f64().unwrap() - dsc).abs() < 1e-12);
-    let mask = image::open(world.out().join(&case_id).join("mask.png"))
-        .unwrap()
-        .to_luma8();
-    assert_eq!(
-        mask.dimensions(),
-        image::image_dimensions(samples.join("case02.png")).unwrap()
-    );
+    let mask = image::open(world.out().join(&case_id).join("mask.png")).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), image::image_dimensions(samples.join("case02.png")).unwrap());
     assert!(mask.pixels().any(|p| p.0[0] == 255) && mask.pixels().any(|p| p.0[0] == 0));
 
-    let audit_before = count(
-        &pool,
-        "SELECT COUNT(*) FROM audit_log WHERE case_id IS NOT NULL",
-    )
-    .await;
+    let audit_before = count(&pool, "SELECT COUNT(*) FROM audit_log WHERE case_id IS NOT NULL").await;
     let second = world.run(&["run", samples.to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(0));
     assert!(
-        stdout(&second).contains("0 succeeded, 0 failed, 12 skipped as already recorded"),
+        stdout(&second).contains("0 succeeded, 0 failed, 12 skipped as duplicates or already recorded"),
         "{}",
         stdout(&second)
     );
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM case_results").await,
-        12,
-        "a second run adds no rows"
-    );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM audit_log WHERE case_id IS NOT NULL"
-        )
-        .await,
-        audit_before
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 12, "a second run adds no rows");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE case_id IS NOT NULL").await, audit_before);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM runs").await, 2);
     pool.close().await;
     world.close().await;
@@ -120,18 +81,11 @@ async fn bad_inputs_fail_one_by_one() {
     std::fs::write(drop.join("truncated.png"), &png[..png.len() / 3]).unwrap();
     std::fs::write(drop.join("notes.xyz"), b"not an image at all").unwrap();
     // An image whose mask has another size.
-    std::fs::copy(
-        common::repo().join("samples/synthetic/case01.png"),
-        drop.join("wrongsize.png"),
-    )
-    .unwrap();
-    image::GrayImage::new(7, 5)
-        .save(drop.join("wrongsize_mask.png"))
-        .unwrap();
+    std::fs::copy(common::repo().join("samples/synthetic/case01.png"), drop.join("wrongsize.png")).unwrap();
+    image::GrayImage::new(7, 5).save(drop.join("wrongsize_mask.png")).unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("elsewhere.png"), &png).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("elsewhere.png"), drop.join("link.png"))
-        .unwrap();
+    std::os::unix::fs::symlink(outside.path().join("elsewhere.png"), drop.join("link.png")).unwrap();
 
     let output = world.run(&["run", drop.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "some inputs failed");
@@ -140,10 +94,7 @@ async fn bad_inputs_fail_one_by_one() {
         ("empty.png", "decode: empty file (0 bytes)"),
         ("truncated.png", "decode: corrupt or truncated Png image"),
         ("notes.xyz", "decode: not a supported image"),
-        (
-            "wrongsize.png",
-            "evaluate: ground truth is 7×5 but the image is",
-        ),
+        ("wrongsize.png", "evaluate: ground truth is 7×5 but the image is"),
         ("link.png", "ingest: symlink to"),
     ] {
         let line = log
@@ -152,56 +103,25 @@ async fn bad_inputs_fail_one_by_one() {
             .unwrap_or_else(|| panic!("no line for {file}:\n{log}"));
         assert!(line.contains(reason), "{line}");
         let failed = world.state().join("failed").join(file);
-        assert!(
-            std::fs::symlink_metadata(&failed).is_ok(),
-            "{} missing",
-            failed.display()
-        );
-        let note = std::fs::read_to_string(
-            world
-                .state()
-                .join("failed")
-                .join(format!("{file}.reason.txt")),
-        )
-        .unwrap();
+        assert!(std::fs::symlink_metadata(&failed).is_ok(), "{} missing", failed.display());
+        let note = std::fs::read_to_string(world.state().join("failed").join(format!("{file}.reason.txt"))).unwrap();
         assert!(note.contains(reason.split(':').next().unwrap()), "{note}");
-        assert!(
-            std::fs::symlink_metadata(drop.join(file)).is_ok(),
-            "run leaves inputs in place"
-        );
+        assert!(std::fs::symlink_metadata(drop.join(file)).is_ok(), "run leaves inputs in place");
     }
     let pool = world.pool().await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded'").await, 2);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'failed'").await, 5);
     assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded'"
-        )
-        .await,
-        2
-    );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM case_results WHERE status = 'failed'"
-        )
-        .await,
-        5
-    );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM case_results WHERE status = 'failed' AND error_stage = 'decode'"
-        )
-        .await,
+        count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'failed' AND error_stage = 'decode'").await,
         3
     );
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results WHERE source_path LIKE '%Zürich.png' AND status = 'succeeded'").await, 1);
-    // Nothing secret leaks from the outside file: no output folder for the refused link.
     assert_eq!(
-        names(&world.out()).len(),
-        2,
-        "outputs only for the two good cases"
+        count(&pool, "SELECT COUNT(*) FROM case_results WHERE source_path LIKE '%Zürich.png' AND status = 'succeeded'")
+            .await,
+        1
     );
+    // Nothing secret leaks from the outside file: no output folder for the refused link.
+    assert_eq!(names(&world.out()).len(), 2, "outputs only for the two good cases");
     pool.close().await;
     world.close().await;
 }
@@ -210,38 +130,16 @@ async fn bad_inputs_fail_one_by_one() {
 #[tokio::test]
 async fn configuration_errors_exit_2() {
     let world = World::new(Backend::Sqlite).await;
-    let output = world.run(&[
-        "run",
-        "--pipeline",
-        "no/such/pipeline.toml",
-        world.drop_dir().to_str().unwrap(),
-    ]);
+    let output = world.run(&["run", "--pipeline", "no/such/pipeline.toml", world.drop_dir().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("cannot read pipeline no/such/pipeline.toml"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("cannot read pipeline no/such/pipeline.toml"), "{}", stderr(&output));
 
-    let output = world
-        .efen()
-        .env("EFEN_ENGINE__BATCH_SIZE", "0")
-        .args(["run", "x"])
-        .output()
-        .unwrap();
+    let output = world.efen().env("EFEN_ENGINE__BATCH_SIZE", "0").args(["run", "x"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("engine.batch_size must be at least 1"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("engine.batch_size must be at least 1"), "{}", stderr(&output));
 
     let output = world.run(&["run", world.dir.path().join("missing").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("cannot read input"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("cannot read input"), "{}", stderr(&output));
     world.close().await;
 }

@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 use common::{Backend, World, count, names};
 
 fn sigterm(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -38,22 +35,17 @@ async fn sigterm_drains_the_cases_in_flight_and_exits_0() {
 
     // Wait until the service is up (its run is in the store), then drop files.
     let pool = common::connect(&world.database_url).await;
-    wait_for(
-        "the watcher to start",
-        Duration::from_secs(60),
-        async || {
-            sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM runs")
-                .fetch_one(&pool)
-                .await
-                .map(|(n,)| n == 1)
-                .unwrap_or(false)
-        },
-    )
+    wait_for("the watcher to start", Duration::from_secs(60), async || {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM runs")
+            .fetch_one(&pool)
+            .await
+            .map(|(n,)| n == 1)
+            .unwrap_or(false)
+    })
     .await;
     world.drop_samples(&["case01", "case02", "case03", "case04", "case05", "case12"]);
-    let claimed = world.state().join("claimed");
     wait_for("a first claim", Duration::from_secs(30), async || {
-        !names(&claimed).is_empty() || !names(&world.state().join("done")).is_empty()
+        !common::claimed_files(&world.state()).is_empty() || !names(&world.state().join("done")).is_empty()
     })
     .await;
     sigterm(&child);
@@ -63,38 +55,20 @@ async fn sigterm_drains_the_cases_in_flight_and_exits_0() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "efen watch did not exit after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "efen watch did not exit after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let output = child.wait_with_output().unwrap();
     eprintln!("stderr:\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(status.code(), Some(0));
 
-    assert!(
-        names(&claimed).is_empty(),
-        "orphans in claimed/: {:?}",
-        names(&claimed)
-    );
+    assert!(common::claimed_files(&world.state()).is_empty(), "orphans: {:?}", common::claimed_files(&world.state()));
     let done = names(&world.state().join("done"));
-    let recorded = count(
-        &pool,
-        "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded'",
-    )
-    .await;
+    let recorded = count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded'").await;
     assert!(recorded >= 1, "the case in flight was recorded");
-    assert_eq!(
-        done.len() as i64,
-        recorded,
-        "every recorded case's input is in done/: {done:?}"
-    );
+    assert_eq!(done.len() as i64, recorded, "every recorded case's input is in done/: {done:?}");
     // What was not claimed is still in the drop folder for the next start; nothing is lost.
-    let left: Vec<String> = names(&world.drop_dir())
-        .into_iter()
-        .filter(|n| !n.contains("_mask"))
-        .collect();
+    let left: Vec<String> = names(&world.drop_dir()).into_iter().filter(|n| !n.contains("_mask")).collect();
     assert_eq!(left.len() + done.len(), 6, "left {left:?}, done {done:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("stopped:"));
     pool.close().await;
@@ -113,11 +87,8 @@ async fn a_file_still_being_written_is_not_taken_early() {
         .spawn()
         .unwrap();
     let bytes = std::fs::read(common::repo().join("samples/synthetic/case02.png")).unwrap();
-    std::fs::copy(
-        common::repo().join("samples/synthetic/case02_mask.png"),
-        world.drop_dir().join("slow_mask.png"),
-    )
-    .unwrap();
+    std::fs::copy(common::repo().join("samples/synthetic/case02_mask.png"), world.drop_dir().join("slow_mask.png"))
+        .unwrap();
     {
         use std::io::Write;
         let mut file = std::fs::File::create(world.drop_dir().join("slow.png")).unwrap();
@@ -130,27 +101,16 @@ async fn a_file_still_being_written_is_not_taken_early() {
         file.write_all(&bytes[16 * 1024..]).unwrap();
     }
     let state = world.state();
-    wait_for(
-        "the slow file to be processed",
-        Duration::from_secs(60),
-        async || !names(&state.join("done")).is_empty() || !names(&state.join("failed")).is_empty(),
-    )
+    wait_for("the slow file to be processed", Duration::from_secs(60), async || {
+        !names(&state.join("done")).is_empty() || !names(&state.join("failed")).is_empty()
+    })
     .await;
     sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert_eq!(
-        names(&state.join("done")),
-        ["slow.png"],
-        "failed: {:?}",
-        names(&state.join("failed"))
-    );
+    assert_eq!(names(&state.join("done")), ["slow.png"], "failed: {:?}", names(&state.join("failed")));
     let pool = world.pool().await;
     assert_eq!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND has_ground_truth"
-        )
-        .await,
+        count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND has_ground_truth").await,
         1
     );
     pool.close().await;

@@ -54,17 +54,11 @@ fn place(
 ) -> std::io::Result<PathBuf> {
     let dir = state.join(folder);
     std::fs::create_dir_all(&dir)?;
-    let name = original
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| case_id.to_string());
+    let name = original.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| case_id.to_string());
     let mut target = dir.join(&name);
     if target.exists() || std::fs::symlink_metadata(&target).is_ok() {
         let path = Path::new(&name);
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let unique = match path.extension() {
             Some(ext) => format!("{stem}-{case_id}.{}", ext.to_string_lossy()),
             None => format!("{stem}-{case_id}"),
@@ -94,33 +88,12 @@ mod tests {
         let drop = tempfile::tempdir().unwrap();
         let input = drop.path().join("bad file.png");
         std::fs::write(&input, b"junk").unwrap();
-        let first = fail(
-            state.path(),
-            &input,
-            &input,
-            "c1",
-            "decode",
-            "corrupt",
-            Transfer::Copy,
-        )
-        .unwrap();
+        let first = fail(state.path(), &input, &input, "c1", "decode", "corrupt", Transfer::Copy).unwrap();
         assert_eq!(first, state.path().join("failed").join("bad file.png"));
         assert!(input.exists(), "copy leaves the input in place");
         let reason = std::fs::read_to_string(reason_path(&first)).unwrap();
-        assert!(
-            reason.contains("stage: decode") && reason.contains("reason: corrupt"),
-            "{reason}"
-        );
-        let second = fail(
-            state.path(),
-            &input,
-            &input,
-            "c2",
-            "decode",
-            "corrupt",
-            Transfer::Move,
-        )
-        .unwrap();
+        assert!(reason.contains("stage: decode") && reason.contains("reason: corrupt"), "{reason}");
+        let second = fail(state.path(), &input, &input, "c2", "decode", "corrupt", Transfer::Move).unwrap();
         assert_eq!(second, state.path().join("failed").join("bad file-c2.png"));
         assert!(!input.exists(), "move takes the input away");
     }

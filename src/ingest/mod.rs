@@ -63,14 +63,10 @@ pub fn is_ground_truth(path: &Path, root: &Path, patterns: &[GroundTruthPattern]
 
 /// Expands files and folders (recursively, in name order) into candidates. A file named on the
 /// command line is always an input; inside folders, ground-truth masks are not.
-pub fn discover(
-    paths: &[PathBuf],
-    patterns: &[GroundTruthPattern],
-) -> Result<Vec<Candidate>, String> {
+pub fn discover(paths: &[PathBuf], patterns: &[GroundTruthPattern]) -> Result<Vec<Candidate>, String> {
     let mut found = Vec::new();
     for path in paths {
-        let meta =
-            std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.is_dir() {
             let mut files = Vec::new();
             walk(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -79,17 +75,11 @@ pub fn discover(
                 files
                     .into_iter()
                     .filter(|f| !is_ignored_name(f) && !is_ground_truth(f, path, patterns))
-                    .map(|f| Candidate {
-                        path: f,
-                        root: path.clone(),
-                    }),
+                    .map(|f| Candidate { path: f, root: path.clone() }),
             );
         } else {
             let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            found.push(Candidate {
-                path: path.clone(),
-                root,
-            });
+            found.push(Candidate { path: path.clone(), root });
         }
     }
     Ok(found)
@@ -125,21 +115,13 @@ pub fn open(
     let fail = |e: IngestError| (path_identity(&candidate.path), e);
     // The claimed copy is a moved symlink when the user dropped one: judge what it points at.
     refuse_escaping_symlink(read_from, &candidate.root).map_err(fail)?;
-    let size = std::fs::metadata(read_from)
-        .map_err(|e| fail(IngestError::Read(e.to_string())))?
-        .len();
+    let size = std::fs::metadata(read_from).map_err(|e| fail(IngestError::Read(e.to_string())))?.len();
     if size > max_bytes {
-        return Err(fail(IngestError::TooLarge {
-            size,
-            limit: max_bytes,
-        }));
+        return Err(fail(IngestError::TooLarge { size, limit: max_bytes }));
     }
     let bytes = std::fs::read(read_from).map_err(|e| fail(IngestError::Read(e.to_string())))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let ground_truth = patterns
-        .iter()
-        .filter_map(|p| p.candidate(&candidate.path))
-        .find(|gt| gt.is_file());
+    let ground_truth = patterns.iter().filter_map(|p| p.candidate(&candidate.path)).find(|gt| gt.is_file());
     Ok(Job {
         case_id: case_id(&sha256, pipeline, model_sha256),
         original: candidate.path.clone(),
@@ -162,33 +144,21 @@ pub fn case_id(sha256: &str, pipeline: &str, model_sha256: &str) -> String {
 /// The identity of a file that could not be read: the hash of its path, so that a refused file is
 /// recorded once, not once per run.
 pub fn path_identity(path: &Path) -> String {
-    hex::encode(Sha256::digest(
-        format!("path:{}", path.display()).as_bytes(),
-    ))
+    hex::encode(Sha256::digest(format!("path:{}", path.display()).as_bytes()))
 }
 
 fn refuse_escaping_symlink(path: &Path, root: &Path) -> Result<(), IngestError> {
-    let is_link = std::fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_symlink())
-        .unwrap_or(false);
+    let is_link = std::fs::symlink_metadata(path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
     if !is_link {
         return Ok(());
     }
-    let root = std::fs::canonicalize(if root.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        root
-    })
-    .map_err(|e| IngestError::Read(e.to_string()))?;
-    let target = std::fs::canonicalize(path)
-        .map_err(|e| IngestError::Read(format!("dangling symlink: {e}")))?;
+    let root = std::fs::canonicalize(if root.as_os_str().is_empty() { Path::new(".") } else { root })
+        .map_err(|e| IngestError::Read(e.to_string()))?;
+    let target = std::fs::canonicalize(path).map_err(|e| IngestError::Read(format!("dangling symlink: {e}")))?;
     if target.starts_with(&root) {
         Ok(())
     } else {
-        Err(IngestError::SymlinkOutside {
-            target: target.display().to_string(),
-            root: root.display().to_string(),
-        })
+        Err(IngestError::SymlinkOutside { target: target.display().to_string(), root: root.display().to_string() })
     }
 }
 
@@ -223,35 +193,19 @@ mod tests {
         std::fs::write(drop.path().join("a_mask.png"), b"m").unwrap();
         std::fs::create_dir(drop.path().join("masks")).unwrap();
         std::fs::write(drop.path().join("masks").join("a.png"), b"m").unwrap();
-        std::os::unix::fs::symlink(
-            outside.path().join("secret.png"),
-            drop.path().join("link.png"),
-        )
-        .unwrap();
-        let patterns: Vec<_> = ["{stem}_mask.png", "masks/{stem}.png"]
-            .iter()
-            .filter_map(|p| GroundTruthPattern::parse(p))
-            .collect();
+        std::os::unix::fs::symlink(outside.path().join("secret.png"), drop.path().join("link.png")).unwrap();
+        let patterns: Vec<_> =
+            ["{stem}_mask.png", "masks/{stem}.png"].iter().filter_map(|p| GroundTruthPattern::parse(p)).collect();
 
         let found = discover(&[drop.path().to_path_buf()], &patterns).unwrap();
-        let names: Vec<_> = found
-            .iter()
-            .map(|c| c.path.file_name().unwrap().to_str().unwrap())
-            .collect();
+        let names: Vec<_> = found.iter().map(|c| c.path.file_name().unwrap().to_str().unwrap()).collect();
         assert_eq!(names, ["a.png", "link.png"]);
 
         let job = open(&found[0], &found[0].path, "p", "m", &patterns, 1 << 20).unwrap();
         assert_eq!(job.ground_truth.unwrap(), drop.path().join("a_mask.png"));
-        let (_, refused) =
-            open(&found[1], &found[1].path, "p", "m", &patterns, 1 << 20).unwrap_err();
-        assert!(
-            matches!(refused, IngestError::SymlinkOutside { .. }),
-            "{refused}"
-        );
+        let (_, refused) = open(&found[1], &found[1].path, "p", "m", &patterns, 1 << 20).unwrap_err();
+        assert!(matches!(refused, IngestError::SymlinkOutside { .. }), "{refused}");
         let (_, too_large) = open(&found[0], &found[0].path, "p", "m", &patterns, 0).unwrap_err();
-        assert!(matches!(
-            too_large,
-            IngestError::TooLarge { size: 1, limit: 0 }
-        ));
+        assert!(matches!(too_large, IngestError::TooLarge { size: 1, limit: 0 }));
     }
 }

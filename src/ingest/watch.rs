@@ -1,7 +1,9 @@
 //! Watching a drop folder: notify events (or polling) plus a periodic rescan say which files to
 //! look at; a file is taken only once its size and mtime have held still for `settle_ms`, and is
-//! then claimed by an atomic rename into `<state>/claimed/` (same file system), so two watchers
-//! never take the same file and a half-written file is never read.
+//! then claimed by an atomic rename into `<state>/claimed/<worker>/<token>/<path in the drop>`
+//! (same file system), so two watchers never take the same file and a half-written file is never
+//! read. Each worker has its own claim folder, locked while it runs: what is left there after a
+//! crash is that worker's to redo on its next start ([`DropFolder::orphans`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,15 +20,11 @@ use crate::pipeline::definition::GroundTruthPattern;
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error("cannot watch {}: {source}", path.display())]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    Watch { path: PathBuf, source: notify::Error },
     #[error("cannot create {}: {source}", path.display())]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error("another efen watch is running as worker {worker:?} (lock {} is held); give each worker its own watch.worker", path.display())]
+    Locked { worker: String, path: PathBuf },
 }
 
 /// A file that held still and was claimed: where the user put it and where it is now.
@@ -38,7 +36,9 @@ pub struct Claimed {
 /// What the watcher needs to know.
 pub struct DropFolder {
     pub dir: PathBuf,
+    /// `<state>/claimed/<worker>`: this worker's claims only.
     pub claimed_dir: PathBuf,
+    pub worker: String,
     pub patterns: Vec<GroundTruthPattern>,
     pub settings: WatchConfig,
 }
@@ -51,27 +51,49 @@ struct Pending {
 }
 
 impl DropFolder {
+    /// Takes this worker's claim folder for the life of the returned lock file.
+    pub fn lock(&self) -> Result<std::fs::File, WatchError> {
+        let folder = |source| WatchError::Folder { path: self.claimed_dir.clone(), source };
+        std::fs::create_dir_all(&self.claimed_dir).map_err(folder)?;
+        let path = self.claimed_dir.join(".lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(folder)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(WatchError::Locked { worker: self.worker.clone(), path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(folder(e)),
+        }
+    }
+
+    /// Files this worker claimed but never finished (a crash, a kill -9): each with the path it
+    /// had in the drop folder, to be redone.
+    pub fn orphans(&self) -> Vec<Claimed> {
+        let mut files = Vec::new();
+        let _ = super::walk(&self.claimed_dir, &mut files);
+        files.sort();
+        files
+            .into_iter()
+            .filter(|f| f.file_name().is_some_and(|n| n != ".lock"))
+            .filter_map(|claimed| {
+                // claimed/<worker>/<token>/<path in the drop>
+                let relative: PathBuf = claimed.strip_prefix(&self.claimed_dir).ok()?.components().skip(1).collect();
+                let candidate = Candidate { path: self.dir.join(relative), root: self.dir.clone() };
+                Some(Claimed { candidate, claimed })
+            })
+            .collect()
+    }
+
     /// Claims settled files and hands them to `claimed_tx` until `shutdown` is cancelled. Stops
     /// claiming at once on shutdown; what is already claimed is the caller's to finish.
-    pub async fn run(
-        self,
-        claimed_tx: mpsc::Sender<Claimed>,
-        shutdown: CancellationToken,
-    ) -> Result<(), WatchError> {
-        std::fs::create_dir_all(&self.claimed_dir).map_err(|source| WatchError::Folder {
-            path: self.claimed_dir.clone(),
-            source,
-        })?;
+    pub async fn run(self, claimed_tx: mpsc::Sender<Claimed>, shutdown: CancellationToken) -> Result<(), WatchError> {
+        std::fs::create_dir_all(&self.claimed_dir)
+            .map_err(|source| WatchError::Folder { path: self.claimed_dir.clone(), source })?;
         let (hint_tx, mut hints) = mpsc::unbounded_channel::<PathBuf>();
         // Keep the watcher alive for the whole loop; events are only hints.
         let _watcher = self.start_watcher(hint_tx)?;
         let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
         let settle = Duration::from_millis(self.settings.settle_ms);
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            (self.settings.settle_ms / 4).clamp(20, 500),
-        ));
-        let mut rescan =
-            tokio::time::interval(Duration::from_millis(self.settings.rescan_ms.max(100)));
+        let mut tick = tokio::time::interval(Duration::from_millis((self.settings.settle_ms / 4).clamp(20, 500)));
+        let mut rescan = tokio::time::interval(Duration::from_millis(self.settings.rescan_ms.max(100)));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -97,10 +119,7 @@ impl DropFolder {
         }
     }
 
-    fn start_watcher(
-        &self,
-        hint_tx: mpsc::UnboundedSender<PathBuf>,
-    ) -> Result<Box<dyn Watcher + Send>, WatchError> {
+    fn start_watcher(&self, hint_tx: mpsc::UnboundedSender<PathBuf>) -> Result<Box<dyn Watcher + Send>, WatchError> {
         let handler = move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
                 for path in event.paths {
@@ -108,28 +127,20 @@ impl DropFolder {
                 }
             }
         };
-        let error = |source| WatchError::Watch {
-            path: self.dir.clone(),
-            source,
-        };
+        let error = |source| WatchError::Watch { path: self.dir.clone(), source };
         let mut watcher: Box<dyn Watcher + Send> = if self.settings.poll {
-            let config = notify::Config::default()
-                .with_poll_interval(Duration::from_millis(self.settings.poll_interval_ms));
+            let config =
+                notify::Config::default().with_poll_interval(Duration::from_millis(self.settings.poll_interval_ms));
             Box::new(notify::PollWatcher::new(handler, config).map_err(error)?)
         } else {
             Box::new(notify::recommended_watcher(handler).map_err(error)?)
         };
-        watcher
-            .watch(&self.dir, RecursiveMode::Recursive)
-            .map_err(error)?;
+        watcher.watch(&self.dir, RecursiveMode::Recursive).map_err(error)?;
         Ok(watcher)
     }
 
     fn consider(&self, pending: &mut HashMap<PathBuf, Pending>, path: PathBuf) {
-        if pending.contains_key(&path)
-            || is_ignored_name(&path)
-            || is_ground_truth(&path, &self.dir, &self.patterns)
-        {
+        if pending.contains_key(&path) || is_ignored_name(&path) || is_ground_truth(&path, &self.dir, &self.patterns) {
             return;
         }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -138,14 +149,7 @@ impl DropFolder {
         if meta.is_dir() {
             return;
         }
-        pending.insert(
-            path,
-            Pending {
-                size: meta.len(),
-                modified: meta.modified().ok(),
-                since: Instant::now(),
-            },
-        );
+        pending.insert(path, Pending { size: meta.len(), modified: meta.modified().ok(), since: Instant::now() });
     }
 
     /// Files whose size and mtime have not changed for `settle`; the clock restarts on any change.
@@ -157,11 +161,7 @@ impl DropFolder {
             };
             let (size, modified) = (meta.len(), meta.modified().ok());
             if size != seen.size || modified != seen.modified {
-                *seen = Pending {
-                    size,
-                    modified,
-                    since: Instant::now(),
-                };
+                *seen = Pending { size, modified, since: Instant::now() };
                 return true;
             }
             if seen.since.elapsed() >= settle {
@@ -174,23 +174,26 @@ impl DropFolder {
         ready
     }
 
-    /// Renames the file into `claimed/`. Losing the race to another watcher is not an error.
+    /// Renames the file into this worker's claim folder, keeping its path below the drop folder.
+    /// Losing the race to another watcher is not an error.
     fn claim(&self, path: &Path) -> Option<Claimed> {
-        let name = path.file_name()?.to_string_lossy().into_owned();
+        let relative = path.strip_prefix(&self.dir).ok()?;
         let token = &uuid::Uuid::new_v4().simple().to_string()[..12];
-        let claimed = self.claimed_dir.join(format!("{token}-{name}"));
-        // Ground truth is read from the drop folder, so it is paired before the input moves.
+        let claimed = self.claimed_dir.join(token).join(relative);
+        if let Err(e) = std::fs::create_dir_all(claimed.parent()?) {
+            tracing::error!(file = %path.display(), "cannot create the claim folder: {e}");
+            return None;
+        }
+        // Ground truth is read from the drop folder, where it stays.
         match std::fs::rename(path, &claimed) {
-            Ok(()) => Some(Claimed {
-                candidate: Candidate {
-                    path: path.to_path_buf(),
-                    root: self.dir.clone(),
-                },
-                claimed,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Ok(()) => {
+                Some(Claimed { candidate: Candidate { path: path.to_path_buf(), root: self.dir.clone() }, claimed })
+            }
             Err(e) => {
-                tracing::error!(file = %path.display(), "cannot claim: {e}");
+                let _ = std::fs::remove_dir_all(self.claimed_dir.join(token));
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::error!(file = %path.display(), "cannot claim: {e}");
+                }
                 None
             }
         }

@@ -108,10 +108,7 @@ impl Outcome {
             kind: None,
             size: None,
             timings: Timings::default(),
-            result: Err(Failure {
-                stage,
-                message: message.into(),
-            }),
+            result: Err(Failure { stage, message: message.into() }),
         }
     }
 }

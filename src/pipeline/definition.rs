@@ -10,15 +10,9 @@ use crate::preprocess::Fit;
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
     #[error("cannot read pipeline {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid pipeline {}: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("invalid pipeline {}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
 }
@@ -66,9 +60,7 @@ pub struct GroundTruthSettings {
 
 impl Default for GroundTruthSettings {
     fn default() -> Self {
-        GroundTruthSettings {
-            patterns: vec!["{stem}_mask.png".into(), "masks/{stem}.png".into()],
-        }
+        GroundTruthSettings { patterns: vec!["{stem}_mask.png".into(), "masks/{stem}.png".into()] }
     }
 }
 
@@ -81,24 +73,16 @@ pub struct OutputSettings {
 
 impl Default for OutputSettings {
     fn default() -> Self {
-        OutputSettings {
-            mask: true,
-            overlay: true,
-        }
+        OutputSettings { mask: true, overlay: true }
     }
 }
 
 impl PipelineDefinition {
     pub fn load(path: &Path) -> Result<PipelineDefinition, DefinitionError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let mut definition: PipelineDefinition =
-            toml::from_str(&text).map_err(|source| DefinitionError::Parse {
-                path: path.into(),
-                source: Box::new(source),
-            })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| DefinitionError::Read { path: path.into(), source })?;
+        let mut definition: PipelineDefinition = toml::from_str(&text)
+            .map_err(|source| DefinitionError::Parse { path: path.into(), source: Box::new(source) })?;
         if definition.model.is_relative() {
             let dir = path.parent().unwrap_or(Path::new("."));
             let model = dir.join(&definition.model);
@@ -117,33 +101,22 @@ impl PipelineDefinition {
         if let Some(t) = self.postprocess.threshold
             && !(0.0..=1.0).contains(&t)
         {
-            problems.push(format!(
-                "postprocess.threshold must be within 0..1 (got {t})"
-            ));
+            problems.push(format!("postprocess.threshold must be within 0..1 (got {t})"));
         }
         for pattern in &self.ground_truth.patterns {
             if GroundTruthPattern::parse(pattern).is_none() {
-                problems.push(format!(
-                    "ground_truth.patterns: {pattern:?} must contain {{stem}} exactly once"
-                ));
+                problems.push(format!("ground_truth.patterns: {pattern:?} must contain {{stem}} exactly once"));
             }
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(DefinitionError::Invalid {
-                path: path.into(),
-                reason: problems.join("; "),
-            })
+            Err(DefinitionError::Invalid { path: path.into(), reason: problems.join("; ") })
         }
     }
 
     pub fn ground_truth_patterns(&self) -> Vec<GroundTruthPattern> {
-        self.ground_truth
-            .patterns
-            .iter()
-            .filter_map(|p| GroundTruthPattern::parse(p))
-            .collect()
+        self.ground_truth.patterns.iter().filter_map(|p| GroundTruthPattern::parse(p)).collect()
     }
 }
 
@@ -160,10 +133,7 @@ impl GroundTruthPattern {
         if suffix.contains("{stem}") || suffix.is_empty() {
             return None;
         }
-        Some(GroundTruthPattern {
-            prefix: prefix.into(),
-            suffix: suffix.into(),
-        })
+        Some(GroundTruthPattern { prefix: prefix.into(), suffix: suffix.into() })
     }
 
     /// Where this pattern puts the ground truth of `input`.
@@ -209,15 +179,9 @@ mod tests {
     #[test]
     fn candidate_follows_the_pattern() {
         let suffix = GroundTruthPattern::parse("{stem}_mask.png").unwrap();
-        assert_eq!(
-            suffix.candidate(Path::new("drop/a b.jpg")).unwrap(),
-            Path::new("drop/a b_mask.png")
-        );
+        assert_eq!(suffix.candidate(Path::new("drop/a b.jpg")).unwrap(), Path::new("drop/a b_mask.png"));
         let folder = GroundTruthPattern::parse("masks/{stem}.png").unwrap();
-        assert_eq!(
-            folder.candidate(Path::new("drop/x.tif")).unwrap(),
-            Path::new("drop/masks/x.png")
-        );
+        assert_eq!(folder.candidate(Path::new("drop/x.tif")).unwrap(), Path::new("drop/masks/x.png"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Every channel is bounded. The graph is built back to front and drains front to back: when
 //! ingest drops its senders, each stage finishes what it holds and closes its own output.
 
+mod admit;
 pub mod case;
 pub mod definition;
 mod record;
@@ -24,12 +25,14 @@ use crate::config::Config;
 use crate::infer::{self, InferRequest, Inference};
 use crate::ingest::disposition::Transfer;
 use crate::model::Model;
-use crate::store::{NewRun, Store};
-use case::{CaseMeta, InFlight, Outcome};
+use crate::store::{LedgerState, NewRun, Store};
+pub use admit::{Admission, Policy};
+use case::{CaseMeta, InFlight};
 use definition::{GroundTruthPattern, PipelineDefinition};
 pub use record::Message;
 use stages::StageContext;
 pub use summary::RunReport;
+use tokio_util::sync::CancellationToken;
 
 /// Why a command could not start (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +46,7 @@ pub enum SetupError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot create {}: {source}", path.display())]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: PathBuf, source: std::io::Error },
 }
 
 /// A loaded pipeline: definition, checked model, open store and ready sessions.
@@ -70,27 +70,20 @@ impl Engine {
         let definition = PipelineDefinition::load(&pipeline_path)?;
         let model = Model::load(&definition.model)?;
         for dir in [config.state_dir(), config.out_dir()] {
-            std::fs::create_dir_all(&dir).map_err(|source| SetupError::Folder {
-                path: dir.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(&dir).map_err(|source| SetupError::Folder { path: dir.clone(), source })?;
         }
         let store = Store::open(&config.database_url(), config.database.max_connections).await?;
 
         let (session_config, session_model) = (config.clone(), model.clone());
-        let (session, provider, skipped) = tokio::task::spawn_blocking(move || {
-            crate::runtime::session(&session_config, &session_model)
-        })
-        .await
-        .expect("session construction does not panic")?;
+        let (session, provider, skipped) =
+            tokio::task::spawn_blocking(move || crate::runtime::session(&session_config, &session_model))
+                .await
+                .expect("session construction does not panic")?;
         for failure in &skipped {
             tracing::warn!("execution provider unavailable, trying the next: {failure}");
         }
         tracing::info!(model = %model.path.display(), provider = %provider, "model loaded");
-        let threshold = definition
-            .postprocess
-            .threshold
-            .unwrap_or(model.card.threshold);
+        let threshold = definition.postprocess.threshold.unwrap_or(model.card.threshold);
         let context = Arc::new(StageContext {
             card: model.card.clone(),
             model_sha256: model.sha256.clone(),
@@ -102,16 +95,7 @@ impl Engine {
         });
         let sessions = vec![Inference::new(session, &model.card)];
         let patterns = definition.ground_truth_patterns();
-        Ok(Engine {
-            config,
-            definition,
-            model,
-            store,
-            patterns,
-            provider,
-            context,
-            sessions,
-        })
+        Ok(Engine { config, definition, model, store, patterns, provider, context, sessions })
     }
 
     /// Records the start of a run and returns its id.
@@ -135,42 +119,36 @@ impl Engine {
 
     /// Builds the stage graph. Ingest sends into the returned [`Inlet`]; dropping it drains the
     /// graph, and the join handle yields the run's report.
-    pub fn spawn(
-        &mut self,
-        run_id: &str,
-        transfer: Transfer,
-        progress: summary::Progress,
-    ) -> (Inlet, tokio::task::JoinHandle<RunReport>) {
+    pub fn spawn(&mut self, run_id: &str, options: SpawnOptions) -> (Inlet, tokio::task::JoinHandle<RunReport>) {
         let queue = self.config.engine.queue;
         let workers = self.config.workers();
         let (job_tx, job_rx) = mpsc::channel::<(CaseMeta, Arc<Vec<u8>>)>(queue);
         let (tensor_tx, tensor_rx) = crossbeam_channel::bounded::<InferRequest<InFlight>>(queue);
         let (map_tx, map_rx) = mpsc::channel::<infer::InferResult<InFlight>>(queue);
         let (outcome_tx, outcome_rx) = mpsc::channel::<Message>(queue);
+        let ledger = Ledger::spawn(self.store.clone());
 
         // Back to front: record, finish, infer, prepare.
         let recorder = record::Recorder {
             store: self.store.clone(),
             run_id: run_id.to_string(),
             state_dir: self.config.state_dir(),
-            transfer,
-            progress,
+            transfer: options.transfer,
+            progress: options.progress,
+            give_up: options.give_up,
+            claimed_root: options.claimed_root,
         };
         let record = tokio::spawn(recorder.run(outcome_rx));
-        tokio::spawn(finish_stage(
-            self.context.clone(),
-            map_rx,
-            outcome_tx.clone(),
-            workers,
-        ));
+        tokio::spawn(finish_stage(self.context.clone(), map_rx, outcome_tx.clone(), workers, ledger.clone()));
         let batch_size = self.config.engine.batch_size;
         let batch_wait = Duration::from_millis(self.config.engine.batch_wait_ms);
         for inference in self.sessions.drain(..) {
-            let (requests, maps) = (tensor_rx.clone(), map_tx.clone());
+            let (requests, maps, ledger) = (tensor_rx.clone(), map_tx.clone(), ledger.clone());
             std::thread::Builder::new()
                 .name("efen-infer".into())
                 .spawn(move || {
                     infer::serve(inference, requests, batch_size, batch_wait, |result| {
+                        ledger.mark(&result.payload.meta.case_id, LedgerState::Inferred);
                         // The receiver only goes away if the runtime is shutting down.
                         let _ = maps.blocking_send(result);
                     })
@@ -178,20 +156,42 @@ impl Engine {
                 .expect("spawning an inference thread");
         }
         drop((tensor_rx, map_tx));
-        tokio::spawn(prepare_stage(
-            self.context.clone(),
-            job_rx,
-            tensor_tx,
-            outcome_tx.clone(),
-            workers,
-        ));
-        (
-            Inlet {
-                jobs: job_tx,
-                outcomes: outcome_tx,
-            },
-            record,
-        )
+        tokio::spawn(prepare_stage(self.context.clone(), job_rx, tensor_tx, outcome_tx.clone(), workers, ledger));
+        (Inlet { jobs: job_tx, outcomes: outcome_tx }, record)
+    }
+}
+
+/// How a run's graph treats inputs and the database.
+pub struct SpawnOptions {
+    /// Watch moves claimed inputs to done/ and failed/; run copies failed inputs only.
+    pub transfer: Transfer,
+    pub progress: summary::Progress,
+    /// Cancelled when the record stage should stop waiting for an unavailable database.
+    pub give_up: CancellationToken,
+    /// The watcher's claim folder, tidied as cases end.
+    pub claimed_root: Option<PathBuf>,
+}
+
+/// Ledger updates from the compute stages: sent without waiting, written by one task, so no
+/// stage ever waits on the database. A lost update only leaves the ledger one state behind.
+#[derive(Clone)]
+struct Ledger(mpsc::UnboundedSender<(String, LedgerState)>);
+
+impl Ledger {
+    fn spawn(store: Store) -> Ledger {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, LedgerState)>();
+        tokio::spawn(async move {
+            while let Some((case_id, state)) = rx.recv().await {
+                if let Err(e) = store.mark(&case_id, state).await {
+                    tracing::debug!(case = %case_id, "ledger update skipped: {e}");
+                }
+            }
+        });
+        Ledger(tx)
+    }
+
+    fn mark(&self, case_id: &str, state: LedgerState) {
+        let _ = self.0.send((case_id.to_string(), state));
     }
 }
 
@@ -207,24 +207,19 @@ async fn prepare_stage(
     tensors: crossbeam_channel::Sender<InferRequest<InFlight>>,
     outcomes: mpsc::Sender<Message>,
     workers: usize,
+    ledger: Ledger,
 ) {
     let slots = Arc::new(Semaphore::new(workers));
     let mut running = JoinSet::new();
     while let Some((meta, bytes)) = jobs.recv().await {
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore is never closed");
-        let (context, tensors, outcomes) = (context.clone(), tensors.clone(), outcomes.clone());
+        let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
+        let (context, tensors, outcomes, ledger) = (context.clone(), tensors.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
             match stages::prepare(&context, meta, &bytes) {
                 // Blocks while the inference queue is full: backpressure up to ingest.
                 Ok((case, tensor)) => {
-                    let _ = tensors.send(InferRequest {
-                        tensor,
-                        payload: case,
-                    });
+                    ledger.mark(&case.meta.case_id, LedgerState::Decoded);
+                    let _ = tensors.send(InferRequest { tensor, payload: case });
                 }
                 Err(outcome) => {
                     let _ = outcomes.blocking_send(Message::Outcome(outcome));
@@ -242,114 +237,22 @@ async fn finish_stage(
     mut maps: mpsc::Receiver<infer::InferResult<InFlight>>,
     outcomes: mpsc::Sender<Message>,
     workers: usize,
+    ledger: Ledger,
 ) {
     let slots = Arc::new(Semaphore::new(workers));
     let mut running = JoinSet::new();
     while let Some(result) = maps.recv().await {
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore is never closed");
-        let (context, outcomes) = (context.clone(), outcomes.clone());
+        let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
+        let (context, outcomes, ledger) = (context.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
             let outcome = stages::finish(&context, result.payload, result.output, result.elapsed);
+            if outcome.result.is_ok() {
+                ledger.mark(&outcome.meta.case_id, LedgerState::Written);
+            }
             let _ = outcomes.blocking_send(Message::Outcome(Box::new(outcome)));
             drop(slot);
         });
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
-}
-
-/// Puts one candidate through ingest: refuse, skip as already recorded, or admit into the graph.
-pub async fn admit(
-    engine: &Engine,
-    inlet: &Inlet,
-    run_id: &str,
-    candidate: crate::ingest::Candidate,
-    read_from: PathBuf,
-    seen: &mut std::collections::HashSet<String>,
-) -> Result<(), crate::store::StoreError> {
-    let (pipeline, model_sha) = (engine.definition.name.clone(), engine.model.sha256.clone());
-    let patterns = engine.patterns.clone();
-    let max_bytes = engine.config.engine.max_file_mb.saturating_mul(1 << 20);
-    let started = std::time::Instant::now();
-    let (opened, candidate, read_from) = tokio::task::spawn_blocking(move || {
-        let opened = crate::ingest::open(
-            &candidate, &read_from, &pipeline, &model_sha, &patterns, max_bytes,
-        );
-        (opened, candidate, read_from)
-    })
-    .await
-    .expect("ingest does not panic");
-    let (meta, bytes, failure) = match opened {
-        Ok(job) => {
-            let meta = CaseMeta {
-                case_id: job.case_id,
-                original: job.original,
-                current: read_from,
-                sha256: job.sha256,
-                size_bytes: job.bytes.len() as u64,
-                ground_truth: job.ground_truth,
-                started,
-            };
-            (meta, Some(job.bytes), None)
-        }
-        Err((identity, error)) => {
-            let case_id =
-                crate::ingest::case_id(&identity, &engine.definition.name, &engine.model.sha256);
-            let meta = CaseMeta {
-                case_id,
-                original: candidate.path.clone(),
-                current: read_from,
-                sha256: identity,
-                size_bytes: 0,
-                ground_truth: None,
-                started,
-            };
-            (meta, None, Some(error.to_string()))
-        }
-    };
-    // The same bytes twice in one run: the first one is the case.
-    if !seen.insert(meta.case_id.clone()) {
-        let _ = inlet
-            .outcomes
-            .send(Message::Duplicate {
-                meta,
-                status: "in this run".into(),
-            })
-            .await;
-        return Ok(());
-    }
-    if let Some(status) = engine.store.find_recorded(&meta.case_id).await? {
-        let _ = inlet
-            .outcomes
-            .send(Message::Duplicate { meta, status })
-            .await;
-        return Ok(());
-    }
-    engine
-        .store
-        .claim_case(&record::new_case(
-            &meta,
-            run_id,
-            &engine.definition.name,
-            &engine.model.sha256,
-        ))
-        .await?;
-    match (bytes, failure) {
-        (Some(bytes), None) => {
-            let _ = inlet.jobs.send((meta, bytes)).await;
-        }
-        (_, failure) => {
-            let message = failure.unwrap_or_default();
-            let outcome = Outcome::failed(meta, case::Stage::Ingest, message);
-            let _ = inlet
-                .outcomes
-                .send(Message::Outcome(Box::new(outcome)))
-                .await;
-        }
-    }
-    Ok(())
 }

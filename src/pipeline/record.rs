@@ -2,22 +2,24 @@
 //! away), then moves or copies the input to `done/` or `failed/`, and reports the case.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::case::{CaseMeta, Outcome};
 use super::summary::{Progress, Row, RunReport};
 use crate::ingest::disposition::{self, Transfer};
-use crate::store::{CaseRecord, NewCase, Store, StoreError};
+use crate::store::{CaseRecord, NewCase, Store};
 
 /// What reaches the record stage.
 pub enum Message {
     Outcome(Box<Outcome>),
-    /// The same bytes were already recorded for this pipeline and model.
+    /// The same bytes are already a case for this pipeline and model (`of` describes it);
+    /// `recorded` says whether the repeat went into the `duplicates` table.
     Duplicate {
         meta: CaseMeta,
-        status: String,
+        of: String,
+        recorded: bool,
     },
 }
 
@@ -27,17 +29,27 @@ pub struct Recorder {
     pub state_dir: PathBuf,
     pub transfer: Transfer,
     pub progress: Progress,
+    /// Cancelled when waiting for the database should stop: results not yet written stay
+    /// claimed and are redone on the next start.
+    pub give_up: CancellationToken,
+    /// The watcher's claim folder, whose emptied subfolders are removed.
+    pub claimed_root: Option<PathBuf>,
 }
-
-/// Attempts at writing one result before giving up on the database.
-const STORE_ATTEMPTS: u32 = 5;
 
 impl Recorder {
     pub async fn run(self, mut messages: mpsc::Receiver<Message>) -> RunReport {
         let mut report = RunReport::default();
         while let Some(message) = messages.recv().await {
             let row = match message {
-                Message::Duplicate { meta, status } => Row::duplicate(&meta, &status),
+                Message::Duplicate { meta, of, recorded } => {
+                    if self.transfer == Transfer::Move {
+                        self.dispose(
+                            disposition::done(&self.state_dir, &meta.current, &meta.original, &meta.case_id),
+                            &meta,
+                        );
+                    }
+                    Row::duplicate(&meta, &of, recorded)
+                }
                 Message::Outcome(outcome) => self.record(*outcome).await,
             };
             self.progress.case(&row);
@@ -50,55 +62,54 @@ impl Recorder {
     async fn record(&self, outcome: Outcome) -> Row {
         let record = to_record(&outcome, &self.run_id);
         let mut row = Row::from_outcome(&outcome);
-        if let Err(e) = self.write_with_retry(&record).await {
-            // Not recorded: the input stays where it is so a later run can do it again.
+        let written = self.store.retrying("recording a result", &self.give_up, || self.store.record(&record)).await;
+        if let Err(e) = written {
+            // Not recorded: the input stays where it is, to be redone on the next start.
             row.fail_at_record(e.to_string());
             return row;
         }
         let meta = &outcome.meta;
-        let moved = match &outcome.result {
-            Err(failure) => disposition::fail(
-                &self.state_dir,
-                &meta.current,
-                &meta.original,
-                &meta.case_id,
-                failure.stage.as_str(),
-                &failure.message,
-                self.transfer,
-            )
-            .map(Some),
-            Ok(_) if self.transfer == Transfer::Move => disposition::done(
-                &self.state_dir,
-                &meta.current,
-                &meta.original,
-                &meta.case_id,
-            )
-            .map(Some),
-            Ok(_) => Ok(None),
-        };
-        if let Err(e) = moved {
-            tracing::error!(case = %meta.case_id, file = %meta.original.display(), "cannot move the input aside: {e}");
+        match &outcome.result {
+            Err(failure) => {
+                let (stage, message) = (failure.stage.as_str(), failure.message.as_str());
+                let moved = disposition::fail(
+                    &self.state_dir,
+                    &meta.current,
+                    &meta.original,
+                    &meta.case_id,
+                    stage,
+                    message,
+                    self.transfer,
+                );
+                self.dispose(moved, meta);
+            }
+            Ok(_) if self.transfer == Transfer::Move => {
+                self.dispose(disposition::done(&self.state_dir, &meta.current, &meta.original, &meta.case_id), meta);
+            }
+            Ok(_) => {}
         }
         row
     }
 
-    async fn write_with_retry(&self, record: &CaseRecord) -> Result<bool, StoreError> {
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1.. {
-            match self.store.record(record).await {
-                Err(e) if e.is_transient() && attempt < STORE_ATTEMPTS => {
-                    tracing::warn!(case = %record.case_id, attempt, "store unavailable, retrying in {delay:?}: {e}");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+    /// Logs a failed move, and tidies the claim folder the file came from.
+    fn dispose(&self, moved: std::io::Result<PathBuf>, meta: &CaseMeta) {
+        if let Err(e) = moved {
+            tracing::error!(case = %meta.case_id, file = %meta.original.display(), "cannot move the input aside: {e}");
+            return;
+        }
+        if let Some(root) = &self.claimed_root {
+            let mut dir = meta.current.parent();
+            while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root.as_path()) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
                 }
-                other => return other,
+                dir = d.parent();
             }
         }
-        unreachable!("the loop returns on the last attempt")
     }
 }
 
-pub fn new_case(meta: &CaseMeta, run_id: &str, pipeline: &str, model_sha256: &str) -> NewCase {
+pub fn new_case(meta: &CaseMeta, run_id: &str, pipeline: &str, model_sha256: &str, worker: Option<String>) -> NewCase {
     NewCase {
         case_id: meta.case_id.clone(),
         run_id: run_id.into(),
@@ -108,6 +119,7 @@ pub fn new_case(meta: &CaseMeta, run_id: &str, pipeline: &str, model_sha256: &st
         source_sha256: meta.sha256.clone(),
         size_bytes: meta.size_bytes as i64,
         ground_truth_path: meta.ground_truth.as_ref().map(|p| p.display().to_string()),
+        worker,
     }
 }
 

@@ -32,20 +32,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Decode and preprocess. On failure the case is over and the outcome says why.
-pub fn prepare(
-    ctx: &StageContext,
-    meta: CaseMeta,
-    bytes: &[u8],
-) -> Result<(InFlight, Vec<f32>), Box<Outcome>> {
+pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<(InFlight, Vec<f32>), Box<Outcome>> {
     let started = Instant::now();
     let decoded = match decode::decode(bytes) {
         Ok(decoded) => decoded,
         Err(e) => {
-            return Err(Box::new(Outcome::failed(
-                meta,
-                Stage::Decode,
-                e.to_string(),
-            )));
+            return Err(Box::new(Outcome::failed(meta, Stage::Decode, e.to_string())));
         }
     };
     let decode_ms = ms(started.elapsed());
@@ -70,22 +62,10 @@ pub fn finish(
     output: Result<Vec<f32>, InferError>,
     infer_time: Duration,
 ) -> Outcome {
-    let InFlight {
-        meta,
-        image,
-        kind,
-        geometry,
-        mut timings,
-    } = case;
+    let InFlight { meta, image, kind, geometry, mut timings } = case;
     timings.infer_ms = ms(infer_time);
     let size = Some(image.dimensions());
-    let end = |meta: CaseMeta, timings, result| Outcome {
-        meta,
-        kind: Some(kind.clone()),
-        size,
-        timings,
-        result,
-    };
+    let end = |meta: CaseMeta, timings, result| Outcome { meta, kind: Some(kind.clone()), size, timings, result };
     let fail = |stage: Stage, message: String| Err(Failure { stage, message });
 
     let map = match output {
@@ -94,66 +74,31 @@ pub fn finish(
     };
     let started = Instant::now();
     let (w, h) = (ctx.card.input.width, ctx.card.input.height);
-    let mask = postprocess::postprocess(
-        &map,
-        w,
-        h,
-        ctx.card.output.activation,
-        &geometry,
-        ctx.threshold,
-    );
+    let mask = postprocess::postprocess(&map, w, h, ctx.card.output.activation, &geometry, ctx.threshold);
     timings.postprocess_ms = ms(started.elapsed());
 
     let started = Instant::now();
-    let truth = match meta
-        .ground_truth
-        .as_deref()
-        .map(load_ground_truth)
-        .transpose()
-    {
+    let truth = match meta.ground_truth.as_deref().map(load_ground_truth).transpose() {
         Ok(truth) => truth,
         Err(message) => return end(meta, timings, fail(Stage::Evaluate, message)),
     };
-    let evaluation = match truth
-        .as_ref()
-        .map(|t| metrics::confusion(&mask, t))
-        .transpose()
-    {
-        Ok(counts) => counts.map(|counts| Evaluation {
-            counts,
-            scores: counts.scores(),
-        }),
+    let evaluation = match truth.as_ref().map(|t| metrics::confusion(&mask, t)).transpose() {
+        Ok(counts) => counts.map(|counts| Evaluation { counts, scores: counts.scores() }),
         Err(mismatch) => {
-            let gt = meta
-                .ground_truth
-                .as_deref()
-                .unwrap_or(Path::new(""))
-                .display()
-                .to_string();
-            return end(
-                meta,
-                timings,
-                fail(Stage::Evaluate, format!("{mismatch}: {gt}")),
-            );
+            let gt = meta.ground_truth.as_deref().unwrap_or(Path::new("")).display().to_string();
+            return end(meta, timings, fail(Stage::Evaluate, format!("{mismatch}: {gt}")));
         }
     };
     timings.evaluate_ms = ms(started.elapsed());
 
     let started = Instant::now();
     let dir = ctx.out_dir.join(&meta.case_id);
-    let mut outputs = match output::write_images(
-        &dir,
-        &image,
-        &mask,
-        truth.as_ref(),
-        ctx.outputs.mask,
-        ctx.outputs.overlay,
-    ) {
-        Ok(paths) => paths,
-        Err(e) => return end(meta, timings, fail(Stage::Emit, e.to_string())),
-    };
-    let foreground =
-        mask.as_raw().iter().filter(|v| **v > 0).count() as f64 / mask.as_raw().len().max(1) as f64;
+    let mut outputs =
+        match output::write_images(&dir, &image, &mask, truth.as_ref(), ctx.outputs.mask, ctx.outputs.overlay) {
+            Ok(paths) => paths,
+            Err(e) => return end(meta, timings, fail(Stage::Emit, e.to_string())),
+        };
+    let foreground = mask.as_raw().iter().filter(|v| **v > 0).count() as f64 / mask.as_raw().len().max(1) as f64;
     timings.emit_ms = ms(started.elapsed());
     let summary = json!({
         "case_id": meta.case_id,
@@ -178,15 +123,7 @@ pub fn finish(
         Err(e) => return end(meta, timings, fail(Stage::Emit, e.to_string())),
     }
     timings.emit_ms = ms(started.elapsed());
-    end(
-        meta,
-        timings,
-        Ok(Succeeded {
-            evaluation,
-            outputs,
-            foreground_fraction: foreground,
-        }),
-    )
+    end(meta, timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
 }
 
 /// Reads a ground-truth mask: foreground is any value above half the mask's maximum, so 0/1,
@@ -201,11 +138,7 @@ fn load_ground_truth(path: &Path) -> Result<GrayImage, String> {
     let max = gray.pixels().map(|p| p.0[0]).max().unwrap_or(0) as u32;
     let mut mask = GrayImage::new(gray.width(), gray.height());
     for (out, p) in mask.pixels_mut().zip(gray.pixels_mut()) {
-        out.0[0] = if max > 0 && (p.0[0] as u32) * 2 > max {
-            postprocess::FOREGROUND
-        } else {
-            0
-        };
+        out.0[0] = if max > 0 && (p.0[0] as u32) * 2 > max { postprocess::FOREGROUND } else { 0 };
     }
     Ok(mask)
 }

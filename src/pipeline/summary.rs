@@ -36,18 +36,11 @@ impl Row {
             Ok(done) => {
                 let detail = match &done.evaluation {
                     Some(_) => String::new(),
-                    None => format!(
-                        "no ground truth; foreground {:.1}%",
-                        done.foreground_fraction * 100.0
-                    ),
+                    None => format!("no ground truth; foreground {:.1}%", done.foreground_fraction * 100.0),
                 };
                 (Status::Succeeded, detail, done.evaluation)
             }
-            Err(f) => (
-                Status::Failed,
-                format!("{}: {}", f.stage.as_str(), f.message),
-                None,
-            ),
+            Err(f) => (Status::Failed, format!("{}: {}", f.stage.as_str(), f.message), None),
         };
         Row {
             case_id: outcome.meta.case_id.clone(),
@@ -60,15 +53,17 @@ impl Row {
         }
     }
 
-    pub fn duplicate(meta: &CaseMeta, status: &str) -> Row {
+    pub fn duplicate(meta: &CaseMeta, of: &str, recorded: bool) -> Row {
+        let detail = if recorded {
+            format!("duplicate of {of}: recorded as a duplicate, not processed again")
+        } else {
+            format!("already recorded as {of} for this pipeline and model; nothing new recorded")
+        };
         Row {
             case_id: meta.case_id.clone(),
             file: meta.original.display().to_string(),
             status: Status::Duplicate,
-            detail: format!(
-                "already recorded as case {} ({status}) for this pipeline and model; nothing new recorded",
-                meta.case_id
-            ),
+            detail,
             scores: None,
             counts: None,
             latency_ms: 0.0,
@@ -90,10 +85,7 @@ impl Row {
                     "ok {}  DSC {:.4}  IoU {:.4}  precision {:.4}  recall {:.4}  ({:.0} ms)",
                     self.file, s.dsc, s.iou, s.precision, s.recall, self.latency_ms
                 ),
-                None => format!(
-                    "ok {}  {}  ({:.0} ms)",
-                    self.file, self.detail, self.latency_ms
-                ),
+                None => format!("ok {}  {}  ({:.0} ms)", self.file, self.detail, self.latency_ms),
             },
         }
     }
@@ -114,23 +106,23 @@ impl RunReport {
         self.rows.iter().filter(|r| r.status == status).count()
     }
 
+    /// `N succeeded, N failed, N skipped`, for the log and the audit trail.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} succeeded, {} failed, {} skipped",
+            self.count(Status::Succeeded),
+            self.count(Status::Failed),
+            self.count(Status::Duplicate)
+        )
+    }
+
     /// The per-case table and the summary, for stdout.
     pub fn render(&self, elapsed_s: f64) -> String {
         let mut rows = self.rows.clone();
         rows.sort_by(|a, b| a.file.cmp(&b.file));
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
-        table.set_header([
-            "file",
-            "status",
-            "DSC",
-            "IoU",
-            "mIoU",
-            "precision",
-            "recall",
-            "ms",
-            "detail",
-        ]);
+        table.set_header(["file", "status", "DSC", "IoU", "mIoU", "precision", "recall", "ms", "detail"]);
         let num = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
         for r in &rows {
             let s = r.scores;
@@ -142,26 +134,18 @@ impl RunReport {
                 num(s.map(|s| s.miou)),
                 num(s.map(|s| s.precision)),
                 num(s.map(|s| s.recall)),
-                if r.status == Status::Duplicate {
-                    "-".into()
-                } else {
-                    format!("{:.0}", r.latency_ms)
-                },
+                if r.status == Status::Duplicate { "-".into() } else { format!("{:.0}", r.latency_ms) },
                 r.detail.clone(),
             ]);
         }
         let processed = self.count(Status::Succeeded) + self.count(Status::Failed);
         let mut out = format!("{table}\n");
         out += &format!(
-            "cases: {} succeeded, {} failed, {} skipped as already recorded; {processed} processed in {elapsed_s:.2} s ({:.2} cases/s)\n",
+            "cases: {} succeeded, {} failed, {} skipped as duplicates or already recorded; {processed} processed in {elapsed_s:.2} s ({:.2} cases/s)\n",
             self.count(Status::Succeeded),
             self.count(Status::Failed),
             self.count(Status::Duplicate),
-            if elapsed_s > 0.0 {
-                processed as f64 / elapsed_s
-            } else {
-                0.0
-            },
+            if elapsed_s > 0.0 { processed as f64 / elapsed_s } else { 0.0 },
         );
         let counts: Vec<Confusion> = rows.iter().filter_map(|r| r.counts).collect();
         if let Some(summary) = summarize(&counts) {
@@ -175,10 +159,9 @@ impl RunReport {
                 "precision".into(),
                 "recall".into(),
             ]);
-            for (label, s) in [
-                ("mean of per-case values", summary.mean_per_case),
-                ("pooled over all pixels", summary.pooled),
-            ] {
+            for (label, s) in
+                [("mean of per-case values", summary.mean_per_case), ("pooled over all pixels", summary.pooled)]
+            {
                 metrics.add_row([
                     label.to_string(),
                     format!("{:.4}", s.dsc),
@@ -209,17 +192,12 @@ impl Progress {
                 None => ProgressBar::new_spinner(),
             };
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cases {per_sec}",
-                )
-                .expect("valid template"),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cases {per_sec}")
+                    .expect("valid template"),
             );
             bar
         });
-        Progress {
-            bar,
-            started: Instant::now(),
-        }
+        Progress { bar, started: Instant::now() }
     }
 
     pub fn case(&self, row: &Row) {

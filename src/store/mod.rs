@@ -11,44 +11,44 @@ use std::path::PathBuf;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-pub use records::{CaseRecord, NewCase, NewRun};
+pub use records::{CaseRecord, Claim, LedgerState, NewCase, NewRun};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "cannot open the store {url}: {source} (check database.url / DATABASE_URL; `efen doctor` tests it)"
-    )]
+    #[error("cannot open the store {url}: {source} (check database.url / DATABASE_URL; `efen doctor` tests it)")]
     Connect { url: String, source: sqlx::Error },
     #[error("cannot create the folder {} for the SQLite store: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot migrate the store {url}: {source}")]
-    Migrate {
-        url: String,
-        source: sqlx::migrate::MigrateError,
-    },
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
     #[error("store query failed while {action}: {source}")]
-    Query {
-        action: &'static str,
-        source: sqlx::Error,
-    },
+    Query { action: &'static str, source: sqlx::Error },
 }
 
 impl StoreError {
-    /// Connection-level failures that are worth retrying (the server is away, not the query wrong).
+    /// Failures of the connection or the server rather than of the query: worth retrying.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Query {
-                source: sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
-                ..
-            } | StoreError::Connect { .. }
-        )
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Query { source, .. } => match source {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+                // SQLSTATE 08 connection exception, 53 insufficient resources, 57P operator
+                // intervention (shutdown, restart), 40001 serialization failure; SQLite's BUSY and
+                // LOCKED (5, 6 and their extended codes).
+                sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                        || c == "40001"
+                        || ["5", "6", "261", "517", "262"].contains(&c.as_ref())
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 
@@ -84,11 +84,7 @@ impl Store {
     /// Opens the store and brings its schema up to date.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         if backend == Backend::Sqlite {
             create_sqlite_parent(url)?;
         }
@@ -97,32 +93,19 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact_url(url),
-                source,
-            })?;
+            .map_err(|source| StoreError::Connect { url: redact_url(url), source })?;
         let migrator = match backend {
             Backend::Postgres => &POSTGRES,
             Backend::Sqlite => &SQLITE,
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                url: redact_url(url),
-                source,
-            })?;
+        migrator.run(&pool).await.map_err(|source| StoreError::Migrate { url: redact_url(url), source })?;
         let actor = format!(
             "efen {} on {}, pid {}",
             env!("CARGO_PKG_VERSION"),
             gethostname::gethostname().to_string_lossy(),
             std::process::id()
         );
-        Ok(Store {
-            pool,
-            backend,
-            actor,
-        })
+        Ok(Store { pool, backend, actor })
     }
 
     pub async fn close(&self) {
@@ -146,14 +129,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(query("starting a run"))?;
-        self.audit(
-            &mut tx,
-            Some(&run.run_id),
-            None,
-            "run_started",
-            &run.command,
-        )
-        .await?;
+        self.audit(&mut tx, Some(&run.run_id), None, "run_started", &run.command).await?;
         tx.commit().await.map_err(query("starting a run"))
     }
 
@@ -164,29 +140,26 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(query("finishing a run"))?;
-        self.audit(&mut tx, Some(run_id), None, "run_finished", summary)
-            .await?;
+        self.audit(&mut tx, Some(run_id), None, "run_finished", summary).await?;
         tx.commit().await.map_err(query("finishing a run"))
     }
 
-    /// The earlier outcome for these bytes under this pipeline and model, if there is one.
-    pub async fn find_recorded(&self, case_id: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_as::<_, (String,)>("SELECT status FROM results WHERE case_id = $1")
-            .bind(case_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map(|row| row.map(|(status,)| status))
-            .map_err(query("looking up an earlier result"))
-    }
-
-    /// Registers a case as taken by `run_id` (again, if an earlier run died before recording it).
-    pub async fn claim_case(&self, case: &NewCase) -> Result<(), StoreError> {
-        let mut tx = self.begin("claiming a case").await?;
-        sqlx::query(
-            "INSERT INTO cases (case_id, run_id, pipeline, model_sha256, source_path, source_sha256, size_bytes, ground_truth_path)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (case_id) DO UPDATE SET run_id = excluded.run_id, source_path = excluded.source_path,
-                 ground_truth_path = excluded.ground_truth_path",
+    /// Takes a case for `case.run_id`, with the database as arbiter between workers.
+    ///
+    /// A case with a result is [`Claim::Recorded`]. A case without one is either new (inserted
+    /// here), or held by another claim: an earlier run that died, or another worker right now.
+    /// `takeover` decides which: `efen run` and crash recovery take it over, a second watcher
+    /// treats it as a duplicate.
+    pub async fn claim_case(&self, case: &NewCase, takeover: bool) -> Result<Claim, StoreError> {
+        const ACTION: &str = "claiming a case";
+        // Write first: SQLite then takes its write lock at once instead of failing to upgrade
+        // a read lock when two claims race.
+        let mut tx = self.begin(ACTION).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO cases (case_id, run_id, pipeline, model_sha256, source_path, source_sha256, size_bytes,
+                                ground_truth_path, worker)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (case_id) DO NOTHING",
         )
         .bind(&case.case_id)
         .bind(&case.run_id)
@@ -196,65 +169,147 @@ impl Store {
         .bind(&case.source_sha256)
         .bind(case.size_bytes)
         .bind(&case.ground_truth_path)
+        .bind(&case.worker)
         .execute(&mut *tx)
         .await
-        .map_err(query("claiming a case"))?;
-        self.audit(
-            &mut tx,
-            Some(&case.run_id),
-            Some(&case.case_id),
-            "case_claimed",
-            &case.source_path,
-        )
-        .await?;
-        tx.commit().await.map_err(query("claiming a case"))
+        .map_err(query(ACTION))?
+        .rows_affected()
+            == 1;
+        let earlier: Option<(String, String)> = if inserted {
+            None
+        } else {
+            sqlx::query_as(
+                "SELECT r.status, c.source_path FROM results r JOIN cases c ON c.case_id = r.case_id WHERE r.case_id = $1",
+            )
+            .bind(&case.case_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query(ACTION))?
+        };
+        if let Some((status, source_path)) = earlier {
+            return Ok(Claim::Recorded { status, source_path });
+        }
+        let claim = if inserted {
+            Claim::New
+        } else if takeover {
+            sqlx::query(
+                "UPDATE cases SET run_id = $2, source_path = $3, ground_truth_path = $4, worker = $5,
+                     state = 'claimed', state_rank = 1
+                 WHERE case_id = $1",
+            )
+            .bind(&case.case_id)
+            .bind(&case.run_id)
+            .bind(&case.source_path)
+            .bind(&case.ground_truth_path)
+            .bind(&case.worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(ACTION))?;
+            Claim::TakenOver
+        } else {
+            let (source_path,): (String,) = sqlx::query_as("SELECT source_path FROM cases WHERE case_id = $1")
+                .bind(&case.case_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query(ACTION))?;
+            return Ok(Claim::Held { source_path });
+        };
+        let action = if claim == Claim::New { "case_claimed" } else { "case_reclaimed" };
+        self.audit(&mut tx, Some(&case.run_id), Some(&case.case_id), action, &case.source_path).await?;
+        tx.commit().await.map_err(query(ACTION))?;
+        Ok(claim)
+    }
+
+    /// Records an input that repeated the bytes of case `case_id` under `source_path`.
+    pub async fn record_duplicate(&self, case_id: &str, run_id: &str, source_path: &str) -> Result<(), StoreError> {
+        const ACTION: &str = "recording a duplicate";
+        let mut tx = self.begin(ACTION).await?;
+        sqlx::query("INSERT INTO duplicates (case_id, run_id, source_path) VALUES ($1, $2, $3)")
+            .bind(case_id)
+            .bind(run_id)
+            .bind(source_path)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(ACTION))?;
+        self.audit(&mut tx, Some(run_id), Some(case_id), "case_duplicate", source_path).await?;
+        tx.commit().await.map_err(query(ACTION))
+    }
+
+    /// Moves a case forward in the ledger (never backwards: a late update is ignored).
+    pub async fn mark(&self, case_id: &str, state: LedgerState) -> Result<(), StoreError> {
+        sqlx::query("UPDATE cases SET state = $2, state_rank = $3 WHERE case_id = $1 AND state_rank < $3")
+            .bind(case_id)
+            .bind(state.as_str())
+            .bind(state.rank())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query("updating the ledger"))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for a non-transient reason, or `give_up` is
+    /// cancelled; waits with exponential backoff (capped at 5 s) while the database is away.
+    pub async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        give_up: &tokio_util::sync::CancellationToken,
+        mut attempt: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_transient() && !give_up.is_cancelled() => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!("store unavailable while {what} (attempt {failures}), retrying: {e}");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = give_up.cancelled() => {}
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Records a case's outcome once; returns false if it was already recorded.
     pub async fn record(&self, record: &CaseRecord) -> Result<bool, StoreError> {
         const ACTION: &str = "recording a result";
         let mut tx = self.begin(ACTION).await?;
-        sqlx::query("UPDATE cases SET kind = $2, width = $3, height = $4 WHERE case_id = $1")
-            .bind(&record.case_id)
-            .bind(&record.kind)
-            .bind(record.width)
-            .bind(record.height)
-            .execute(&mut *tx)
-            .await
-            .map_err(query(ACTION))?;
-        let inserted = records::insert_result(record)
-            .execute(&mut *tx)
-            .await
-            .map_err(query(ACTION))?
-            .rows_affected()
-            == 1;
+        sqlx::query(
+            "UPDATE cases SET kind = $2, width = $3, height = $4, state = $5, state_rank = $6 WHERE case_id = $1",
+        )
+        .bind(&record.case_id)
+        .bind(&record.kind)
+        .bind(record.width)
+        .bind(record.height)
+        .bind(LedgerState::Recorded.as_str())
+        .bind(LedgerState::Recorded.rank())
+        .execute(&mut *tx)
+        .await
+        .map_err(query(ACTION))?;
+        let inserted =
+            records::insert_result(record).execute(&mut *tx).await.map_err(query(ACTION))?.rows_affected() == 1;
         if inserted {
-            let action = if record.status == "succeeded" {
-                "case_succeeded"
-            } else {
-                "case_failed"
-            };
+            let action = if record.status == "succeeded" { "case_succeeded" } else { "case_failed" };
             let detail = match (&record.error_stage, &record.error_message) {
                 (Some(stage), Some(message)) => format!("{stage}: {message}"),
                 _ => record.status.clone(),
             };
-            self.audit(
-                &mut tx,
-                Some(&record.run_id),
-                Some(&record.case_id),
-                action,
-                &detail,
-            )
-            .await?;
+            self.audit(&mut tx, Some(&record.run_id), Some(&record.case_id), action, &detail).await?;
         }
         tx.commit().await.map_err(query(ACTION))?;
         Ok(inserted)
     }
 
-    async fn begin(
-        &self,
-        action: &'static str,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    async fn begin(&self, action: &'static str) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         self.pool.begin().await.map_err(query(action))
     }
 
@@ -281,11 +336,7 @@ impl Store {
 
     /// Runs a health query (for `efen doctor`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(query("checking the connection"))
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(query("checking the connection"))
     }
 }
 
@@ -295,21 +346,13 @@ fn query(action: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
 
 /// SQLite creates the file (`mode=rwc`) but not its folder.
 fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    match PathBuf::from(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.into(),
-            source,
-        }),
+    match PathBuf::from(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.into(), source }),
         None => Ok(()),
     }
 }
@@ -320,17 +363,8 @@ mod tests {
 
     #[test]
     fn passwords_never_leave_the_store_module() {
-        assert_eq!(
-            redact_url("postgres://efen:s3cret@db:5432/efen"),
-            "postgres://efen:***@db:5432/efen"
-        );
-        assert_eq!(
-            redact_url("postgres://efen@db/efen"),
-            "postgres://efen@db/efen"
-        );
-        assert_eq!(
-            redact_url("sqlite://state/efen.db"),
-            "sqlite://state/efen.db"
-        );
+        assert_eq!(redact_url("postgres://efen:s3cret@db:5432/efen"), "postgres://efen:***@db:5432/efen");
+        assert_eq!(redact_url("postgres://efen@db/efen"), "postgres://efen@db/efen");
+        assert_eq!(redact_url("sqlite://state/efen.db"), "sqlite://state/efen.db");
     }
 }

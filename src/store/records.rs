@@ -26,6 +26,47 @@ pub struct NewCase {
     pub source_sha256: String,
     pub size_bytes: i64,
     pub ground_truth_path: Option<String>,
+    /// The watcher holding it (`watch.worker`), or None for `efen run`.
+    pub worker: Option<String>,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time: this run owns the case.
+    New,
+    /// An earlier claim never finished (a crash): this run owns it now.
+    TakenOver,
+    /// Claimed by someone else and not finished: this input is a duplicate of that case.
+    Held { source_path: String },
+    /// Already has a result.
+    Recorded { status: String, source_path: String },
+}
+
+/// Where a case is in the ledger. Ranks only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerState {
+    Claimed,
+    Decoded,
+    Inferred,
+    Written,
+    Recorded,
+}
+
+impl LedgerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerState::Claimed => "claimed",
+            LedgerState::Decoded => "decoded",
+            LedgerState::Inferred => "inferred",
+            LedgerState::Written => "written",
+            LedgerState::Recorded => "recorded",
+        }
+    }
+
+    pub fn rank(self) -> i32 {
+        self as i32 + 1
+    }
 }
 
 /// A case's outcome, one row of `results`.

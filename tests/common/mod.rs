@@ -15,8 +15,7 @@ pub fn repo() -> PathBuf {
 
 /// Admin URL for creating test databases; `.ci/run` starts a server when none answers.
 pub fn postgres_admin_url() -> String {
-    std::env::var("EFEN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("EFEN_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +37,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("drop")).unwrap();
         let (database_url, postgres_db) = match backend {
-            Backend::Sqlite => (
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("state/efen.db").display()
-                ),
-                None,
-            ),
+            Backend::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("state/efen.db").display()), None),
             Backend::Postgres => {
                 let name = format!("efen_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = connect(&postgres_admin_url()).await;
@@ -58,12 +51,7 @@ impl World {
                 (url, Some(name))
             }
         };
-        World {
-            dir,
-            database_url,
-            backend,
-            postgres_db,
-        }
+        World { dir, database_url, backend, postgres_db }
     }
 
     pub fn drop_dir(&self) -> PathBuf {
@@ -86,6 +74,7 @@ impl World {
             .env("EFEN_PATHS__OUT_DIR", self.out())
             .env("EFEN_WATCH__SETTLE_MS", "300")
             .env("EFEN_WATCH__RESCAN_MS", "500")
+            .env("EFEN_WATCH__WORKER", "w1")
             .env("DATABASE_URL", &self.database_url)
             .env("EFEN_LOG", "info,ort=warn")
             .env_remove("ORT_DYLIB_PATH");
@@ -115,9 +104,7 @@ impl World {
         for entry in std::fs::read_dir(&samples).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if stems.iter().any(|s| {
-                name.starts_with(&format!("{s}.")) || name.starts_with(&format!("{s}_mask."))
-            }) {
+            if stems.iter().any(|s| name.starts_with(&format!("{s}.")) || name.starts_with(&format!("{s}_mask."))) {
                 std::fs::copy(&path, self.drop_dir().join(&name)).unwrap();
             }
         }
@@ -126,11 +113,9 @@ impl World {
     pub async fn close(self) {
         if let Some(name) = &self.postgres_db {
             let admin = connect(&postgres_admin_url()).await;
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&admin)
-            .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&admin)
+                .await;
             admin.close().await;
         }
     }
@@ -146,10 +131,7 @@ pub async fn connect(url: &str) -> AnyPool {
 }
 
 pub async fn count(pool: &AnyPool, sql: &'static str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     n
 }
 
@@ -161,13 +143,27 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Files (not folders, not the worker locks) left anywhere under `<state>/claimed/`.
+pub fn claimed_files(state: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.file_name().is_some_and(|n| n != ".lock") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&state.join("claimed"), &mut out);
+    out
+}
+
 /// Lists a folder's file names, sorted.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
     names
