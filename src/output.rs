@@ -64,7 +64,16 @@ pub fn write_json(dir: &Path, value: &impl Serialize) -> Result<PathBuf, EmitErr
 }
 
 fn create_dir(dir: &Path) -> Result<(), EmitError> {
-    std::fs::create_dir_all(dir).map_err(|source| EmitError::Write { path: dir.into(), source })
+    std::fs::create_dir_all(dir).map_err(|source| EmitError::Write { path: dir.into(), source })?;
+    // A process killed mid-write leaves its temporary behind; the redo cleans up.
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && !name.contains(&format!(".{}.", std::process::id())) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }
 
 fn temporary(path: &Path) -> PathBuf {

@@ -3,21 +3,12 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Backend, World, count, names};
+use common::{Backend, World, count, names, wait_for};
 
 fn sigterm(child: &std::process::Child) {
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::signal(child, "TERM");
 }
 
 /// Issue 2: SIGTERM while cases are in flight: those finish and are recorded, nothing claimed is
@@ -50,14 +41,7 @@ async fn sigterm_drains_the_cases_in_flight_and_exits_0() {
     .await;
     sigterm(&child);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "efen watch did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
     let output = child.wait_with_output().unwrap();
     eprintln!("stderr:\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(status.code(), Some(0));

@@ -135,6 +135,11 @@ pub async fn count(pool: &AnyPool, sql: &'static str) -> i64 {
     n
 }
 
+/// Like [`count`], but None while the query cannot run yet (the store not migrated).
+pub async fn try_count(pool: &AnyPool, sql: &'static str) -> Option<i64> {
+    sqlx::query_as::<_, (i64,)>(sql).fetch_one(pool).await.ok().map(|(n,)| n)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -167,4 +172,45 @@ pub fn names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A small PNG whose bytes differ for every `i`: a bright blob on a noisy background.
+pub fn unique_png(i: u32) -> Vec<u8> {
+    let (cx, cy) = (16 + (i * 7) % 32, 16 + (i * 13) % 32);
+    let image = image::RgbImage::from_fn(64, 64, |x, y| {
+        let noise = ((x * 31 + y * 17 + i * 101) % 23) as u8;
+        let d2 = (x as i64 - cx as i64).pow(2) + (y as i64 - cy as i64).pow(2);
+        if d2 < 100 { image::Rgb([200, 60 + noise, 60]) } else { image::Rgb([90 + noise, 70, 60 + noise]) }
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+/// Waits (polling) until `check` holds, failing the test after `timeout`.
+pub async fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let status =
+        std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a child to exit, failing the test after `timeout`.
+pub async fn wait_exit(child: &mut std::process::Child, timeout: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "efen did not exit in {timeout:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
