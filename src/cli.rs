@@ -168,6 +168,8 @@ async fn run(config: Config, pipeline: Option<PathBuf>, paths: Vec<PathBuf>) -> 
 /// How long after SIGTERM the drain keeps waiting for an unavailable database. What is not
 /// recorded by then stays claimed and is redone on the next start.
 const STORE_GRACE: Duration = Duration::from_secs(30);
+/// Attempts at admitting one claimed file when the store fails for other reasons than an outage.
+const ADMIT_ATTEMPTS: u32 = 5;
 
 async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Result<ExitCode, Fatal> {
     if !dir.is_dir() {
@@ -222,8 +224,20 @@ async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Resul
     tracing::info!(dir = %dir.display(), worker = %worker, "watching; SIGINT or SIGTERM to stop");
     let policy = Policy { takeover: false, record_same_path: true };
     while let Some(claimed) = claimed_rx.recv().await {
-        if let Err(e) = admission.admit(claimed.candidate, claimed.claimed, policy).await {
-            tracing::error!("cannot admit a claimed file; it stays claimed for the next start: {e}");
+        // A store error that is not a connection problem is retried a few times, then the file
+        // stays claimed and is redone on the next start.
+        for attempt in 1..=ADMIT_ATTEMPTS {
+            match admission.admit(claimed.candidate.clone(), claimed.claimed.clone(), policy).await {
+                Ok(()) => break,
+                Err(e) if attempt < ADMIT_ATTEMPTS && !shutdown.is_cancelled() => {
+                    tracing::warn!(file = %claimed.candidate.path.display(), attempt, "cannot admit, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(file = %claimed.candidate.path.display(), "cannot admit; it stays claimed for the next start: {e}");
+                    break;
+                }
+            }
         }
     }
     watcher.await??;

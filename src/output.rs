@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use image::{GrayImage, Rgb, RgbImage};
 use serde::Serialize;
 
+use crate::pipeline::definition::OutputSettings;
+use crate::postprocess::Probabilities;
+
 /// Predicted outline: yellow. Ground truth: cyan. Both stay visible on gray and on colour images.
 const PREDICTED: Rgb<u8> = Rgb([255, 221, 0]);
 const TRUTH: Rgb<u8> = Rgb([0, 200, 255]);
@@ -24,31 +27,38 @@ pub enum EmitError {
 pub struct OutputPaths {
     pub mask: Option<PathBuf>,
     pub overlay: Option<PathBuf>,
+    pub probabilities: Option<PathBuf>,
     pub result: Option<PathBuf>,
 }
 
-/// Writes the mask and the overlay as configured; `result.json` is written by [`write_json`]
-/// once everything else about the case is known.
-pub fn write_images(
-    dir: &Path,
-    image: &RgbImage,
-    mask: &GrayImage,
-    truth: Option<&GrayImage>,
-    write_mask: bool,
-    write_overlay: bool,
-) -> Result<OutputPaths, EmitError> {
+/// What a case's image outputs are made from.
+pub struct Images<'a> {
+    pub image: &'a RgbImage,
+    pub mask: &'a GrayImage,
+    pub truth: Option<&'a GrayImage>,
+    pub probabilities: Option<&'a Probabilities>,
+}
+
+/// Writes the mask, the overlay and the probability map as configured; `result.json` is written
+/// by [`write_json`] once everything else about the case is known.
+pub fn write_images(dir: &Path, images: &Images, settings: &OutputSettings) -> Result<OutputPaths, EmitError> {
     create_dir(dir)?;
     let mut paths = OutputPaths::default();
-    if write_mask {
+    if settings.mask {
         let path = dir.join("mask.png");
-        save_png(&path, |tmp| mask.save_with_format(tmp, image::ImageFormat::Png))?;
+        save_png(&path, |tmp| images.mask.save_with_format(tmp, image::ImageFormat::Png))?;
         paths.mask = Some(path);
     }
-    if write_overlay {
+    if settings.overlay {
         let path = dir.join("overlay.png");
-        let overlay = overlay(image, mask, truth);
+        let overlay = overlay(images.image, images.mask, images.truth);
         save_png(&path, |tmp| overlay.save_with_format(tmp, image::ImageFormat::Png))?;
         paths.overlay = Some(path);
+    }
+    if let Some(map) = images.probabilities {
+        let path = dir.join("probabilities.png");
+        save_png(&path, |tmp| map.save_with_format(tmp, image::ImageFormat::Png))?;
+        paths.probabilities = Some(path);
     }
     Ok(paths)
 }
@@ -143,7 +153,9 @@ mod tests {
         let case = dir.path().join("case");
         let image = RgbImage::new(4, 4);
         let mask = GrayImage::from_pixel(4, 4, image::Luma([255]));
-        let paths = write_images(&case, &image, &mask, Some(&mask), true, true).unwrap();
+        let images = Images { image: &image, mask: &mask, truth: Some(&mask), probabilities: None };
+        let settings = OutputSettings { mask: true, overlay: true, probabilities: false };
+        let paths = write_images(&case, &images, &settings).unwrap();
         write_json(&case, &serde_json::json!({"ok": true})).unwrap();
         assert!(paths.mask.unwrap().is_file() && paths.overlay.unwrap().is_file());
         let names: Vec<String> =

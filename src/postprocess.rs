@@ -1,6 +1,8 @@
-//! Postprocess: the network's output map → a binary mask at the source image's size. Applies the
-//! sigmoid when the model emits logits, crops the letterbox padding away, resizes the
-//! probabilities back (bilinear) and thresholds them.
+//! Postprocess: tile outputs → one binary mask at the source image's size.
+//!
+//! Each tile's map goes through the sigmoid when the model emits logits, then is added to the
+//! canvas with its importance weights. When the last tile is in, the weighted mean is cropped to
+//! the content, resized back to the source size (bilinear) and thresholded.
 
 use fast_image_resize::Resizer;
 use fast_image_resize::images::TypedImage;
@@ -8,34 +10,101 @@ use fast_image_resize::pixels::F32;
 use image::{GrayImage, Luma};
 
 use crate::model::Activation;
-use crate::preprocess::{Geometry, bilinear};
+use crate::preprocess::{Plan, Weighting, bilinear};
 
 /// Foreground value in masks written by efen.
 pub const FOREGROUND: u8 = 255;
 
-/// Turns one output map (`model_w × model_h` values, row-major) into a 0/255 mask.
-pub fn postprocess(
-    output: &[f32],
-    model_w: u32,
-    model_h: u32,
-    activation: Activation,
-    geometry: &Geometry,
-    threshold: f32,
-) -> GrayImage {
-    let probabilities: Vec<F32> =
-        output.iter().map(|&v| F32::new(if activation == Activation::Logits { sigmoid(v) } else { v })).collect();
-    let source =
-        TypedImage::from_pixels(model_w, model_h, probabilities).expect("output map has model_w × model_h values");
-    let mut resized = TypedImage::<F32>::new(geometry.source_width, geometry.source_height);
-    let (left, top, width, height) = geometry.content;
-    let options = bilinear().crop(left as f64, top as f64, width as f64, height as f64);
-    Resizer::new().resize_typed(&source, &mut resized, &options).expect("F32 to F32 resize cannot fail");
+/// The blended probabilities of one case, filled tile by tile.
+pub struct Accumulator {
+    plan: Plan,
+    tile_weights: Vec<f32>,
+    sum: Vec<f32>,
+    weight: Vec<f32>,
+    remaining: usize,
+}
 
-    let values = resized.pixels();
-    GrayImage::from_fn(geometry.source_width, geometry.source_height, |x, y| {
-        let p = values[(y * geometry.source_width + x) as usize].0;
-        Luma([if p >= threshold { FOREGROUND } else { 0 }])
-    })
+impl Accumulator {
+    pub fn new(plan: Plan) -> Accumulator {
+        let (w, h) = plan.canvas;
+        let tile_weights = weights(plan.tile, plan.weights, plan.sigma_scale);
+        let remaining = plan.tiles.len();
+        Accumulator {
+            plan,
+            tile_weights,
+            sum: vec![0.0; (w * h) as usize],
+            weight: vec![0.0; (w * h) as usize],
+            remaining,
+        }
+    }
+
+    /// Adds tile `index`'s output map; true when it was the last one.
+    pub fn add(&mut self, index: usize, output: &[f32], activation: Activation) -> bool {
+        let (tx, ty) = self.plan.tiles[index];
+        let (tw, th) = self.plan.tile;
+        let (cw, ch) = self.plan.canvas;
+        for y in 0..th.min(ch - ty) {
+            let src = (y * tw) as usize;
+            let dst = ((ty + y) * cw + tx) as usize;
+            for x in 0..tw.min(cw - tx) as usize {
+                let v = output[src + x];
+                let p = if activation == Activation::Logits { sigmoid(v) } else { v };
+                let w = self.tile_weights[src + x];
+                self.sum[dst + x] += p * w;
+                self.weight[dst + x] += w;
+            }
+        }
+        self.remaining -= 1;
+        self.remaining == 0
+    }
+
+    /// Counts a tile that produced nothing (its inference failed); true when it was the last.
+    pub fn skip(&mut self) -> bool {
+        self.remaining -= 1;
+        self.remaining == 0
+    }
+
+    /// The mask at the source size (weighted mean, crop, resize back, threshold), and the
+    /// probability map itself as 16-bit gray when `probabilities` is asked for.
+    pub fn finish(self, threshold: f32, probabilities: bool) -> (GrayImage, Option<Probabilities>) {
+        let (cw, ch) = self.plan.canvas;
+        let blended: Vec<F32> =
+            self.sum.iter().zip(&self.weight).map(|(s, w)| F32::new(if *w > 0.0 { s / w } else { 0.0 })).collect();
+        let canvas = TypedImage::from_pixels(cw, ch, blended).expect("canvas has cw × ch values");
+        let (sw, sh) = self.plan.source;
+        let mut resized = TypedImage::<F32>::new(sw, sh);
+        let (left, top, width, height) = self.plan.content;
+        let options = bilinear().crop(left as f64, top as f64, width as f64, height as f64);
+        Resizer::new().resize_typed(&canvas, &mut resized, &options).expect("F32 to F32 resize cannot fail");
+        let values = resized.pixels();
+        let at = |x: u32, y: u32| values[(y * sw + x) as usize].0;
+        let mask = GrayImage::from_fn(sw, sh, |x, y| Luma([if at(x, y) >= threshold { FOREGROUND } else { 0 }]));
+        let map = probabilities.then(|| {
+            Probabilities::from_fn(sw, sh, |x, y| Luma([(at(x, y).clamp(0.0, 1.0) * 65535.0).round() as u16]))
+        });
+        (mask, map)
+    }
+}
+
+/// A probability map as 16-bit gray, 0..65535 for 0..1.
+pub type Probabilities = image::ImageBuffer<Luma<u16>, Vec<u16>>;
+
+/// Per-pixel weights of one tile. Gaussian weights are scaled so their maximum is 1 and floored
+/// at a small positive value, so that every pixel of the canvas gets some weight.
+fn weights((w, h): (u32, u32), kind: Weighting, sigma_scale: f32) -> Vec<f32> {
+    match kind {
+        Weighting::Constant => vec![1.0; (w * h) as usize],
+        Weighting::Gaussian => {
+            let axis = |n: u32| -> Vec<f32> {
+                let sigma = (n as f32 * sigma_scale).max(1e-3);
+                let centre = (n as f32 - 1.0) / 2.0;
+                (0..n).map(|i| (-((i as f32 - centre).powi(2)) / (2.0 * sigma * sigma)).exp()).collect()
+            };
+            let (wx, wy) = (axis(w), axis(h));
+            let floor = 1e-3;
+            wy.iter().flat_map(|a| wx.iter().map(move |b| (a * b).max(floor))).collect()
+        }
+    }
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -45,16 +114,21 @@ fn sigmoid(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::tests::card;
+    use crate::preprocess::{Fit, Tiling};
 
-    fn geometry(w: u32, h: u32, content: (u32, u32, u32, u32)) -> Geometry {
-        Geometry { source_width: w, source_height: h, content }
+    fn single(source: (u32, u32), model: (u32, u32), map: &[f32], activation: Activation, threshold: f32) -> GrayImage {
+        let plan = Plan::new(source.0, source.1, &card(model.0, model.1), Fit::Resize, &Tiling::default());
+        let mut acc = Accumulator::new(plan);
+        assert!(acc.add(0, map, activation));
+        acc.finish(threshold, false).0
     }
 
     #[test]
     fn probabilities_are_thresholded_at_the_source_size() {
         // Left half foreground in a 4×4 map, mapped to 8×2.
         let map: Vec<f32> = (0..16).map(|i| if i % 4 < 2 { 0.9 } else { 0.1 }).collect();
-        let mask = postprocess(&map, 4, 4, Activation::Sigmoid, &geometry(8, 2, (0, 0, 4, 4)), 0.5);
+        let mask = single((8, 2), (4, 4), &map, Activation::Sigmoid, 0.5);
         assert_eq!(mask.dimensions(), (8, 2));
         assert_eq!(mask.get_pixel(0, 0).0[0], FOREGROUND);
         assert_eq!(mask.get_pixel(7, 1).0[0], 0);
@@ -63,17 +137,46 @@ mod tests {
     #[test]
     fn logits_go_through_the_sigmoid() {
         let map = vec![2.0f32; 4];
-        let mask = postprocess(&map, 2, 2, Activation::Logits, &geometry(2, 2, (0, 0, 2, 2)), 0.85);
+        let mask = single((2, 2), (2, 2), &map, Activation::Logits, 0.85);
         assert!(mask.pixels().all(|p| p.0[0] == FOREGROUND), "sigmoid(2) = 0.88 ≥ 0.85");
-        let mask = postprocess(&map, 2, 2, Activation::Logits, &geometry(2, 2, (0, 0, 2, 2)), 0.9);
+        let mask = single((2, 2), (2, 2), &map, Activation::Logits, 0.9);
         assert!(mask.pixels().all(|p| p.0[0] == 0));
     }
 
     #[test]
     fn letterbox_padding_is_cropped_away() {
-        // 4×4 map whose content is rows 1..3; the padding rows say foreground and must not leak.
+        // 8×4 image letterboxed into 4×4: content rows 1..3. Padding rows say foreground.
+        let plan = Plan::new(8, 4, &card(4, 4), Fit::Letterbox, &Tiling::default());
+        assert_eq!(plan.content, (0, 1, 4, 2));
         let map: Vec<f32> = (0..16).map(|i| if (4..12).contains(&i) { 0.0 } else { 1.0 }).collect();
-        let mask = postprocess(&map, 4, 4, Activation::Sigmoid, &geometry(8, 4, (0, 1, 4, 2)), 0.5);
-        assert!(mask.pixels().all(|p| p.0[0] == 0));
+        let mut acc = Accumulator::new(plan);
+        acc.add(0, &map, Activation::Sigmoid);
+        assert!(acc.finish(0.5, false).0.pixels().all(|p| p.0[0] == 0));
+    }
+
+    #[test]
+    fn overlapping_tiles_blend_without_seams() {
+        // Two 4-wide tiles on a 6-wide canvas that both say 0.8 blend to 0.8 everywhere, whatever
+        // the weights; a tile saying 0.2 pulls the shared columns towards it, never past it.
+        let tiling = Tiling { enabled: true, ..Tiling::default() };
+        let plan = Plan::new(6, 4, &card(4, 4), Fit::Resize, &tiling);
+        assert_eq!(plan.tiles, [(0, 0), (2, 0)]);
+        let mut acc = Accumulator::new(plan.clone());
+        acc.add(0, &[0.8; 16], Activation::Sigmoid);
+        acc.add(1, &[0.8; 16], Activation::Sigmoid);
+        assert!(acc.sum.iter().zip(&acc.weight).all(|(s, w)| (s / w - 0.8).abs() < 1e-6));
+        let mut acc = Accumulator::new(plan);
+        acc.add(0, &[0.8; 16], Activation::Sigmoid);
+        acc.add(1, &[0.2; 16], Activation::Sigmoid);
+        let row: Vec<f32> = (0..6).map(|x| acc.sum[x] / acc.weight[x]).collect();
+        assert!(row.windows(2).all(|p| p[1] <= p[0] + 1e-6), "monotone across the seam: {row:?}");
+        assert!((row[0] - 0.8).abs() < 1e-6 && (row[5] - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gaussian_weights_peak_in_the_centre_and_never_vanish() {
+        let w = weights((5, 5), Weighting::Gaussian, 0.125);
+        assert_eq!(w[12], 1.0);
+        assert!(w[0] > 0.0 && w[0] < w[6] && w[6] < w[12]);
     }
 }

@@ -1,6 +1,14 @@
-//! Preprocess: an RGB image → the model's input tensor (CHW, `f32`, mean/std normalized) at the
-//! model card's size, by stretching (`resize`) or by keeping the aspect ratio and padding
-//! (`letterbox`). The [`Geometry`] it returns lets postprocess map the output back.
+//! Preprocess: an RGB image → model-input tiles (CHW, `f32`, mean/std normalized).
+//!
+//! Every case is a *canvas* covered by one or more tiles of the model's input size:
+//! - `resize` and `letterbox`: the image is scaled onto a canvas of exactly the input size (one
+//!   tile); letterbox keeps the aspect ratio and pads with the mean colour (0 after normalization);
+//! - tiling (`tile = true`, for images larger than the input): the canvas is the image at its own
+//!   resolution, covered by overlapping tiles whose outputs postprocess blends with importance
+//!   weights, as nnU-Net does.
+//!
+//! Tiles are cut one at a time ([`Canvas::tile`]), so memory follows the tiles in flight, not the
+//! number of tiles.
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
@@ -8,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ModelCard;
 
-/// How an image is fitted to the model's input size.
+/// How an image that fits the model's input (or every image, without tiling) is fitted to it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
@@ -19,20 +27,107 @@ pub enum Fit {
     Letterbox,
 }
 
-/// Where the image sits inside the model input, so that the output can be mapped back.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Geometry {
-    pub source_width: u32,
-    pub source_height: u32,
-    /// The content box inside the model input: left, top, width, height.
-    pub content: (u32, u32, u32, u32),
+/// How overlapping tile outputs are blended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weighting {
+    /// A Gaussian centred on the tile (σ = `sigma_scale` × tile size): the border, where the
+    /// network sees least context, counts least.
+    #[default]
+    Gaussian,
+    /// Every pixel of every tile counts the same.
+    Constant,
 }
 
-/// One image ready for the network: `3 × height × width` values.
-#[derive(Debug, Clone)]
-pub struct Tensor {
-    pub data: Vec<f32>,
-    pub geometry: Geometry,
+/// Tiling of images larger than the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tiling {
+    /// Tile images larger than the model input at their own resolution instead of shrinking them.
+    pub enabled: bool,
+    /// Fraction of a tile shared with its neighbour, 0 to 0.9.
+    pub overlap: f32,
+    pub weights: Weighting,
+    /// σ of the Gaussian weights as a fraction of the tile size.
+    pub sigma_scale: f32,
+}
+
+impl Default for Tiling {
+    fn default() -> Self {
+        Tiling { enabled: false, overlap: 0.5, weights: Weighting::Gaussian, sigma_scale: 0.125 }
+    }
+}
+
+/// Where the content lies on the canvas and where the tiles are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub source: (u32, u32),
+    pub canvas: (u32, u32),
+    /// The image on the canvas: left, top, width, height.
+    pub content: (u32, u32, u32, u32),
+    pub tile: (u32, u32),
+    /// Top-left corners of the tiles, row by row.
+    pub tiles: Vec<(u32, u32)>,
+    pub weights: Weighting,
+    pub sigma_scale: f32,
+}
+
+impl Plan {
+    pub fn new(source_w: u32, source_h: u32, card: &ModelCard, fit: Fit, tiling: &Tiling) -> Plan {
+        let tile = (card.input.width, card.input.height);
+        let larger = source_w > tile.0 || source_h > tile.1;
+        if tiling.enabled && larger {
+            let canvas = (source_w.max(tile.0), source_h.max(tile.1));
+            let xs = positions(canvas.0, tile.0, tiling.overlap);
+            let ys = positions(canvas.1, tile.1, tiling.overlap);
+            let tiles = ys.iter().flat_map(|&y| xs.iter().map(move |&x| (x, y))).collect();
+            return Plan {
+                source: (source_w, source_h),
+                canvas,
+                content: (0, 0, source_w, source_h),
+                tile,
+                tiles,
+                weights: tiling.weights,
+                sigma_scale: tiling.sigma_scale,
+            };
+        }
+        let content = match fit {
+            Fit::Resize => (0, 0, tile.0, tile.1),
+            Fit::Letterbox => letterbox_box(source_w, source_h, tile.0, tile.1),
+        };
+        Plan {
+            source: (source_w, source_h),
+            canvas: tile,
+            content,
+            tile,
+            tiles: vec![(0, 0)],
+            weights: Weighting::Constant,
+            sigma_scale: tiling.sigma_scale,
+        }
+    }
+
+    /// Whether the canvas is the image at its own resolution (tiling) rather than a rescaled copy.
+    pub fn is_native(&self) -> bool {
+        self.content.2 == self.source.0 && self.content.3 == self.source.1 && self.content.0 == 0 && self.content.1 == 0
+    }
+}
+
+/// Tile origins along one axis: evenly spread from 0 to `length - tile`, with steps of at most
+/// `tile × (1 - overlap)`.
+fn positions(length: u32, tile: u32, overlap: f32) -> Vec<u32> {
+    if length <= tile {
+        return vec![0];
+    }
+    let step = (tile as f32 * (1.0 - overlap.clamp(0.0, 0.9))).max(1.0);
+    let span = (length - tile) as f32;
+    let steps = (span / step).ceil() as u32;
+    (0..=steps).map(|i| (span * i as f32 / steps as f32).round() as u32).collect()
+}
+
+/// The image as the tiles see it: rescaled (resize, letterbox) or as it is (tiling).
+pub struct Canvas {
+    content: RgbImage,
+    pub plan: Plan,
 }
 
 /// The resize every stage uses: PIL-style bilinear (antialiased when shrinking), as in training.
@@ -40,31 +135,49 @@ pub(crate) fn bilinear() -> ResizeOptions {
     ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
 }
 
-/// Fits `image` to the card's input size and normalizes it.
-pub fn preprocess(image: &RgbImage, card: &ModelCard, fit: Fit) -> Tensor {
-    let (target_w, target_h) = (card.input.width, card.input.height);
-    let (source_w, source_h) = image.dimensions();
-    let content = match fit {
-        Fit::Resize => (0, 0, target_w, target_h),
-        Fit::Letterbox => letterbox_box(source_w, source_h, target_w, target_h),
-    };
-    let (left, top, content_w, content_h) = content;
-    let mut resized = RgbImage::new(content_w, content_h);
-    Resizer::new()
-        .resize(image, &mut resized, &bilinear())
-        .expect("RGB to RGB resize with matching pixel types cannot fail");
-
-    // Padding is the mean colour, which normalizes to 0.
-    let plane = (target_w * target_h) as usize;
-    let mut data = vec![0.0f32; 3 * plane];
-    let scale = card.input.scale;
-    for (x, y, pixel) in resized.enumerate_pixels() {
-        let index = ((y + top) * target_w + (x + left)) as usize;
-        for c in 0..3 {
-            data[c * plane + index] = (pixel.0[c] as f32 / scale - card.mean[c]) / card.std[c];
+impl Canvas {
+    /// Takes the decoded image; rescales it only when the plan says so.
+    pub fn new(image: RgbImage, plan: Plan) -> (Canvas, Option<RgbImage>) {
+        if plan.is_native() {
+            return (Canvas { content: image, plan }, None);
         }
+        let (_, _, w, h) = plan.content;
+        let mut resized = RgbImage::new(w, h);
+        Resizer::new().resize(&image, &mut resized, &bilinear()).expect("RGB to RGB resize cannot fail");
+        (Canvas { content: resized, plan }, Some(image))
     }
-    Tensor { data, geometry: Geometry { source_width: source_w, source_height: source_h, content } }
+
+    /// The image on the canvas (the source itself when tiling).
+    pub fn image(&self) -> &RgbImage {
+        &self.content
+    }
+
+    /// Tile `index` as a normalized `3 × tile_h × tile_w` tensor; outside the content it is 0.
+    pub fn tile(&self, index: usize, card: &ModelCard) -> Vec<f32> {
+        let (tx, ty) = self.plan.tiles[index];
+        let (tw, th) = self.plan.tile;
+        let (left, top, cw, ch) = self.plan.content;
+        let plane = (tw * th) as usize;
+        let mut data = vec![0.0f32; 3 * plane];
+        let scale: Vec<f32> = (0..3).map(|c| 1.0 / (card.input.scale * card.std[c])).collect();
+        let shift: Vec<f32> = (0..3).map(|c| card.mean[c] / card.std[c]).collect();
+        // Rows and columns of the tile that fall on the content.
+        let x0 = left.max(tx);
+        let x1 = (left + cw).min(tx + tw);
+        let y0 = top.max(ty);
+        let y1 = (top + ch).min(ty + th);
+        for y in y0..y1 {
+            let row = ((y - ty) * tw) as usize;
+            for x in x0..x1 {
+                let pixel = self.content.get_pixel(x - left, y - top).0;
+                let index = row + (x - tx) as usize;
+                for c in 0..3 {
+                    data[c * plane + index] = pixel[c] as f32 * scale[c] - shift[c];
+                }
+            }
+        }
+        data
+    }
 }
 
 /// The centred box of the largest `w × h`-shaped rectangle inside `target_w × target_h`.
@@ -93,30 +206,67 @@ pub(crate) mod tests {
         }
     }
 
+    fn one_tile(image: RgbImage, card: &ModelCard, fit: Fit) -> (Plan, Vec<f32>) {
+        let plan = Plan::new(image.width(), image.height(), card, fit, &Tiling::default());
+        let (canvas, _) = Canvas::new(image, plan.clone());
+        (plan, canvas.tile(0, card))
+    }
+
     #[test]
     fn resize_normalizes_every_channel() {
-        let image = RgbImage::from_pixel(10, 6, image::Rgb([255, 0, 128]));
-        let tensor = preprocess(&image, &card(4, 4), Fit::Resize);
-        assert_eq!(tensor.data.len(), 3 * 16);
-        assert!(tensor.data[..16].iter().all(|v| (v - 2.0).abs() < 1e-6));
-        assert!(tensor.data[16..32].iter().all(|v| (v + 2.0).abs() < 1e-6));
-        assert!(tensor.data[32..].iter().all(|v| (v - (128.0 / 255.0 - 0.5) / 0.25).abs() < 1e-6));
-        assert_eq!(tensor.geometry.content, (0, 0, 4, 4));
+        let card = card(4, 4);
+        let (plan, data) = one_tile(RgbImage::from_pixel(10, 6, image::Rgb([255, 0, 128])), &card, Fit::Resize);
+        assert_eq!(data.len(), 3 * 16);
+        assert!(data[..16].iter().all(|v| (v - 2.0).abs() < 1e-5));
+        assert!(data[16..32].iter().all(|v| (v + 2.0).abs() < 1e-5));
+        assert!(data[32..].iter().all(|v| (v - (128.0 / 255.0 - 0.5) / 0.25).abs() < 1e-5));
+        assert_eq!(plan.content, (0, 0, 4, 4));
+        assert_eq!(plan.tiles, [(0, 0)]);
     }
 
     #[test]
     fn letterbox_keeps_aspect_ratio_and_pads_with_the_mean() {
-        let image = RgbImage::from_pixel(20, 10, image::Rgb([255, 255, 255]));
-        let tensor = preprocess(&image, &card(8, 8), Fit::Letterbox);
-        assert_eq!(tensor.geometry.content, (0, 2, 8, 4));
+        let card = card(8, 8);
+        let (plan, data) = one_tile(RgbImage::from_pixel(20, 10, image::Rgb([255, 255, 255])), &card, Fit::Letterbox);
+        assert_eq!(plan.content, (0, 2, 8, 4));
         // Row 0 is padding (0 after normalization); row 4 is image (white → 2).
-        assert_eq!(tensor.data[0], 0.0);
-        assert!((tensor.data[4 * 8 + 3] - 2.0).abs() < 1e-6);
+        assert_eq!(data[0], 0.0);
+        assert!((data[4 * 8 + 3] - 2.0).abs() < 1e-5);
     }
 
     #[test]
     fn letterbox_box_is_centred_and_never_empty() {
         assert_eq!(letterbox_box(100, 100, 64, 32), (16, 0, 32, 32));
         assert_eq!(letterbox_box(1, 10_000, 64, 64), (31, 0, 1, 64));
+    }
+
+    #[test]
+    fn tiles_cover_the_image_with_the_configured_overlap() {
+        assert_eq!(positions(128, 128, 0.5), [0]);
+        assert_eq!(positions(256, 128, 0.5), [0, 64, 128]);
+        assert_eq!(positions(300, 128, 0.5), [0, 57, 115, 172]);
+        assert_eq!(positions(300, 128, 0.0), [0, 86, 172]);
+        let card = card(128, 128);
+        let tiling = Tiling { enabled: true, ..Tiling::default() };
+        let plan = Plan::new(300, 100, &card, Fit::Resize, &tiling);
+        assert_eq!(plan.canvas, (300, 128), "a short side is padded to one tile");
+        assert_eq!(plan.tiles.len(), 4);
+        assert!(plan.is_native());
+        // A small image is fitted, not tiled.
+        assert_eq!(Plan::new(100, 100, &card, Fit::Resize, &tiling).tiles, [(0, 0)]);
+    }
+
+    #[test]
+    fn a_tile_beyond_the_image_is_mean_padded() {
+        let card = card(4, 4);
+        let tiling = Tiling { enabled: true, ..Tiling::default() };
+        let image = RgbImage::from_fn(6, 3, |x, _| image::Rgb([if x < 3 { 255 } else { 0 }; 3]));
+        let plan = Plan::new(6, 3, &card, Fit::Resize, &tiling);
+        let (canvas, original) = Canvas::new(image, plan);
+        assert!(original.is_none(), "tiling keeps the image as it is");
+        let last = canvas.tile(canvas.plan.tiles.len() - 1, &card);
+        // Bottom row (y = 3) lies below the image: padded with 0.
+        assert!(last[12..16].iter().all(|v| *v == 0.0));
+        assert!((last[3] - -2.0).abs() < 1e-5, "black pixel → (0 - 0.5) / 0.25");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Backend, World, claimed_files, count, names, unique_png, wait_exit, wait_for};
+use common::{Backend, World, claimed_files, count, names, unique_png, wait_exit};
 use sqlx::AnyPool;
 
 fn start_watch(world: &World, worker: &str) -> Child {
@@ -18,7 +18,7 @@ fn start_watch(world: &World, worker: &str) -> Child {
         .env("EFEN_WATCH__WORKER", worker)
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(world.log(worker))
         .spawn()
         .unwrap()
 }
@@ -47,13 +47,14 @@ async fn five_hundred_drops_with_slow_writes_duplicates_and_corrupt_files() {
         .env("EFEN_WATCH__SETTLE_MS", "1000")
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(world.log("w1"))
         .spawn()
         .unwrap();
-    wait_for("the watcher", Duration::from_secs(60), async || {
-        common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(1)
-    })
-    .await;
+    world
+        .wait_for("the watcher", Duration::from_secs(60), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(1)
+        })
+        .await;
 
     let drop = world.drop_dir();
     // 450 distinct images (10 of them written slowly), 30 copies under other names, 20 corrupt.
@@ -85,13 +86,14 @@ async fn five_hundred_drops_with_slow_writes_duplicates_and_corrupt_files() {
         writer.join().unwrap();
     }
 
-    wait_for("every drop to be handled", Duration::from_secs(120), async || {
-        left_in_drop(&world) == 0
-            && claimed_files(&world.state()).is_empty()
-            && results(&pool).await == 470
-            && count(&pool, "SELECT COUNT(*) FROM duplicates").await == 30
-    })
-    .await;
+    world
+        .wait_for("every drop to be handled", Duration::from_secs(120), async || {
+            left_in_drop(&world) == 0
+                && claimed_files(&world.state()).is_empty()
+                && results(&pool).await == 470
+                && count(&pool, "SELECT COUNT(*) FROM duplicates").await == 30
+        })
+        .await;
     stop(child).await;
 
     let succeeded = count(&pool, "SELECT COUNT(*) FROM results WHERE status = 'succeeded'").await;
@@ -142,10 +144,11 @@ async fn kill_9_at_random_moments_ends_like_an_uninterrupted_run() {
         );
     }
     let child = start_watch(&world, "w1");
-    wait_for("all 200 recorded", Duration::from_secs(120), async || {
-        results(&pool).await == 200 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
-    })
-    .await;
+    world
+        .wait_for("all 200 recorded", Duration::from_secs(120), async || {
+            results(&pool).await == 200 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
+        })
+        .await;
     stop(child).await;
 
     let succeeded = count(&pool, "SELECT COUNT(*) FROM results WHERE status = 'succeeded'").await;
@@ -219,13 +222,14 @@ async fn postgres_outage_mid_run_loses_nothing() {
         .env("DATABASE_URL", &via_proxy)
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(world.log("w1"))
         .spawn()
         .unwrap();
-    wait_for("the watcher", Duration::from_secs(60), async || {
-        common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(1)
-    })
-    .await;
+    world
+        .wait_for("the watcher", Duration::from_secs(60), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(1)
+        })
+        .await;
 
     for i in 0..40 {
         std::fs::write(world.drop_dir().join(format!("before-{i:02}.png")), unique_png(2000 + i)).unwrap();
@@ -243,10 +247,11 @@ async fn postgres_outage_mid_run_loses_nothing() {
     assert_eq!(after_outage, during_outage, "nothing can be written while the database is away");
     proxy.set(true);
 
-    wait_for("all 80 recorded", Duration::from_secs(90), async || {
-        results(&pool).await == 80 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
-    })
-    .await;
+    world
+        .wait_for("all 80 recorded", Duration::from_secs(90), async || {
+            results(&pool).await == 80 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
+        })
+        .await;
     stop(child).await;
     let succeeded = count(&pool, "SELECT COUNT(*) FROM results WHERE status = 'succeeded'").await;
     eprintln!(
@@ -264,17 +269,19 @@ async fn two_workers_split_one_folder_without_doing_a_file_twice() {
     let world = World::new(Backend::Postgres).await;
     let pool = world.pool().await;
     let (a, b) = (start_watch(&world, "w1"), start_watch(&world, "w2"));
-    wait_for("both watchers", Duration::from_secs(60), async || {
-        common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(2)
-    })
-    .await;
+    world
+        .wait_for("both watchers", Duration::from_secs(60), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(2)
+        })
+        .await;
     for i in 0..200 {
         std::fs::write(world.drop_dir().join(format!("img-{i:03}.png")), unique_png(4000 + i)).unwrap();
     }
-    wait_for("all 200 recorded", Duration::from_secs(120), async || {
-        results(&pool).await == 200 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
-    })
-    .await;
+    world
+        .wait_for("all 200 recorded", Duration::from_secs(120), async || {
+            results(&pool).await == 200 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
+        })
+        .await;
     stop(a).await;
     stop(b).await;
 

@@ -1,14 +1,17 @@
 //! What travels between stages for one case, and what comes out at the end.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use image::RgbImage;
 use serde::Serialize;
 
+use crate::infer::InferError;
 use crate::metrics::{Confusion, Scores};
 use crate::output::OutputPaths;
-use crate::preprocess::Geometry;
+use crate::postprocess::Accumulator;
+use crate::preprocess::Canvas;
 
 /// The stage a case failed in, as recorded in `results.error_stage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,13 +67,34 @@ pub struct Timings {
     pub emit_ms: f64,
 }
 
-/// A case between preprocess and postprocess: the image stays with it for the overlay.
-pub struct InFlight {
+/// A case between preprocess and postprocess, shared by its tiles.
+pub struct CaseWork {
     pub meta: CaseMeta,
-    pub image: RgbImage,
     pub kind: String,
-    pub geometry: Geometry,
+    pub canvas: Canvas,
+    /// The decoded image when the canvas is a rescaled copy of it (for the overlay).
+    pub original: Option<RgbImage>,
+    pub assembly: Mutex<Assembly>,
+}
+
+/// What the finish stage fills in as tile outputs arrive.
+pub struct Assembly {
+    pub accumulator: Option<Accumulator>,
     pub timings: Timings,
+    pub error: Option<InferError>,
+}
+
+impl CaseWork {
+    /// The image as decoded, at the source size.
+    pub fn image(&self) -> &RgbImage {
+        self.original.as_ref().unwrap_or_else(|| self.canvas.image())
+    }
+}
+
+/// One tile of a case, on its way through inference.
+pub struct TileJob {
+    pub work: Arc<CaseWork>,
+    pub index: usize,
 }
 
 /// The comparison with ground truth.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::preprocess::Fit;
+use crate::preprocess::{Fit, Tiling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
@@ -39,9 +39,16 @@ pub struct PipelineDefinition {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessSettings {
-    /// `resize` (stretch) or `letterbox` (keep aspect ratio, pad).
+    /// `resize` (stretch) or `letterbox` (keep aspect ratio, pad): for every image, or with tiling
+    /// for those that fit inside one tile.
     #[serde(default)]
     pub fit: Fit,
+    /// Tiling of images larger than the model input, blended with importance weights.
+    #[serde(default)]
+    pub tiling: Tiling,
+    /// Model input (and tile) size `[height, width]` instead of the card's, for models with
+    /// dynamic height and width.
+    pub input_size: Option<[u32; 2]>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -69,11 +76,14 @@ impl Default for GroundTruthSettings {
 pub struct OutputSettings {
     pub mask: bool,
     pub overlay: bool,
+    /// `probabilities.png`: the blended probability map as 16-bit gray (0..65535 = 0..1).
+    #[serde(default)]
+    pub probabilities: bool,
 }
 
 impl Default for OutputSettings {
     fn default() -> Self {
-        OutputSettings { mask: true, overlay: true }
+        OutputSettings { mask: true, overlay: true, probabilities: false }
     }
 }
 
@@ -97,6 +107,16 @@ impl PipelineDefinition {
         let mut problems = Vec::new();
         if self.name.trim().is_empty() {
             problems.push("name must not be empty".to_string());
+        }
+        let overlap = self.preprocess.tiling.overlap;
+        if !(0.0..=0.9).contains(&overlap) {
+            problems.push(format!("preprocess.tiling.overlap must be within 0..0.9 (got {overlap})"));
+        }
+        if self.preprocess.input_size.is_some_and(|[h, w]| h == 0 || w == 0) {
+            problems.push("preprocess.input_size must be positive".to_string());
+        }
+        if self.preprocess.tiling.sigma_scale <= 0.0 {
+            problems.push("preprocess.tiling.sigma_scale must be positive".to_string());
         }
         if let Some(t) = self.postprocess.threshold
             && !(0.0..=1.0).contains(&t)

@@ -27,7 +27,7 @@ use crate::ingest::disposition::Transfer;
 use crate::model::Model;
 use crate::store::{LedgerState, NewRun, Store};
 pub use admit::{Admission, Policy};
-use case::{CaseMeta, InFlight};
+use case::{CaseMeta, TileJob};
 use definition::{GroundTruthPattern, PipelineDefinition};
 pub use record::Message;
 use stages::StageContext;
@@ -84,16 +84,21 @@ impl Engine {
         }
         tracing::info!(model = %model.path.display(), provider = %provider, "model loaded");
         let threshold = definition.postprocess.threshold.unwrap_or(model.card.threshold);
+        let mut card = model.card.clone();
+        if let Some([height, width]) = definition.preprocess.input_size {
+            (card.input.height, card.input.width) = (height, width);
+        }
         let context = Arc::new(StageContext {
-            card: model.card.clone(),
+            card: card.clone(),
             model_sha256: model.sha256.clone(),
             pipeline: definition.name.clone(),
             fit: definition.preprocess.fit,
+            tiling: definition.preprocess.tiling,
             threshold,
             outputs: definition.outputs.clone(),
             out_dir: config.out_dir(),
         });
-        let sessions = vec![Inference::new(session, &model.card)];
+        let sessions = vec![Inference::new(session, &card)];
         let patterns = definition.ground_truth_patterns();
         Ok(Engine { config, definition, model, store, patterns, provider, context, sessions })
     }
@@ -123,8 +128,8 @@ impl Engine {
         let queue = self.config.engine.queue;
         let workers = self.config.workers();
         let (job_tx, job_rx) = mpsc::channel::<(CaseMeta, Arc<Vec<u8>>)>(queue);
-        let (tensor_tx, tensor_rx) = crossbeam_channel::bounded::<InferRequest<InFlight>>(queue);
-        let (map_tx, map_rx) = mpsc::channel::<infer::InferResult<InFlight>>(queue);
+        let (tensor_tx, tensor_rx) = crossbeam_channel::bounded::<InferRequest<TileJob>>(queue);
+        let (map_tx, map_rx) = mpsc::channel::<infer::InferResult<TileJob>>(queue);
         let (outcome_tx, outcome_rx) = mpsc::channel::<Message>(queue);
         let ledger = Ledger::spawn(self.store.clone());
 
@@ -148,7 +153,7 @@ impl Engine {
                 .name("efen-infer".into())
                 .spawn(move || {
                     infer::serve(inference, requests, batch_size, batch_wait, |result| {
-                        ledger.mark(&result.payload.meta.case_id, LedgerState::Inferred);
+                        ledger.mark(&result.payload.work.meta.case_id, LedgerState::Inferred);
                         // The receiver only goes away if the runtime is shutting down.
                         let _ = maps.blocking_send(result);
                     })
@@ -204,7 +209,7 @@ pub struct Inlet {
 async fn prepare_stage(
     context: Arc<StageContext>,
     mut jobs: mpsc::Receiver<(CaseMeta, Arc<Vec<u8>>)>,
-    tensors: crossbeam_channel::Sender<InferRequest<InFlight>>,
+    tensors: crossbeam_channel::Sender<InferRequest<TileJob>>,
     outcomes: mpsc::Sender<Message>,
     workers: usize,
     ledger: Ledger,
@@ -216,10 +221,12 @@ async fn prepare_stage(
         let (context, tensors, outcomes, ledger) = (context.clone(), tensors.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
             match stages::prepare(&context, meta, &bytes) {
-                // Blocks while the inference queue is full: backpressure up to ingest.
-                Ok((case, tensor)) => {
-                    ledger.mark(&case.meta.case_id, LedgerState::Decoded);
-                    let _ = tensors.send(InferRequest { tensor, payload: case });
+                Ok(work) => {
+                    ledger.mark(&work.meta.case_id, LedgerState::Decoded);
+                    // Blocks while the inference queue is full: backpressure up to ingest.
+                    stages::cut_tiles(&context, &work, |tensor, job| {
+                        let _ = tensors.send(InferRequest { tensor, payload: job });
+                    });
                 }
                 Err(outcome) => {
                     let _ = outcomes.blocking_send(Message::Outcome(outcome));
@@ -234,7 +241,7 @@ async fn prepare_stage(
 
 async fn finish_stage(
     context: Arc<StageContext>,
-    mut maps: mpsc::Receiver<infer::InferResult<InFlight>>,
+    mut maps: mpsc::Receiver<infer::InferResult<TileJob>>,
     outcomes: mpsc::Sender<Message>,
     workers: usize,
     ledger: Ledger,
@@ -245,11 +252,12 @@ async fn finish_stage(
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, outcomes, ledger) = (context.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
-            let outcome = stages::finish(&context, result.payload, result.output, result.elapsed);
-            if outcome.result.is_ok() {
-                ledger.mark(&outcome.meta.case_id, LedgerState::Written);
+            if let Some(outcome) = stages::add_tile(&context, result.payload, result.output, result.elapsed) {
+                if outcome.result.is_ok() {
+                    ledger.mark(&outcome.meta.case_id, LedgerState::Written);
+                }
+                let _ = outcomes.blocking_send(Message::Outcome(Box::new(outcome)));
             }
-            let _ = outcomes.blocking_send(Message::Outcome(Box::new(outcome)));
             drop(slot);
         });
         while running.try_join_next().is_some() {}

@@ -1,19 +1,21 @@
-//! The blocking work of a case, as two plain functions that the wiring runs on blocking threads:
-//! [`prepare`] (decode → preprocess) before inference and [`finish`] (postprocess → evaluate →
-//! emit) after it.
+//! The blocking work of a case, as plain functions that the wiring runs on blocking threads:
+//! [`prepare`] (decode → plan → canvas) and [`cut_tiles`] before inference, [`add_tile`] as each
+//! tile comes back, and [`finish`] (evaluate → emit) once the mask is whole.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use image::GrayImage;
 use serde_json::json;
 
-use super::case::{CaseMeta, Evaluation, Failure, InFlight, Outcome, Stage, Succeeded};
+use super::case::{Assembly, CaseMeta, CaseWork, Evaluation, Failure, Outcome, Stage, Succeeded, TileJob, Timings};
 use crate::infer::InferError;
 use crate::model::ModelCard;
 use crate::pipeline::definition::OutputSettings;
-use crate::preprocess::Fit;
-use crate::{decode, metrics, output, postprocess, preprocess};
+use crate::postprocess::Accumulator;
+use crate::preprocess::{Canvas, Fit, Plan, Tiling};
+use crate::{decode, metrics, output, postprocess};
 
 /// Everything the CPU stages need, shared by all cases of a run.
 #[derive(Debug, Clone)]
@@ -22,6 +24,7 @@ pub struct StageContext {
     pub model_sha256: String,
     pub pipeline: String,
     pub fit: Fit,
+    pub tiling: Tiling,
     pub threshold: f32,
     pub outputs: OutputSettings,
     pub out_dir: PathBuf,
@@ -31,73 +34,115 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Decode and preprocess. On failure the case is over and the outcome says why.
-pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<(InFlight, Vec<f32>), Box<Outcome>> {
+/// Decode, plan the tiles and lay out the canvas. On failure the case is over.
+pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<CaseWork>, Box<Outcome>> {
     let started = Instant::now();
     let decoded = match decode::decode(bytes) {
         Ok(decoded) => decoded,
-        Err(e) => {
-            return Err(Box::new(Outcome::failed(meta, Stage::Decode, e.to_string())));
-        }
+        Err(e) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, e.to_string()))),
     };
     let decode_ms = ms(started.elapsed());
     let started = Instant::now();
-    let tensor = preprocess::preprocess(&decoded.rgb, &ctx.card, ctx.fit);
-    let mut in_flight = InFlight {
-        meta,
-        image: decoded.rgb,
-        kind: decoded.kind,
-        geometry: tensor.geometry,
-        timings: Default::default(),
-    };
-    in_flight.timings.decode_ms = decode_ms;
-    in_flight.timings.preprocess_ms = ms(started.elapsed());
-    Ok((in_flight, tensor.data))
+    let (w, h) = decoded.rgb.dimensions();
+    let plan = Plan::new(w, h, &ctx.card, ctx.fit, &ctx.tiling);
+    let accumulator = Accumulator::new(plan.clone());
+    let (canvas, original) = Canvas::new(decoded.rgb, plan);
+    let timings = Timings { decode_ms, preprocess_ms: ms(started.elapsed()), ..Default::default() };
+    let assembly = Mutex::new(Assembly { accumulator: Some(accumulator), timings, error: None });
+    Ok(Arc::new(CaseWork { meta, kind: decoded.kind, canvas, original, assembly }))
 }
 
-/// Postprocess, evaluate against ground truth when there is one, and write the outputs.
-pub fn finish(
+/// Cuts the case's tiles one at a time and hands each to `send`, which may block (backpressure):
+/// only the tiles in flight are in memory.
+pub fn cut_tiles(ctx: &StageContext, work: &Arc<CaseWork>, mut send: impl FnMut(Vec<f32>, TileJob)) {
+    for index in 0..work.canvas.plan.tiles.len() {
+        let started = Instant::now();
+        let tensor = work.canvas.tile(index, &ctx.card);
+        work.assembly.lock().expect("assembly lock").timings.preprocess_ms += ms(started.elapsed());
+        send(tensor, TileJob { work: work.clone(), index });
+    }
+}
+
+/// Adds one tile's output. Returns the finished case when it was the last tile.
+pub fn add_tile(
     ctx: &StageContext,
-    case: InFlight,
+    job: TileJob,
     output: Result<Vec<f32>, InferError>,
     infer_time: Duration,
-) -> Outcome {
-    let InFlight { meta, image, kind, geometry, mut timings } = case;
-    timings.infer_ms = ms(infer_time);
-    let size = Some(image.dimensions());
-    let end = |meta: CaseMeta, timings, result| Outcome { meta, kind: Some(kind.clone()), size, timings, result };
-    let fail = |stage: Stage, message: String| Err(Failure { stage, message });
-
-    let map = match output {
-        Ok(map) => map,
-        Err(e) => return end(meta, timings, fail(Stage::Infer, e.to_string())),
-    };
+) -> Option<Outcome> {
     let started = Instant::now();
-    let (w, h) = (ctx.card.input.width, ctx.card.input.height);
-    let mask = postprocess::postprocess(&map, w, h, ctx.card.output.activation, &geometry, ctx.threshold);
-    timings.postprocess_ms = ms(started.elapsed());
+    let mut assembly = job.work.assembly.lock().expect("assembly lock");
+    assembly.timings.infer_ms += ms(infer_time);
+    let complete = match output {
+        Ok(map) => {
+            let accumulator = assembly.accumulator.as_mut().expect("accumulator until the last tile");
+            accumulator.add(job.index, &map, ctx.card.output.activation)
+        }
+        Err(e) => {
+            assembly.error.get_or_insert(e);
+            let accumulator = assembly.accumulator.as_mut().expect("accumulator until the last tile");
+            accumulator.skip()
+        }
+    };
+    assembly.timings.postprocess_ms += ms(started.elapsed());
+    if !complete {
+        return None;
+    }
+    let accumulator = assembly.accumulator.take().expect("taken once");
+    let (error, mut timings) = (assembly.error.take(), assembly.timings);
+    drop(assembly);
+    let work = &job.work;
+    if let Some(e) = error {
+        let size = Some(work.image().dimensions());
+        let failure = Err(Failure { stage: Stage::Infer, message: e.to_string() });
+        return Some(Outcome {
+            meta: work.meta.clone(),
+            kind: Some(work.kind.clone()),
+            size,
+            timings,
+            result: failure,
+        });
+    }
+    let started = Instant::now();
+    let (mask, probabilities) = accumulator.finish(ctx.threshold, ctx.outputs.probabilities);
+    timings.postprocess_ms += ms(started.elapsed());
+    Some(finish(ctx, work, mask, probabilities, timings))
+}
+
+/// Evaluate against ground truth when there is one, and write the outputs.
+pub fn finish(
+    ctx: &StageContext,
+    work: &CaseWork,
+    mask: GrayImage,
+    probabilities: Option<postprocess::Probabilities>,
+    mut timings: Timings,
+) -> Outcome {
+    let (meta, image, kind) = (&work.meta, work.image(), &work.kind);
+    let size = Some(image.dimensions());
+    let end = |timings, result| Outcome { meta: meta.clone(), kind: Some(kind.clone()), size, timings, result };
+    let fail = |stage: Stage, message: String| Err(Failure { stage, message });
 
     let started = Instant::now();
     let truth = match meta.ground_truth.as_deref().map(load_ground_truth).transpose() {
         Ok(truth) => truth,
-        Err(message) => return end(meta, timings, fail(Stage::Evaluate, message)),
+        Err(message) => return end(timings, fail(Stage::Evaluate, message)),
     };
     let evaluation = match truth.as_ref().map(|t| metrics::confusion(&mask, t)).transpose() {
         Ok(counts) => counts.map(|counts| Evaluation { counts, scores: counts.scores() }),
         Err(mismatch) => {
             let gt = meta.ground_truth.as_deref().unwrap_or(Path::new("")).display().to_string();
-            return end(meta, timings, fail(Stage::Evaluate, format!("{mismatch}: {gt}")));
+            return end(timings, fail(Stage::Evaluate, format!("{mismatch}: {gt}")));
         }
     };
     timings.evaluate_ms = ms(started.elapsed());
 
     let started = Instant::now();
     let dir = ctx.out_dir.join(&meta.case_id);
-    let mut outputs =
-        match output::write_images(&dir, &image, &mask, truth.as_ref(), ctx.outputs.mask, ctx.outputs.overlay) {
-            Ok(paths) => paths,
-            Err(e) => return end(meta, timings, fail(Stage::Emit, e.to_string())),
-        };
+    let images = output::Images { image, mask: &mask, truth: truth.as_ref(), probabilities: probabilities.as_ref() };
+    let mut outputs = match output::write_images(&dir, &images, &ctx.outputs) {
+        Ok(paths) => paths,
+        Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
+    };
     let foreground = mask.as_raw().iter().filter(|v| **v > 0).count() as f64 / mask.as_raw().len().max(1) as f64;
     timings.emit_ms = ms(started.elapsed());
     let summary = json!({
@@ -116,14 +161,14 @@ pub fn finish(
         "metrics": evaluation.map(|e| e.scores),
         "counts": evaluation.map(|e| json!({"tp": e.counts.tp, "fp": e.counts.fp, "fn": e.counts.fn_, "tn": e.counts.tn})),
         "timings_ms": timings,
-        "outputs": { "mask": outputs.mask, "overlay": outputs.overlay },
+        "outputs": { "mask": outputs.mask, "overlay": outputs.overlay, "probabilities": outputs.probabilities },
     });
     match output::write_json(&dir, &summary) {
         Ok(path) => outputs.result = Some(path),
-        Err(e) => return end(meta, timings, fail(Stage::Emit, e.to_string())),
+        Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     }
     timings.emit_ms = ms(started.elapsed());
-    end(meta, timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
+    end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
 }
 
 /// Reads a ground-truth mask: foreground is any value above half the mask's maximum, so 0/1,

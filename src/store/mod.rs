@@ -34,7 +34,11 @@ impl StoreError {
         match self {
             StoreError::Connect { .. } => true,
             StoreError::Query { source, .. } => match source {
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed => true,
                 // SQLSTATE 08 connection exception, 53 insufficient resources, 57P operator
                 // intervention (shutdown, restart), 40001 serialization failure; SQLite's BUSY and
                 // LOCKED (5, 6 and their extended codes).

@@ -94,6 +94,37 @@ impl World {
         output
     }
 
+    /// Where a spawned efen's stderr goes, so a failing test can show it.
+    pub fn log(&self, name: &str) -> std::fs::File {
+        std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap()
+    }
+
+    /// The logs of the efen processes this test spawned.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in names(self.dir.path()).into_iter().filter(|n| n.ends_with(".log")) {
+            let text = std::fs::read_to_string(self.dir.path().join(&name)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out += &format!("--- {name} (last {} lines)\n", tail.len());
+            for line in tail.into_iter().rev() {
+                out += line;
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Like [`wait_for`], but shows the efen logs when it times out.
+    pub async fn wait_for(&self, what: &str, timeout: std::time::Duration, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !check().await {
+            if std::time::Instant::now() >= deadline {
+                panic!("timed out waiting for {what}\n{}", self.logs());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn pool(&self) -> AnyPool {
         connect(&self.database_url).await
     }
