@@ -61,6 +61,21 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Measure end-to-end throughput, latency and peak memory against bare ONNX Runtime on the same
+    /// model, threads and batch size (synthetic images in a temporary folder and store).
+    Bench {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Number of cases.
+        #[arg(long, default_value_t = 200)]
+        cases: usize,
+        /// Image size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "384x288", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Keep the generated drop, outputs and store.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Check the ONNX Runtime library, execution providers, the store and the folders.
     Doctor {
         #[arg(long)]
@@ -81,6 +96,13 @@ enum ModelCommand {
         /// The .onnx file (its .card.json must be beside it).
         model: PathBuf,
     },
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once('x').ok_or_else(|| format!("{text:?} is not WIDTHxHEIGHT"))?;
+    let parse =
+        |v: &str| v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{v:?} is not a positive size"));
+    Ok((parse(w)?, parse(h)?))
 }
 
 /// A failure before any input was looked at: exit code 2.
@@ -133,36 +155,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { command: ModelCommand::Inspect { model } } => crate::doctor::inspect_model(&config, &model),
+        Command::Bench { pipeline, cases, size: (width, height), keep } => {
+            let settings = crate::bench::BenchSettings { cases, width, height, keep };
+            crate::bench::bench(config, pipeline.as_deref(), settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor { pipeline } => crate::doctor::doctor(&config, pipeline.as_deref()).await,
     }
 }
 
 async fn run(config: Config, pipeline: Option<PathBuf>, paths: Vec<PathBuf>) -> Result<ExitCode, Fatal> {
     let mut engine = Engine::open(config, pipeline.as_deref()).await?;
-    let candidates =
-        crate::ingest::discover(&paths, &engine.patterns).map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
-    let run_id = engine.start_run("run").await?;
-    let progress = Progress::new(Some(candidates.len() as u64));
-    let started = progress.started;
-    // A run waits for an unavailable database rather than lose a result (Ctrl-C stops it).
-    let never = CancellationToken::new();
-    let options = SpawnOptions { transfer: Transfer::Copy, progress, give_up: never.clone(), claimed_root: None };
-    let (inlet, report) = engine.spawn(&run_id, options);
-    let mut admission = Admission::new(&engine, &inlet, &run_id, None, never);
-    let policy = Policy { takeover: true, record_same_path: false };
-    for candidate in candidates {
-        let read_from = candidate.path.clone();
-        admission.admit(candidate, read_from, policy).await?;
-    }
-    drop(admission);
-    drop(inlet);
-    let report = report.await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let failed = report.count(Status::Failed);
-    engine.store.finish_run(&run_id, &report.counts()).await?;
+    let (report, elapsed) = crate::pipeline::run_once(&mut engine, &paths, true).await?;
     engine.store.close().await;
     print!("{}", report.render(elapsed));
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.count(Status::Failed) > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// How long after SIGTERM the drain keeps waiting for an unavailable database. What is not

@@ -13,8 +13,10 @@
 //!
 //! Around them: [`pipeline`] wires the stages (the only module that knows them all), [`model`]
 //! reads model cards, [`runtime`] loads ONNX Runtime, [`config`] reads settings, [`shutdown`]
-//! turns signals into a drain, [`doctor`] checks an installation and [`cli`] is the command line.
+//! turns signals into a drain, [`doctor`] checks an installation, [`bench`] measures the pipeline
+//! against bare ONNX Runtime and [`cli`] is the command line.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod decode;

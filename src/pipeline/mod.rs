@@ -103,6 +103,16 @@ impl Engine {
         Ok(Engine { config, definition, model, store, patterns, provider, context, sessions })
     }
 
+    /// The model card as the pipeline uses it (with `preprocess.input_size` applied).
+    pub fn card(&self) -> &crate::model::ModelCard {
+        &self.context.card
+    }
+
+    /// The settings every CPU stage works with.
+    pub fn context(&self) -> Arc<StageContext> {
+        self.context.clone()
+    }
+
     /// Records the start of a run and returns its id.
     pub async fn start_run(&self, command: &str) -> Result<String, SetupError> {
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -263,4 +273,31 @@ async fn finish_stage(
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
+}
+
+/// `efen run`: processes `paths` once and returns the report and the wall time in seconds.
+/// Inputs are read where they are; failed ones are copied to `failed/`.
+pub async fn run_once(engine: &mut Engine, paths: &[PathBuf], show_progress: bool) -> anyhow::Result<(RunReport, f64)> {
+    let candidates =
+        crate::ingest::discover(paths, &engine.patterns).map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
+    let run_id = engine.start_run("run").await?;
+    let progress =
+        if show_progress { summary::Progress::new(Some(candidates.len() as u64)) } else { summary::Progress::hidden() };
+    let started = progress.started;
+    // A run waits for an unavailable database rather than lose a result (Ctrl-C stops it).
+    let never = CancellationToken::new();
+    let options = SpawnOptions { transfer: Transfer::Copy, progress, give_up: never.clone(), claimed_root: None };
+    let (inlet, report) = engine.spawn(&run_id, options);
+    let mut admission = Admission::new(engine, &inlet, &run_id, None, never);
+    let policy = Policy { takeover: true, record_same_path: false };
+    for candidate in candidates {
+        let read_from = candidate.path.clone();
+        admission.admit(candidate, read_from, policy).await?;
+    }
+    drop(admission);
+    drop(inlet);
+    let report = report.await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    engine.store.finish_run(&run_id, &report.counts()).await?;
+    Ok((report, elapsed))
 }

@@ -200,6 +200,11 @@ impl Progress {
         Progress { bar, started: Instant::now() }
     }
 
+    /// No bar and no per-case lines (benchmarks).
+    pub fn hidden() -> Progress {
+        Progress { bar: Some(ProgressBar::hidden()), started: Instant::now() }
+    }
+
     pub fn case(&self, row: &Row) {
         match &self.bar {
             Some(bar) => {
