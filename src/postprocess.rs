@@ -67,17 +67,28 @@ impl Accumulator {
     /// The mask at the source size (weighted mean, crop, resize back, threshold), and the
     /// probability map itself as 16-bit gray when `probabilities` is asked for.
     pub fn finish(self, threshold: f32, probabilities: bool) -> (GrayImage, Option<Probabilities>) {
-        let (cw, ch) = self.plan.canvas;
-        let blended: Vec<F32> =
-            self.sum.iter().zip(&self.weight).map(|(s, w)| F32::new(if *w > 0.0 { s / w } else { 0.0 })).collect();
-        let canvas = TypedImage::from_pixels(cw, ch, blended).expect("canvas has cw × ch values");
-        let (sw, sh) = self.plan.source;
-        let mut resized = TypedImage::<F32>::new(sw, sh);
-        let (left, top, width, height) = self.plan.content;
-        let options = bilinear().crop(left as f64, top as f64, width as f64, height as f64);
-        Resizer::new().resize_typed(&canvas, &mut resized, &options).expect("F32 to F32 resize cannot fail");
-        let values = resized.pixels();
-        let at = |x: u32, y: u32| values[(y * sw + x) as usize].0;
+        let Accumulator { plan, mut sum, weight, .. } = self;
+        // The weighted mean, in place: large tiled images hold one canvas-sized buffer, not three.
+        for (s, w) in sum.iter_mut().zip(&weight) {
+            *s = if *w > 0.0 { *s / w } else { 0.0 };
+        }
+        drop(weight);
+        let (cw, ch) = plan.canvas;
+        let (sw, sh) = plan.source;
+        let (left, top, width, height) = plan.content;
+        let values: Vec<f32> = if (left, top, width, height, cw) == (0, 0, sw, sh, sw) {
+            // Tiling at native resolution: the canvas is the image (plus padding below). No resize.
+            sum.truncate((sw * sh) as usize);
+            sum
+        } else {
+            let blended: Vec<F32> = sum.into_iter().map(F32::new).collect();
+            let canvas = TypedImage::from_pixels(cw, ch, blended).expect("canvas has cw × ch values");
+            let mut resized = TypedImage::<F32>::new(sw, sh);
+            let options = bilinear().crop(left as f64, top as f64, width as f64, height as f64);
+            Resizer::new().resize_typed(&canvas, &mut resized, &options).expect("F32 to F32 resize cannot fail");
+            resized.pixels().iter().map(|p| p.0).collect()
+        };
+        let at = |x: u32, y: u32| values[(y * sw + x) as usize];
         let mask = GrayImage::from_fn(sw, sh, |x, y| Luma([if at(x, y) >= threshold { FOREGROUND } else { 0 }]));
         let map = probabilities.then(|| {
             Probabilities::from_fn(sw, sh, |x, y| Luma([(at(x, y).clamp(0.0, 1.0) * 65535.0).round() as u16]))

@@ -113,11 +113,12 @@ def split_811(items, seed: int = 42):
     return pick(idx[:n_tr]), pick(idx[n_tr:n_tr + n_va]), pick(idx[n_tr + n_va:])
 
 
-def train_transform(h: int, w: int) -> A.Compose:
-    """Crops, rotations, transpose, elastic, flips, brightness/contrast/colour, blur, noise."""
+def train_transform(h: int, w: int, crop_scale=(0.4, 1.0), gray_prob=0.0) -> A.Compose:
+    """Crops, rotations, transpose, elastic, flips, brightness/contrast/colour, blur, noise;
+    optionally grey-scale conversion (3 equal channels, as a pipeline feeds a grey image)."""
     return A.Compose([
         A.Transpose(p=0.5),  # before the crop, so the output is h x w even when h != w
-        A.RandomResizedCrop(size=(h, w), scale=(0.4, 1.0), ratio=(0.75, 1.333)),
+        A.RandomResizedCrop(size=(h, w), scale=tuple(crop_scale), ratio=(0.75, 1.333)),
         A.Rotate(limit=45, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
         A.ElasticTransform(alpha=30, sigma=6, border_mode=cv2.BORDER_REFLECT_101, p=0.2),
         A.HorizontalFlip(p=0.5),
@@ -126,6 +127,7 @@ def train_transform(h: int, w: int) -> A.Compose:
         A.HueSaturationValue(8, 12, 8, p=0.3),
         A.GaussianBlur(blur_limit=(3, 5), p=0.15),
         A.GaussNoise(std_range=(0.01, 0.04), p=0.2),
+        A.ToGray(num_output_channels=3, p=gray_prob),
     ])
 
 

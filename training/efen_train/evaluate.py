@@ -44,11 +44,17 @@ def onnx_predictor(path: str, threads: int = 1):
     return lambda batch: sess.run(["mask"], {"image": batch})[0]
 
 
-def evaluate_items(predict, items, size, mean, std, threshold=0.5, batch=8) -> dict:
+def to_gray_rgb(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+
+
+def evaluate_items(predict, items, size, mean, std, threshold=0.5, batch=8, gray=False) -> dict:
     acc = MetricAccumulator()
     h, w = size
     for start in range(0, len(items), batch):
         pairs = [it() for it in items[start:start + batch]]
+        if gray:
+            pairs = [(to_gray_rgb(img), gt) for img, gt in pairs]
         x = np.stack([normalise(cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR),
                                 mean, std) for img, _ in pairs])
         probs = predict(x)[:, 0]
@@ -76,6 +82,8 @@ def main(argv=None):
     ap.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                     help="model input size (default: the checkpoint's, or 128 128 for ONNX)")
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--gray", action="store_true",
+                    help="feed grey-scale versions of the images (robustness check)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the summary to this JSON file")
     a = ap.parse_args(argv)
@@ -90,8 +98,9 @@ def main(argv=None):
         from .data import IMAGENET_MEAN as mean, IMAGENET_STD as std
     items = dataset_items(a.dataset, a.data_root, a.n_synthetic, a.data_seed)
     split = dict(zip(("train", "val", "test"), split_811(items, a.split_seed)))[a.split]
-    summary = evaluate_items(predict, split, size, mean, std, a.threshold)
-    summary["split"] = f"{a.dataset} {a.split} (8:1:1, split seed {a.split_seed})"
+    summary = evaluate_items(predict, split, size, mean, std, a.threshold, gray=a.gray)
+    summary["split"] = (f"{a.dataset} {a.split} (8:1:1, split seed {a.split_seed})"
+                        + (", grey-scale inputs" if a.gray else ""))
     print(format_summary(summary, summary["split"]))
     if a.json:
         with open(a.json, "w") as f:

@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .data import IMAGENET_MEAN, IMAGENET_STD, normalise, split_811, dataset_items
 from .model import EFEN, WithSigmoid, count_parameters
 from .synthetic import make_example
+from .train import train_command
 
 OPSET = 17
 
@@ -77,18 +78,6 @@ def sha256(path: str) -> str:
     return hsh.hexdigest()
 
 
-def train_command(args: dict) -> str:
-    """The train command line that reproduces a checkpoint, rebuilt from its saved args."""
-    parts = ["python -m efen_train.train"]
-    for k, v in args.items():
-        if v is None:
-            continue
-        flag = "--" + k.replace("_", "-")
-        parts.append(f"{flag} {' '.join(map(str, v))}" if isinstance(v, (list, tuple))
-                     else f"{flag} {v}")
-    return " ".join(parts)
-
-
 def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
     args = (ck or {}).get("args", {})
     report = (ck or {}).get("report", {})
@@ -122,15 +111,20 @@ def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
     card["training"] = {
         "optimizer": args.get("optimizer"), "lr": args.get("lr"),
         "batch_size": args.get("batch_size"), "loss": "BCE + Dice (theta = 1)",
-        "epochs": report.get("epochs_run", ck.get("epoch")), "best_epoch": ck.get("epoch"),
+        "epochs": report.get("total_epochs", report.get("epochs_run", ck.get("epoch"))),
+        "best_epoch": ck.get("epoch"),
         "early_stop_patience": args.get("early_stop"),
         "plateau": {"patience": args.get("plateau_patience"),
                     "factor": args.get("plateau_factor")},
-        "augmentation": "albumentations: random resized crop, rotate, transpose, elastic, "
-                        "flips, brightness/contrast, hue/saturation, blur, noise",
-        "threads": args.get("threads"), "seconds": report.get("train_seconds",
-                                                              ck.get("seconds")),
-        "command": train_command(args),
+        "augmentation": (f"albumentations: transpose, random resized crop (area "
+                         f"{args.get('crop_scale', [0.4, 1.0])}), rotate, elastic, flips, "
+                         f"brightness/contrast, hue/saturation, blur, noise, grey-scale "
+                         f"p={args.get('gray_prob', 0.0)} (last run)"),
+        "threads": args.get("threads"),
+        "seconds": report.get("total_train_seconds", report.get("train_seconds",
+                                                                ck.get("seconds"))),
+        "continued_from": (ck.get("prior") or {}).get("from"),
+        "commands": ((ck.get("prior") or {}).get("commands", []) + [train_command(args)]),
     }
     if test_metrics:
         card["test_metrics"] = test_metrics

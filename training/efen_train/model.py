@@ -147,6 +147,5 @@ def load_vgg19_weights(model: EFEN, path: str) -> int:
     sd = torch.load(path, map_location="cpu", weights_only=True)
     sd = {k[len("features."):] if k.startswith("features.") else k: v for k, v in sd.items()
           if not k.startswith("classifier.")}
-    missing, unexpected = model.encoder1.features.load_state_dict(sd, strict=True), None
-    del missing, unexpected
+    model.encoder1.features.load_state_dict(sd, strict=True)  # layout mismatch -> error
     return len(sd)

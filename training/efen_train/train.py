@@ -31,7 +31,13 @@ def parse_args(argv=None):
                     help="attention grid is never finer than input/this")
     ap.add_argument("--pretrained-vgg", default=None,
                     help="local torchvision vgg19 state-dict file (width 1 only; no download)")
+    ap.add_argument("--init-from", default=None,
+                    help="start from this checkpoint's weights (fine-tuning / continuing)")
     ap.add_argument("--input-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
+    ap.add_argument("--crop-scale", type=float, nargs=2, default=(0.4, 1.0),
+                    metavar=("MIN", "MAX"), help="area range of the random resized crop")
+    ap.add_argument("--gray-prob", type=float, default=0.0,
+                    help="probability of a grey-scale training image (augmentation)")
     ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--momentum", type=float, default=0.9)
@@ -97,7 +103,7 @@ def main(argv=None):
     items = dataset_items(a.dataset, a.data_root, a.n_synthetic, a.data_seed)
     tr, va, te = split_811(items, a.split_seed)
     cache = a.dataset == "synthetic"
-    train_ds = SegDataset(tr, train_transform(h, w), cache=cache)
+    train_ds = SegDataset(tr, train_transform(h, w, a.crop_scale, a.gray_prob), cache=cache)
     val_ds = SegDataset(va, eval_transform(h, w), cache=cache)
     g = torch.Generator().manual_seed(a.seed)
     train_dl = torch.utils.data.DataLoader(train_ds, a.batch_size, shuffle=True, drop_last=True,
@@ -107,6 +113,13 @@ def main(argv=None):
     model = EFEN(a.model_width, a.attn_min_stride)
     if a.pretrained_vgg:
         print(f"loaded {load_vgg19_weights(model, a.pretrained_vgg)} VGG-19 tensors")
+    prior = {"seconds": 0.0, "epochs": 0}
+    if a.init_from:
+        init = torch.load(a.init_from, map_location="cpu", weights_only=False)
+        model.load_state_dict(init["state_dict"])
+        prior = _prior_training(a.init_from, init)
+        print(f"initialised from {a.init_from} ({prior['epochs']} epochs, "
+              f"{prior['seconds']:.0f} s before)")
     opt = make_optimizer(a, model.parameters())
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=a.plateau_factor, patience=a.plateau_patience, min_lr=a.min_lr)
@@ -129,7 +142,8 @@ def main(argv=None):
         if improved:
             best, since_best = val_loss, 0
             save_checkpoint(best_path, model, a, {"epoch": epoch, "val_loss": val_loss,
-                                                  "history": history, "seconds": elapsed})
+                                                  "history": history, "seconds": elapsed,
+                                                  "prior": prior})
         else:
             since_best += 1
         if since_best >= a.early_stop:
@@ -144,10 +158,39 @@ def main(argv=None):
     summary["split"] = f"{a.dataset} test (8:1:1, split seed {a.split_seed})"
     print(format_summary(summary, summary["split"]))
     report = {"best_epoch": ck["epoch"], "epochs_run": len(history), "best_val_loss": best,
-              "train_seconds": round(time.time() - t0, 1), "test": summary, "history": history}
+              "train_seconds": round(time.time() - t0, 1), "prior": prior,
+              "total_epochs": prior["epochs"] + len(history),
+              "total_train_seconds": round(prior["seconds"] + time.time() - t0, 1),
+              "test": summary, "history": history}
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     return report
+
+
+def train_command(args: dict) -> str:
+    """The train command line that reproduces a checkpoint, rebuilt from its saved args."""
+    parts = ["python -m efen_train.train"]
+    for k, v in args.items():
+        if v is None:
+            continue
+        flag = "--" + k.replace("_", "-")
+        parts.append(f"{flag} {' '.join(map(str, v))}" if isinstance(v, (list, tuple))
+                     else f"{flag} {v}")
+    return " ".join(parts)
+
+
+def _prior_training(path, ck):
+    """Epochs and seconds already spent on a checkpoint (from its run's report.json)."""
+    rep = os.path.join(os.path.dirname(path), "report.json")
+    commands = (ck.get("prior") or {}).get("commands", []) + [train_command(ck["args"])]
+    if os.path.exists(rep):
+        with open(rep) as f:
+            r = json.load(f)
+        return {"seconds": r.get("total_train_seconds", r["train_seconds"]),
+                "epochs": r.get("total_epochs", r["epochs_run"]), "from": path,
+                "commands": commands}
+    return {"seconds": float(ck.get("seconds", 0.0)), "epochs": int(ck.get("epoch", 0)),
+            "from": path, "commands": commands}
 
 
 def _reload(path):

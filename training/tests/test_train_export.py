@@ -60,6 +60,7 @@ def test_cli_train_export_evaluate_end_to_end(tmp_path):
     common = ["--dataset", "synthetic", "--n-synthetic", "20"]
     report = train.main(common + ["--model-width", "0.0625", "--input-size", "32", "32",
                                   "--epochs", "2", "--optimizer", "adam", "--lr", "1e-3",
+                                  "--gray-prob", "0.5", "--crop-scale", "0.8", "1.0",
                                   "--out", out])
     assert report["epochs_run"] == 2 and report["test"]["n_images"] == 2
     onnx_path = str(tmp_path / "tiny.onnx")
@@ -72,6 +73,8 @@ def test_cli_train_export_evaluate_end_to_end(tmp_path):
     summary = evaluate.main(["--onnx", onnx_path, "--input-size", "32", "32"] + common)
     assert summary["mean_per_image"]["dsc"] == pytest.approx(
         saved["test_metrics"]["mean_per_image"]["dsc"], abs=1e-6)
+    grey = evaluate.main(["--onnx", onnx_path, "--input-size", "32", "32", "--gray"] + common)
+    assert grey["n_images"] == 2 and "grey" in grey["split"]
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(MODELS, "efen-small.card.json")),
