@@ -65,6 +65,8 @@ pub struct RuntimeConfig {
     pub intra_threads: usize,
     /// Threads across independent operators.
     pub inter_threads: usize,
+    /// ONNX Runtime sessions, each on its own inference thread serving the shared tile queue.
+    pub sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -140,6 +142,9 @@ impl Config {
         let mut problems = Vec::new();
         if self.engine.batch_size == 0 {
             problems.push("engine.batch_size must be at least 1".to_string());
+        }
+        if self.runtime.sessions == 0 {
+            problems.push("runtime.sessions must be at least 1".to_string());
         }
         if self.engine.queue == 0 {
             problems.push("engine.queue must be at least 1".to_string());

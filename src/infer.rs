@@ -109,20 +109,23 @@ pub fn serve<P>(
         }
         let started = Instant::now();
         let tensors: Vec<&[f32]> = batch.iter().map(|r| r.tensor.as_slice()).collect();
-        let result = inference.run(&tensors);
+        let results = run_or_retry_alone(&mut inference, &tensors);
         let n = batch.len();
         let elapsed = started.elapsed() / n as u32;
-        match result {
-            Ok(outputs) => {
-                for (request, output) in batch.into_iter().zip(outputs) {
-                    deliver(InferResult { output: Ok(output), elapsed, batch_size: n, payload: request.payload });
-                }
-            }
-            Err(e) => {
-                for request in batch {
-                    deliver(InferResult { output: Err(e.clone()), elapsed, batch_size: n, payload: request.payload });
-                }
-            }
+        for (request, output) in batch.into_iter().zip(results) {
+            deliver(InferResult { output, elapsed, batch_size: n, payload: request.payload });
+        }
+    }
+}
+
+/// Runs a batch; if it fails (out of memory, or one bad tile), retries each tile once on its own,
+/// so that one failure costs one case, not the whole batch.
+fn run_or_retry_alone(inference: &mut Inference, tensors: &[&[f32]]) -> Vec<Result<Vec<f32>, InferError>> {
+    match inference.run(tensors) {
+        Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::warn!(batch = tensors.len(), "inference failed, retrying tile by tile: {e}");
+            tensors.iter().map(|t| inference.run(&[t]).map(|mut out| out.remove(0))).collect()
         }
     }
 }

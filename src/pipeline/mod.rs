@@ -74,15 +74,23 @@ impl Engine {
         }
         let store = Store::open(&config.database_url(), config.database.max_connections).await?;
 
-        let (session_config, session_model) = (config.clone(), model.clone());
-        let (session, provider, skipped) =
-            tokio::task::spawn_blocking(move || crate::runtime::session(&session_config, &session_model))
-                .await
-                .expect("session construction does not panic")?;
-        for failure in &skipped {
-            tracing::warn!("execution provider unavailable, trying the next: {failure}");
+        let mut sessions = Vec::new();
+        let mut provider = String::new();
+        for _ in 0..config.runtime.sessions {
+            let (session_config, session_model) = (config.clone(), model.clone());
+            let (session, used, skipped) =
+                tokio::task::spawn_blocking(move || crate::runtime::session(&session_config, &session_model))
+                    .await
+                    .expect("session construction does not panic")?;
+            if sessions.is_empty() {
+                for failure in &skipped {
+                    tracing::warn!("execution provider unavailable, trying the next: {failure}");
+                }
+            }
+            sessions.push(session);
+            provider = used;
         }
-        tracing::info!(model = %model.path.display(), provider = %provider, "model loaded");
+        tracing::info!(model = %model.path.display(), provider = %provider, sessions = config.runtime.sessions, "model loaded");
         let threshold = definition.postprocess.threshold.unwrap_or(model.card.threshold);
         let mut card = model.card.clone();
         if let Some([height, width]) = definition.preprocess.input_size {
@@ -98,7 +106,7 @@ impl Engine {
             outputs: definition.outputs.clone(),
             out_dir: config.out_dir(),
         });
-        let sessions = vec![Inference::new(session, &card)];
+        let sessions = sessions.into_iter().map(|session| Inference::new(session, &card)).collect();
         let patterns = definition.ground_truth_patterns();
         Ok(Engine { config, definition, model, store, patterns, provider, context, sessions })
     }

@@ -139,7 +139,7 @@ pub fn finish(
     let started = Instant::now();
     let dir = ctx.out_dir.join(&meta.case_id);
     let images = output::Images { image, mask: &mask, truth: truth.as_ref(), probabilities: probabilities.as_ref() };
-    let mut outputs = match output::write_images(&dir, &images, &ctx.outputs) {
+    let mut outputs = match retry_emit(|| output::write_images(&dir, &images, &ctx.outputs)) {
         Ok(paths) => paths,
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     };
@@ -163,13 +163,32 @@ pub fn finish(
         "timings_ms": timings,
         "outputs": { "mask": outputs.mask, "overlay": outputs.overlay, "probabilities": outputs.probabilities },
     });
-    match output::write_json(&dir, &summary) {
+    match retry_emit(|| output::write_json(&dir, &summary)) {
         Ok(path) => outputs.result = Some(path),
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     }
     timings.emit_ms = ms(started.elapsed());
     end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
 }
+
+/// Writing can fail for a moment (a full disk being cleaned, a network share): a few attempts with
+/// backoff, then the case fails with the reason.
+fn retry_emit<T>(mut write: impl FnMut() -> Result<T, output::EmitError>) -> Result<T, output::EmitError> {
+    let mut delay = Duration::from_millis(200);
+    for _ in 1..EMIT_ATTEMPTS {
+        match write() {
+            Ok(done) => return Ok(done),
+            Err(e) => {
+                tracing::warn!("writing outputs failed, retrying in {delay:?}: {e}");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+        }
+    }
+    write()
+}
+
+const EMIT_ATTEMPTS: u32 = 3;
 
 /// Reads a ground-truth mask: foreground is any value above half the mask's maximum, so 0/1,
 /// 0/255 and JPEG-compressed masks all read right.
