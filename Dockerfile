@@ -1,5 +1,6 @@
 # efen with the CPU ONNX Runtime library, for docker-compose.yml.
 FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked

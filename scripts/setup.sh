@@ -29,5 +29,14 @@ if [[ ! -f "$marker" || "$(cat "$marker")" != "$wheel" ]]; then
   echo "$wheel" > "$marker"
 fi
 
+# CharLS (JPEG-LS decoding in dicom-pixeldata) is C++ built with cmake.
+if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then
+  echo "setup: installing cmake and g++ (to build the JPEG-LS codec)"
+  sudo=()
+  [[ $(id -u) == 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq cmake g++ >/dev/null
+fi
+
 echo "setup: building efen (release) into $CARGO_TARGET_DIR"
 cargo build --release --locked

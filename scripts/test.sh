@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
+# The Python environment first: the DICOM fixtures are made and checked with pydicom.
+scripts/python-env.sh
+scripts/dicom-fixtures.sh
 scripts/setup.sh
 scripts/postgres.sh
 
@@ -14,5 +17,4 @@ echo "test: rust (unit + integration)"
 cargo test --release --locked -- --test-threads 2
 
 echo "test: python (training/)"
-scripts/python-env.sh
 (cd training && "$EFEN_VENV/bin/python" -m pytest -q)

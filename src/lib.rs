@@ -4,6 +4,8 @@
 //! In the order a case passes through them:
 //! - [`ingest`]: find, vet, claim and hash input files; pair ground truth; case identity.
 //! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
+//! - [`dicom`]: DICOM objects: every common transfer syntax → frames, identity, and DICOM SEG out
+//!   (a library so far; the pipeline does not route DICOM files to it yet).
 //! - [`preprocess`]: image → normalized tensor at the model's size (resize or letterbox).
 //! - [`infer`]: batches of tensors through ONNX Runtime, on worker threads.
 //! - [`postprocess`]: output map → binary mask at the image's size.
@@ -20,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod dicom;
 pub mod doctor;
 pub mod infer;
 pub mod ingest;

@@ -1,0 +1,120 @@
+//! The one error type of the DICOM module.
+
+use std::fmt::Write as _;
+
+/// Everything that can go wrong while reading a DICOM file, decoding a frame or writing a SEG.
+///
+/// Variants are named for the action that failed and carry what a user needs to act on it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DicomError {
+    #[error("empty file (0 bytes)")]
+    Empty,
+    #[error("not a DICOM file: no \"DICM\" at byte 128 and no data set at the start")]
+    NotDicom,
+    #[error("truncated file: {reason}")]
+    Truncated { reason: String },
+    #[error("cannot read the DICOM data set: {reason}")]
+    ReadDataSet { reason: String },
+    #[error("missing attribute {name} {tag}")]
+    MissingAttribute { name: &'static str, tag: String },
+    #[error("invalid {name} {value:?}: {reason}")]
+    InvalidAttribute { name: &'static str, value: String, reason: String },
+    #[error(
+        "no pixel data (SOP class {sop_class_uid} is not an image: {sop_class_name}); \
+         only image objects can be segmented"
+    )]
+    NoPixelData { sop_class_uid: String, sop_class_name: String },
+    #[error("unsupported transfer syntax {uid} ({name}): {hint}")]
+    UnsupportedTransferSyntax { uid: String, name: String, hint: String },
+    #[error(
+        "pixel data is {actual} bytes but rows×columns×samples×bits \
+         ({rows}×{columns}×{samples}×{bits_allocated} bits × {frames} frame(s)) needs {expected}"
+    )]
+    PixelDataSize {
+        actual: usize,
+        expected: usize,
+        rows: u32,
+        columns: u32,
+        samples: u16,
+        bits_allocated: u16,
+        frames: u32,
+    },
+    #[error("unsupported pixel format ({photometric}, {samples} sample(s), {bits_allocated} bits): {reason}")]
+    UnsupportedPixelFormat { photometric: String, samples: u16, bits_allocated: u16, reason: String },
+    #[error("frame {frame} out of range: the file has {frames} frame(s), numbered from 0")]
+    FrameOutOfRange { frame: u32, frames: u32 },
+    #[error("cannot decode frame {frame} ({transfer_syntax}): {reason}")]
+    DecodeFrame { frame: u32, transfer_syntax: String, reason: String },
+    #[error("invalid window setting: {reason}")]
+    InvalidWindow { reason: String },
+    #[error(
+        "mask is {mask_width}×{mask_height} but the source image is {columns}×{rows}: \
+         resize the mask to the source first"
+    )]
+    MaskSize { mask_width: u32, mask_height: u32, columns: u32, rows: u32 },
+    /// Not a failure of the case: the mask has no foreground and `write_empty` is false.
+    #[error("the mask is empty and write_empty is false: no findings, no SEG written")]
+    EmptyMask,
+    #[error("cannot write the SEG: {reason}")]
+    WriteSeg { reason: String },
+    #[error("dicom-rs panicked while {action}: {message} (please report this file)")]
+    Panicked { action: &'static str, message: String },
+}
+
+impl DicomError {
+    /// True for [`DicomError::EmptyMask`]: record "no findings" rather than a failure.
+    pub fn is_no_findings(&self) -> bool {
+        matches!(self, DicomError::EmptyMask)
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: innermost`.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // snafu errors often repeat their source in their own message.
+        if !text.contains(&cause_text) {
+            let _ = write!(text, ": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs `f`, turning a panic inside dicom-rs into [`DicomError::Panicked`].
+pub(crate) fn guard<T>(action: &'static str, f: impl FnOnce() -> T) -> Result<T, DicomError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        DicomError::Panicked { action, message }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_and_messages_are_lowercase() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<DicomError>();
+        let message = DicomError::UnsupportedTransferSyntax {
+            uid: "1.2.840.10008.1.2.4.51".into(),
+            name: "JPEG Extended (Process 2 & 4)".into(),
+            hint: "12-bit".into(),
+        }
+        .to_string();
+        assert!(message.starts_with("unsupported transfer syntax 1.2.840.10008.1.2.4.51"));
+    }
+
+    #[test]
+    fn guard_turns_a_panic_into_an_error() {
+        let result = guard("testing", || panic!("boom"));
+        assert_eq!(result.unwrap_err().to_string(), "dicom-rs panicked while testing: boom (please report this file)");
+    }
+}

@@ -1,0 +1,540 @@
+//! SEG: one predicted mask → a binary DICOM Segmentation (Part 10 bytes) for one source frame.
+//!
+//! The SEG copies the source's Patient and General Study modules (it belongs to the same study),
+//! starts a new series, references the source instance and frame (Derivation Image, Source Image,
+//! Referenced Series), and carries the geometry (Frame of Reference, Plane Position/Orientation,
+//! Pixel Measures) when the source has all of it.
+
+use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
+use image::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use super::DicomFile;
+use super::error::{DicomError, chain};
+use super::read::{floats, string, strings as strings_of};
+
+/// A coded concept: (code value, coding scheme designator, code meaning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Code {
+    pub value: String,
+    pub scheme: String,
+    pub meaning: String,
+}
+
+impl Code {
+    pub fn new(value: &str, scheme: &str, meaning: &str) -> Self {
+        Code { value: value.into(), scheme: scheme.into(), meaning: meaning.into() }
+    }
+}
+
+/// What the SEG says about the segment and the algorithm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegSettings {
+    /// Segment Label (0062,0005), e.g. "lesion".
+    pub segment_label: String,
+    /// Segmented Property Category (CID 7150); default SCT 49755003 "Morphologically Altered Structure".
+    pub category: Code,
+    /// Segmented Property Type (CID 7151 or 7152); default SCT 52988006 "Lesion".
+    pub property_type: Code,
+    /// Algorithm Name (0066,0036) and Segment Algorithm Name (0062,0009).
+    pub algorithm_name: String,
+    /// Algorithm Version (0066,0031). Empty: the first 16 hex digits of the model's SHA-256.
+    /// The whole SHA-256 always goes into Algorithm Parameters (0066,0032).
+    pub algorithm_version: String,
+    /// Write a SEG with an all-zero frame when the mask is empty; when false, `write_seg`
+    /// returns [`DicomError::EmptyMask`] ("no findings").
+    pub write_empty: bool,
+    /// Series Number of the new SEG series.
+    pub series_number: u32,
+    /// Series Description of the new SEG series.
+    pub series_description: String,
+    /// Content Label (0070,0080): a code string, upper case, at most 16 characters.
+    pub content_label: String,
+}
+
+impl Default for SegSettings {
+    fn default() -> Self {
+        SegSettings {
+            segment_label: "lesion".into(),
+            category: Code::new("49755003", "SCT", "Morphologically Altered Structure"),
+            property_type: Code::new("52988006", "SCT", "Lesion"),
+            algorithm_name: "EFEN".into(),
+            algorithm_version: String::new(),
+            write_empty: false,
+            series_number: 900,
+            series_description: "EFEN segmentation".into(),
+            content_label: "EFEN".into(),
+        }
+    }
+}
+
+/// The implementation class UID written into the file meta group of every SEG.
+const IMPLEMENTATION_CLASS_UID: &str = "2.25.300792171151486009236592950232925011389";
+const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
+
+/// A new UID of the form `2.25.<random UUID as a decimal integer>` (PS3.5 B.2).
+pub fn new_uid() -> String {
+    format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
+}
+
+/// Writes a binary SEG for `mask` (0 background, anything else foreground) over frame `frame`
+/// (from 0) of `source`. The mask must have the source's size.
+pub fn write_seg(
+    source: &DicomFile,
+    frame: u32,
+    mask: &GrayImage,
+    settings: &SegSettings,
+    model_sha256: &str,
+) -> Result<Vec<u8>, DicomError> {
+    let info = &source.info;
+    if frame >= info.frames {
+        return Err(DicomError::FrameOutOfRange { frame, frames: info.frames });
+    }
+    if mask.dimensions() != (info.columns, info.rows) {
+        return Err(DicomError::MaskSize {
+            mask_width: mask.width(),
+            mask_height: mask.height(),
+            columns: info.columns,
+            rows: info.rows,
+        });
+    }
+    let empty = mask.as_raw().iter().all(|v| *v == 0);
+    if empty && !settings.write_empty {
+        return Err(DicomError::EmptyMask);
+    }
+    let invalid = |reason: String| Err(DicomError::WriteSeg { reason });
+    let label = &settings.content_label;
+    if label.is_empty()
+        || label.len() > 16
+        || !label.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == ' ')
+    {
+        return invalid(format!("content_label {label:?} must be 1–16 characters of A–Z, 0–9, space or underscore"));
+    }
+    if settings.segment_label.is_empty() || settings.algorithm_name.is_empty() {
+        return invalid("segment_label and algorithm_name must not be empty".into());
+    }
+    let src = source.object();
+    let Some(source_sop_instance) = string(src, tags::SOP_INSTANCE_UID) else {
+        return invalid("the source has no SOP Instance UID to reference".into());
+    };
+    let source_sop_class = string(src, tags::SOP_CLASS_UID).unwrap_or_default();
+    let Some(study_uid) = string(src, tags::STUDY_INSTANCE_UID) else {
+        return invalid("the source has no Study Instance UID; a SEG must join the source's study".into());
+    };
+    let source_series = string(src, tags::SERIES_INSTANCE_UID).unwrap_or_else(new_uid);
+
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, value));
+    };
+    let (date, time) = now_utc();
+    let sop_instance = new_uid();
+
+    // SOP Common.
+    put(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192".into());
+    put(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE.into());
+    put(tags::SOP_INSTANCE_UID, VR::UI, sop_instance.clone().into());
+    put(tags::INSTANCE_CREATION_DATE, VR::DA, date.clone().into());
+    put(tags::INSTANCE_CREATION_TIME, VR::TM, time.clone().into());
+    put(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000".into());
+
+    // Patient and General Study, copied (type 2 attributes are written empty when absent).
+    for (tag, vr) in [
+        (tags::PATIENT_NAME, VR::PN),
+        (tags::PATIENT_ID, VR::LO),
+        (tags::PATIENT_BIRTH_DATE, VR::DA),
+        (tags::PATIENT_SEX, VR::CS),
+        (tags::STUDY_DATE, VR::DA),
+        (tags::STUDY_TIME, VR::TM),
+        (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+        (tags::STUDY_ID, VR::SH),
+        (tags::ACCESSION_NUMBER, VR::SH),
+    ] {
+        put(tag, vr, string(src, tag).unwrap_or_default().into());
+    }
+    for (tag, vr) in
+        [(tags::ISSUER_OF_PATIENT_ID, VR::LO), (tags::STUDY_DESCRIPTION, VR::LO), (tags::PATIENT_AGE, VR::AS)]
+    {
+        if let Some(value) = string(src, tag) {
+            put(tag, vr, value.into());
+        }
+    }
+    put(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.into());
+
+    // General Series and Segmentation Series.
+    let series_uid = new_uid();
+    put(tags::MODALITY, VR::CS, "SEG".into());
+    put(tags::SERIES_INSTANCE_UID, VR::UI, series_uid.into());
+    put(tags::SERIES_NUMBER, VR::IS, settings.series_number.to_string().into());
+    put(tags::SERIES_DESCRIPTION, VR::LO, settings.series_description.clone().into());
+    put(tags::SERIES_DATE, VR::DA, date.clone().into());
+    put(tags::SERIES_TIME, VR::TM, time.clone().into());
+
+    // General Equipment and Enhanced General Equipment.
+    put(tags::MANUFACTURER, VR::LO, "efen".into());
+    put(tags::MANUFACTURER_MODEL_NAME, VR::LO, settings.algorithm_name.clone().into());
+    put(tags::DEVICE_SERIAL_NUMBER, VR::LO, "1".into());
+    put(tags::SOFTWARE_VERSIONS, VR::LO, concat!("efen ", env!("CARGO_PKG_VERSION")).into());
+
+    // Geometry: only when the source gives all of it (a Frame of Reference without positions
+    // would be a SEG that claims a space it cannot place its frame in).
+    let geometry = Geometry::of(source, frame)?;
+    if geometry.is_none() {
+        // General Image: type 2C when there is no Image Orientation/Position (Patient).
+        let orientation = strings_of(src, tags::PATIENT_ORIENTATION);
+        let value = if orientation.len() == 2 {
+            PrimitiveValue::Strs(orientation.into_iter().collect())
+        } else {
+            PrimitiveValue::Empty
+        };
+        put(tags::PATIENT_ORIENTATION, VR::CS, value);
+    }
+    if let Some(g) = &geometry {
+        put(tags::FRAME_OF_REFERENCE_UID, VR::UI, g.frame_of_reference.clone().into());
+        put(tags::POSITION_REFERENCE_INDICATOR, VR::LO, g.position_reference.clone().into());
+    }
+
+    // General Image, Segmentation Image, Image Pixel.
+    put(tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(["DERIVED", "PRIMARY"].map(String::from).into()));
+    put(tags::INSTANCE_NUMBER, VR::IS, "1".into());
+    put(tags::CONTENT_DATE, VR::DA, date.into());
+    put(tags::CONTENT_TIME, VR::TM, time.into());
+    put(tags::CONTENT_LABEL, VR::CS, settings.content_label.clone().into());
+    put(tags::CONTENT_DESCRIPTION, VR::LO, format!("{} by {}", settings.segment_label, settings.algorithm_name).into());
+    put(tags::CONTENT_CREATOR_NAME, VR::PN, "".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(info.rows as u16));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(info.columns as u16));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(1u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(1u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(0u16));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00".into());
+    put(tags::SEGMENTATION_TYPE, VR::CS, "BINARY".into());
+    put(tags::SEGMENTS_OVERLAP, VR::CS, "NO".into());
+    put(tags::NUMBER_OF_FRAMES, VR::IS, "1".into());
+    if info.rows > u16::MAX as u32 || info.columns > u16::MAX as u32 {
+        return invalid(format!("{}×{} does not fit Rows/Columns (US)", info.columns, info.rows));
+    }
+
+    // Segment Sequence.
+    let version = if settings.algorithm_version.is_empty() {
+        model_sha256.chars().take(16).collect::<String>()
+    } else {
+        settings.algorithm_version.clone()
+    };
+    if version.is_empty() {
+        return invalid("algorithm_version is empty and no model SHA-256 was given".into());
+    }
+    let algorithm = item(|o| {
+        o.put(seq(
+            tags::ALGORITHM_FAMILY_CODE_SEQUENCE,
+            vec![code_item(&Code::new("123110", "DCM", "Artificial Intelligence"))],
+        ));
+        o.put(text(tags::ALGORITHM_NAME, VR::LO, &settings.algorithm_name));
+        o.put(text(tags::ALGORITHM_VERSION, VR::LO, &version));
+        o.put(text(tags::ALGORITHM_PARAMETERS, VR::LT, &format!("model_sha256={model_sha256}")));
+    });
+    let segment = item(|o| {
+        o.put(DataElement::new(tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16)));
+        o.put(text(tags::SEGMENT_LABEL, VR::LO, &settings.segment_label));
+        o.put(text(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "AUTOMATIC"));
+        o.put(text(tags::SEGMENT_ALGORITHM_NAME, VR::LO, &settings.algorithm_name));
+        o.put(seq(tags::SEGMENTATION_ALGORITHM_IDENTIFICATION_SEQUENCE, vec![algorithm]));
+        o.put(seq(tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, vec![code_item(&settings.category)]));
+        o.put(seq(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![code_item(&settings.property_type)]));
+    });
+    obj.put(seq(tags::SEGMENT_SEQUENCE, vec![segment]));
+
+    // Multi-frame Dimension: segment number, then position when there is geometry.
+    let organization = new_uid();
+    obj.put(seq(
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![item(|o| o.put(text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &organization)))],
+    ));
+    let mut indices = vec![dimension(
+        &organization,
+        tags::REFERENCED_SEGMENT_NUMBER,
+        tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+        "Segment Number",
+    )];
+    if geometry.is_some() {
+        indices.push(dimension(
+            &organization,
+            tags::IMAGE_POSITION_PATIENT,
+            tags::PLANE_POSITION_SEQUENCE,
+            "Image Position Patient",
+        ));
+    }
+    let index_values: Vec<u32> = vec![1; indices.len()];
+    obj.put(seq(tags::DIMENSION_INDEX_SEQUENCE, indices));
+
+    // Shared functional groups: orientation and pixel measures.
+    let shared = item(|o| {
+        if let Some(g) = &geometry {
+            o.put(seq(
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                vec![item(|p| p.put(decimals(tags::IMAGE_ORIENTATION_PATIENT, &g.orientation)))],
+            ));
+            o.put(seq(
+                tags::PIXEL_MEASURES_SEQUENCE,
+                vec![item(|p| {
+                    p.put(decimals(tags::PIXEL_SPACING, &g.spacing));
+                    p.put(decimals(tags::SLICE_THICKNESS, &[g.thickness]));
+                })],
+            ));
+        }
+    });
+    obj.put(seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]));
+
+    // Per-frame functional groups: derivation, frame content, position, segment.
+    let multi_frame_source = info.frames > 1 || src.get(tags::NUMBER_OF_FRAMES).is_some();
+    let source_image = item(|o| {
+        o.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &source_sop_class));
+        o.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &source_sop_instance));
+        if multi_frame_source {
+            o.put(DataElement::new(
+                tags::REFERENCED_FRAME_NUMBER,
+                VR::IS,
+                PrimitiveValue::from((frame + 1).to_string()),
+            ));
+        }
+        o.put(seq(
+            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+            vec![code_item(&Code::new("121322", "DCM", "Source image for image processing operation"))],
+        ));
+    });
+    let derivation = item(|o| {
+        o.put(seq(tags::DERIVATION_CODE_SEQUENCE, vec![code_item(&Code::new("113076", "DCM", "Segmentation"))]));
+        o.put(seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]));
+    });
+    let per_frame = item(|o| {
+        o.put(seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]));
+        o.put(seq(
+            tags::FRAME_CONTENT_SEQUENCE,
+            vec![item(|p| {
+                p.put(DataElement::new(
+                    tags::DIMENSION_INDEX_VALUES,
+                    VR::UL,
+                    PrimitiveValue::U32(index_values.iter().copied().collect()),
+                ))
+            })],
+        ));
+        if let Some(g) = &geometry {
+            o.put(seq(
+                tags::PLANE_POSITION_SEQUENCE,
+                vec![item(|p| p.put(decimals(tags::IMAGE_POSITION_PATIENT, &g.position)))],
+            ));
+        }
+        o.put(seq(
+            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+            vec![item(|p| {
+                p.put(DataElement::new(tags::REFERENCED_SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16)))
+            })],
+        ));
+    });
+    obj.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, vec![per_frame]));
+
+    // Common Instance Reference.
+    obj.put(seq(
+        tags::REFERENCED_SERIES_SEQUENCE,
+        vec![item(|o| {
+            o.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &source_series));
+            o.put(seq(
+                tags::REFERENCED_INSTANCE_SEQUENCE,
+                vec![item(|p| {
+                    p.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &source_sop_class));
+                    p.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &source_sop_instance));
+                })],
+            ));
+        })],
+    ));
+
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pack_bits(mask).into())));
+
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                .implementation_version_name(IMPLEMENTATION_VERSION),
+        )
+        .map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
+    let mut bytes = Vec::new();
+    file.write_all(&mut bytes).map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
+    Ok(bytes)
+}
+
+/// Frame geometry of the source, from its per-frame or shared functional groups (enhanced
+/// multi-frame) or from its top-level attributes (classic images).
+struct Geometry {
+    frame_of_reference: String,
+    position_reference: String,
+    position: Vec<f64>,
+    orientation: Vec<f64>,
+    spacing: Vec<f64>,
+    thickness: f64,
+}
+
+impl Geometry {
+    fn of(source: &DicomFile, frame: u32) -> Result<Option<Geometry>, DicomError> {
+        let src = source.object();
+        let Some(frame_of_reference) = string(src, tags::FRAME_OF_REFERENCE_UID) else {
+            return Ok(None);
+        };
+        let per_frame = src
+            .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+            .and_then(|e| e.value().items())
+            .and_then(|items| items.get(frame as usize));
+        let shared = src
+            .get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
+            .and_then(|e| e.value().items())
+            .and_then(|items| items.first());
+        let find = |group: Tag, tag: Tag| -> Vec<f64> {
+            for fg in [per_frame, shared].into_iter().flatten() {
+                if let Some(inner) = fg.get(group).and_then(|e| e.value().items()).and_then(|i| i.first()) {
+                    let values = floats(inner, tag).unwrap_or_default();
+                    if !values.is_empty() {
+                        return values;
+                    }
+                }
+            }
+            floats(src, tag).unwrap_or_default()
+        };
+        let position = find(tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT);
+        let orientation = find(tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT);
+        let spacing = find(tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING);
+        let thickness = find(tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS);
+        if position.len() != 3 || orientation.len() != 6 || spacing.len() != 2 {
+            return Ok(None);
+        }
+        Ok(Some(Geometry {
+            frame_of_reference,
+            position_reference: string(src, tags::POSITION_REFERENCE_INDICATOR).unwrap_or_default(),
+            position,
+            orientation,
+            spacing,
+            // Pixel Measures needs a thickness with the spacing; 1 mm when the source has none.
+            thickness: thickness.first().copied().filter(|t| *t > 0.0).unwrap_or(1.0),
+        }))
+    }
+}
+
+/// 1 bit per pixel, first pixel in the least significant bit, padded to an even length.
+fn pack_bits(mask: &GrayImage) -> Vec<u8> {
+    let pixels = mask.as_raw();
+    let mut bytes = vec![0u8; pixels.len().div_ceil(8)];
+    for (i, v) in pixels.iter().enumerate() {
+        if *v != 0 {
+            bytes[i / 8] |= 1 << (i % 8);
+        }
+    }
+    if bytes.len() % 2 == 1 {
+        bytes.push(0);
+    }
+    bytes
+}
+
+fn item<R>(fill: impl FnOnce(&mut InMemDicomObject) -> R) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    let _ = fill(&mut obj);
+    obj
+}
+
+fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+fn text(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::from(value))
+}
+
+fn code_item(code: &Code) -> InMemDicomObject {
+    item(|o| {
+        o.put(text(tags::CODE_VALUE, VR::SH, &code.value));
+        o.put(text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &code.scheme));
+        o.put(text(tags::CODE_MEANING, VR::LO, &code.meaning));
+    })
+}
+
+fn dimension(organization: &str, pointer: Tag, group: Tag, label: &str) -> InMemDicomObject {
+    item(|o| {
+        o.put(DataElement::new(tags::DIMENSION_INDEX_POINTER, VR::AT, PrimitiveValue::Tags((&[pointer][..]).into())));
+        o.put(DataElement::new(tags::FUNCTIONAL_GROUP_POINTER, VR::AT, PrimitiveValue::Tags((&[group][..]).into())));
+        o.put(text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, organization));
+        o.put(text(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label));
+    })
+}
+
+/// Decimal strings (DS: at most 16 characters each).
+fn decimals(tag: Tag, values: &[f64]) -> DataElement<InMemDicomObject> {
+    let strings = values.iter().map(|v| format_ds(*v)).collect();
+    DataElement::new(tag, VR::DS, PrimitiveValue::Strs(strings))
+}
+
+fn format_ds(value: f64) -> String {
+    let plain = format!("{value}");
+    if plain.len() <= 16 {
+        return plain;
+    }
+    for precision in (0..=10).rev() {
+        let text = format!("{value:.precision$}");
+        let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text };
+        if text.len() <= 16 {
+            return text;
+        }
+    }
+    format!("{value:.6e}")
+}
+
+/// Today's date (YYYYMMDD) and time (HHMMSS) in UTC.
+fn now_utc() -> (String, String) {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (format!("{year:04}{month:02}{day:02}"), format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_pack_lsb_first_and_even() {
+        let mask = GrayImage::from_raw(3, 3, vec![255, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
+        assert_eq!(pack_bits(&mask), vec![0b0000_0001, 0b0000_0001]);
+    }
+
+    #[test]
+    fn uids_and_decimals_fit_their_vrs() {
+        let uid = new_uid();
+        assert!(uid.starts_with("2.25.") && uid.len() <= 64, "{uid}");
+        assert!(uid[5..].chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(format_ds(0.5), "0.5");
+        assert!(format_ds(-123.456_789_012_345_67).len() <= 16);
+        assert!(format_ds(1.0 / 3.0).len() <= 16);
+    }
+
+    #[test]
+    fn civil_date_is_sane() {
+        let (date, time) = now_utc();
+        assert_eq!((date.len(), time.len()), (8, 6));
+        assert!(date.as_str() >= "20250101");
+    }
+}
