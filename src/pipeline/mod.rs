@@ -204,9 +204,20 @@ impl Ledger {
     fn spawn(store: Store) -> Ledger {
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, LedgerState)>();
         tokio::spawn(async move {
-            while let Some((case_id, state)) = rx.recv().await {
-                if let Err(e) = store.mark(&case_id, state).await {
-                    tracing::debug!(case = %case_id, "ledger update skipped: {e}");
+            // Whatever queued up while the last write ran goes in one transaction, each case at
+            // its latest state: one commit (one fsync) for many updates.
+            let mut pending = Vec::new();
+            while rx.recv_many(&mut pending, 256).await > 0 {
+                let mut latest: std::collections::HashMap<String, LedgerState> = std::collections::HashMap::new();
+                for (case_id, state) in pending.drain(..) {
+                    let entry = latest.entry(case_id).or_insert(state);
+                    if state.rank() > entry.rank() {
+                        *entry = state;
+                    }
+                }
+                let updates: Vec<(String, LedgerState)> = latest.into_iter().collect();
+                if let Err(e) = store.mark_all(&updates).await {
+                    tracing::debug!("ledger update skipped: {e}");
                 }
             }
         });

@@ -239,16 +239,21 @@ impl Store {
         tx.commit().await.map_err(query(ACTION))
     }
 
-    /// Moves a case forward in the ledger (never backwards: a late update is ignored).
-    pub async fn mark(&self, case_id: &str, state: LedgerState) -> Result<(), StoreError> {
-        sqlx::query("UPDATE cases SET state = $2, state_rank = $3 WHERE case_id = $1 AND state_rank < $3")
-            .bind(case_id)
-            .bind(state.as_str())
-            .bind(state.rank())
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(query("updating the ledger"))
+    /// Moves cases forward in the ledger, in one transaction (never backwards: a late update is
+    /// ignored).
+    pub async fn mark_all(&self, updates: &[(String, LedgerState)]) -> Result<(), StoreError> {
+        const ACTION: &str = "updating the ledger";
+        let mut tx = self.begin(ACTION).await?;
+        for (case_id, state) in updates {
+            sqlx::query("UPDATE cases SET state = $2, state_rank = $3 WHERE case_id = $1 AND state_rank < $3")
+                .bind(case_id)
+                .bind(state.as_str())
+                .bind(state.rank())
+                .execute(&mut *tx)
+                .await
+                .map_err(query(ACTION))?;
+        }
+        tx.commit().await.map_err(query(ACTION))
     }
 
     /// Runs `attempt` until it succeeds, fails for a non-transient reason, or `give_up` is
