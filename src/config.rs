@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The compiled-in defaults: the same file users edit, so the two cannot drift apart.
 const DEFAULTS: &str = include_str!("../config/default.toml");
-const SECTIONS: [&str; 5] = ["paths", "database", "runtime", "engine", "watch"];
+const SECTIONS: [&str; 6] = ["paths", "database", "runtime", "engine", "watch", "dicom"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -30,6 +30,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub engine: EngineConfig,
     pub watch: WatchConfig,
+    pub dicom: DicomConfig,
     /// The project root every relative path is resolved against (not a file key).
     #[serde(skip)]
     pub root: PathBuf,
@@ -96,6 +97,14 @@ pub struct WatchConfig {
     pub poll_interval_ms: u64,
     /// This watcher's name: its claim folder is `<state>/claimed/<worker>`. Empty: the host name.
     pub worker: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Key of the keyed hash (HMAC-SHA256) that pseudonymises DICOM Patient IDs in the record.
+    /// Empty: the Patient ID is withheld. Set it through EFEN_DICOM__PSEUDONYM_KEY, not the file.
+    pub pseudonym_key: String,
 }
 
 impl Config {

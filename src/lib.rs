@@ -4,8 +4,8 @@
 //! In the order a case passes through them:
 //! - [`ingest`]: find, vet, claim and hash input files; pair ground truth; case identity.
 //! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
-//! - [`dicom`]: DICOM objects: every common transfer syntax → frames, identity, and DICOM SEG out
-//!   (a library so far; the pipeline does not route DICOM files to it yet).
+//! - [`dicom`]: DICOM objects: every common transfer syntax → frames (each frame a case), the
+//!   identity for the record, and the DICOM SEG that emit writes.
 //! - [`preprocess`]: image → normalized tensor at the model's size (resize or letterbox).
 //! - [`infer`]: batches of tensors through ONNX Runtime, on worker threads.
 //! - [`postprocess`]: output map → binary mask at the image's size.

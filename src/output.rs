@@ -28,6 +28,7 @@ pub struct OutputPaths {
     pub mask: Option<PathBuf>,
     pub overlay: Option<PathBuf>,
     pub probabilities: Option<PathBuf>,
+    pub seg: Option<PathBuf>,
     pub result: Option<PathBuf>,
 }
 
@@ -66,11 +67,15 @@ pub fn write_images(dir: &Path, images: &Images, settings: &OutputSettings) -> R
 pub fn write_json(dir: &Path, value: &impl Serialize) -> Result<PathBuf, EmitError> {
     create_dir(dir)?;
     let path = dir.join("result.json");
-    let text = serde_json::to_vec_pretty(value).expect("result values serialize");
-    let tmp = temporary(&path);
-    std::fs::write(&tmp, text).map_err(|source| EmitError::Write { path: path.clone(), source })?;
-    std::fs::rename(&tmp, &path).map_err(|source| EmitError::Write { path: path.clone(), source })?;
+    write_bytes(&path, &serde_json::to_vec_pretty(value).expect("result values serialize"))?;
     Ok(path)
+}
+
+/// Writes a file through a temporary name and a rename.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), EmitError> {
+    let tmp = temporary(path);
+    std::fs::write(&tmp, bytes).map_err(|source| EmitError::Write { path: path.into(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| EmitError::Write { path: path.into(), source })
 }
 
 fn create_dir(dir: &Path) -> Result<(), EmitError> {

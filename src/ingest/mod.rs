@@ -141,6 +141,11 @@ pub fn case_id(sha256: &str, pipeline: &str, model_sha256: &str) -> String {
     hex::encode(&hasher.finalize()[..12])
 }
 
+/// The identity of frame `index` of a multi-frame file whose bytes hash to `file_sha256`.
+pub fn frame_identity(file_sha256: &str, index: u32) -> String {
+    hex::encode(Sha256::digest(format!("{file_sha256}#frame{index}").as_bytes()))
+}
+
 /// The identity of a file that could not be read: the hash of its path, so that a refused file is
 /// recorded once, not once per run.
 pub fn path_identity(path: &Path) -> String {

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::case::{CaseMeta, Outcome, Stage};
+use super::case::{CaseMeta, Frame, Outcome, Stage};
 use super::record::{Message, new_case};
 use super::{Engine, Inlet};
 use crate::ingest::{self, Candidate};
@@ -56,9 +57,17 @@ impl<'a> Admission<'a> {
         let patterns = engine.patterns.clone();
         let max_bytes = engine.config.engine.max_file_mb.saturating_mul(1 << 20);
         let started = Instant::now();
-        let (opened, candidate, read_from) = tokio::task::spawn_blocking(move || {
+        let (opened, frames, candidate, read_from) = tokio::task::spawn_blocking(move || {
             let opened = ingest::open(&candidate, &read_from, &pipeline, &model_sha, &patterns, max_bytes);
-            (opened, candidate, read_from)
+            // A multi-frame DICOM file is one case per frame. A file that does not parse stays one
+            // case, and decode says why.
+            let frames = opened
+                .as_ref()
+                .ok()
+                .filter(|job| crate::dicom::looks_like_dicom(&job.bytes))
+                .and_then(|job| crate::dicom::open(&job.bytes).ok())
+                .map_or(1, |file| file.frame_count());
+            (opened, frames, candidate, read_from)
         })
         .await
         .expect("ingest does not panic");
@@ -72,6 +81,7 @@ impl<'a> Admission<'a> {
                     sha256: job.sha256.clone(),
                     size_bytes: job.bytes.len() as u64,
                     ground_truth: job.ground_truth.clone(),
+                    frame: None,
                     started,
                 };
                 (meta, Ok(job.bytes))
@@ -84,12 +94,35 @@ impl<'a> Admission<'a> {
                     sha256: identity,
                     size_bytes: 0,
                     ground_truth: None,
+                    frame: None,
                     started,
                 };
                 (meta, Err(error.to_string()))
             }
         };
+        if frames <= 1 {
+            return self.admit_case(meta, job, policy).await;
+        }
+        for index in 0..frames {
+            // Each frame's identity is the hash of the file's hash and the frame number, so the
+            // store's unique key (bytes, pipeline, model) holds per frame.
+            let mut frame_meta = meta.clone();
+            frame_meta.sha256 = ingest::frame_identity(&meta.sha256, index);
+            frame_meta.case_id = ingest::case_id(&frame_meta.sha256, &engine.definition.name, &engine.model.sha256);
+            frame_meta.frame = Some(Frame { index, count: frames });
+            self.admit_case(frame_meta, job.clone(), policy).await?;
+        }
+        Ok(())
+    }
 
+    /// Claims one case and hands it to the graph (or reports it as a duplicate or a failure).
+    async fn admit_case(
+        &mut self,
+        meta: CaseMeta,
+        job: Result<Arc<Vec<u8>>, String>,
+        policy: Policy,
+    ) -> Result<(), StoreError> {
+        let engine = self.engine;
         let source = meta.original.display().to_string();
         if let Some(first) = self.seen.get(&meta.case_id) {
             let record = policy.record_same_path || *first != source;
@@ -104,7 +137,7 @@ impl<'a> Admission<'a> {
         match claim {
             Claim::New | Claim::TakenOver => {}
             Claim::Recorded { status, source_path } => {
-                let record = policy.record_same_path || source_path != source;
+                let record = policy.record_same_path || source_path != case.source_path;
                 return self.duplicate(meta, format!("case {} ({status}, {source_path})", case.case_id), record).await;
             }
             Claim::Held { source_path } => {

@@ -53,7 +53,16 @@ pub struct CaseMeta {
     pub sha256: String,
     pub size_bytes: u64,
     pub ground_truth: Option<PathBuf>,
+    /// The frame of a multi-frame DICOM file this case is (each frame is a case of its own).
+    pub frame: Option<Frame>,
     pub started: Instant,
+}
+
+/// Frame `index` of `count` in one DICOM file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    pub index: u32,
+    pub count: u32,
 }
 
 /// Milliseconds spent in each stage.
@@ -74,6 +83,8 @@ pub struct CaseWork {
     pub canvas: Canvas,
     /// The decoded image when the canvas is a rescaled copy of it (for the overlay).
     pub original: Option<RgbImage>,
+    /// The parsed DICOM object when the input is DICOM (for the SEG and the identity).
+    pub dicom: Option<Arc<crate::dicom::DicomFile>>,
     pub assembly: Mutex<Assembly>,
 }
 

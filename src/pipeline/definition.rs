@@ -34,6 +34,21 @@ pub struct PipelineDefinition {
     pub ground_truth: GroundTruthSettings,
     #[serde(default)]
     pub outputs: OutputSettings,
+    #[serde(default)]
+    pub dicom: DicomSettings,
+}
+
+/// How DICOM inputs are windowed and how their SEG is labelled.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomSettings {
+    /// VOI window: `"fromfile"` (the file's window or VOI LUT), `{ fixed = { center, width } }`
+    /// or `{ percentile = { low, high } }`.
+    #[serde(default)]
+    pub window: crate::dicom::WindowSetting,
+    /// The Segmentation's segment label, codes, algorithm and what to do with an empty mask.
+    #[serde(default)]
+    pub seg: crate::dicom::SegSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

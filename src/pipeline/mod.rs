@@ -105,6 +105,8 @@ impl Engine {
             threshold,
             outputs: definition.outputs.clone(),
             out_dir: config.out_dir(),
+            dicom: definition.dicom.clone(),
+            pseudonym_key: config.dicom.pseudonym_key.clone(),
         });
         let sessions = sessions.into_iter().map(|session| Inference::new(session, &card)).collect();
         let patterns = definition.ground_truth_patterns();

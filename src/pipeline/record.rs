@@ -1,6 +1,7 @@
 //! Record: the last stage. Writes each outcome to the store (retrying while the database is
 //! away), then moves or copies the input to `done/` or `failed/`, and reports the case.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tokio::sync::mpsc;
@@ -39,64 +40,85 @@ pub struct Recorder {
 impl Recorder {
     pub async fn run(self, mut messages: mpsc::Receiver<Message>) -> RunReport {
         let mut report = RunReport::default();
+        // Frames still to come, and the first failure, per multi-frame file: the file is moved
+        // once, when its last frame is recorded.
+        let mut frames: HashMap<PathBuf, (u32, Option<(String, String)>)> = HashMap::new();
         while let Some(message) = messages.recv().await {
-            let row = match message {
-                Message::Duplicate { meta, of, recorded } => {
-                    if self.transfer == Transfer::Move {
-                        self.dispose(
-                            disposition::done(&self.state_dir, &meta.current, &meta.original, &meta.case_id),
-                            &meta,
-                        );
+            let (row, meta, failure) = match message {
+                Message::Duplicate { meta, of, recorded } => (Row::duplicate(&meta, &of, recorded), meta, None),
+                Message::Outcome(outcome) => match self.record(&outcome).await {
+                    Some(row) => {
+                        let failure =
+                            outcome.result.as_ref().err().map(|f| (f.stage.as_str().to_string(), f.message.clone()));
+                        (row, outcome.meta, failure)
                     }
-                    Row::duplicate(&meta, &of, recorded)
-                }
-                Message::Outcome(outcome) => self.record(*outcome).await,
+                    // Not recorded (the store gave up): the input stays claimed for the next start.
+                    None => {
+                        let mut row = Row::from_outcome(&outcome);
+                        row.fail_at_record("the store is unavailable; the case will be redone".into());
+                        self.progress.case(&row);
+                        report.push(row);
+                        continue;
+                    }
+                },
             };
             self.progress.case(&row);
             report.push(row);
+            let failure = match meta.frame.filter(|f| f.count > 1) {
+                None => failure,
+                Some(frame) => {
+                    let entry = frames.entry(meta.current.clone()).or_insert((frame.count, None));
+                    entry.0 -= 1;
+                    if let Some((stage, message)) = failure {
+                        entry.1.get_or_insert((stage, format!("frame {}: {message}", frame.index + 1)));
+                    }
+                    if entry.0 > 0 {
+                        continue;
+                    }
+                    frames.remove(&meta.current).and_then(|(_, failure)| failure)
+                }
+            };
+            self.settle(&meta, failure);
         }
         self.progress.finish();
         report
     }
 
-    async fn record(&self, outcome: Outcome) -> Row {
-        let record = to_record(&outcome, &self.run_id);
-        let mut row = Row::from_outcome(&outcome);
+    /// Writes the outcome to the store, retrying while it is away. None if it gave up.
+    async fn record(&self, outcome: &Outcome) -> Option<Row> {
+        let record = to_record(outcome, &self.run_id);
         let written = self.store.retrying("recording a result", &self.give_up, || self.store.record(&record)).await;
-        if let Err(e) = written {
-            // Not recorded: the input stays where it is, to be redone on the next start.
-            row.fail_at_record(e.to_string());
-            return row;
-        }
-        let meta = &outcome.meta;
-        match &outcome.result {
-            Err(failure) => {
-                let (stage, message) = (failure.stage.as_str(), failure.message.as_str());
-                let moved = disposition::fail(
-                    &self.state_dir,
-                    &meta.current,
-                    &meta.original,
-                    &meta.case_id,
-                    stage,
-                    message,
-                    self.transfer,
-                );
-                self.dispose(moved, meta);
+        match written {
+            Ok(_) => Some(Row::from_outcome(outcome)),
+            Err(e) => {
+                tracing::error!(case = %outcome.meta.case_id, "cannot record the result: {e}");
+                None
             }
-            Ok(_) if self.transfer == Transfer::Move => {
-                self.dispose(disposition::done(&self.state_dir, &meta.current, &meta.original, &meta.case_id), meta);
-            }
-            Ok(_) => {}
         }
-        row
     }
 
-    /// Logs a failed move, and tidies the claim folder the file came from.
-    fn dispose(&self, moved: std::io::Result<PathBuf>, meta: &CaseMeta) {
+    /// Puts the input where it belongs once its case (or its last frame) is recorded.
+    fn settle(&self, meta: &CaseMeta, failure: Option<(String, String)>) {
+        let moved = match failure {
+            Some((stage, message)) => disposition::fail(
+                &self.state_dir,
+                &meta.current,
+                &meta.original,
+                &meta.case_id,
+                &stage,
+                &message,
+                self.transfer,
+            ),
+            None if self.transfer == Transfer::Move => {
+                disposition::done(&self.state_dir, &meta.current, &meta.original, &meta.case_id)
+            }
+            None => return,
+        };
         if let Err(e) = moved {
             tracing::error!(case = %meta.case_id, file = %meta.original.display(), "cannot move the input aside: {e}");
             return;
         }
+        // Tidy the claim folder the file came from.
         if let Some(root) = &self.claimed_root {
             let mut dir = meta.current.parent();
             while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root.as_path()) {
@@ -109,13 +131,21 @@ impl Recorder {
     }
 }
 
+/// The recorded source: the file, and the frame for a multi-frame DICOM file.
+pub fn source_path(meta: &CaseMeta) -> String {
+    match meta.frame {
+        Some(frame) => format!("{}#frame={}", meta.original.display(), frame.index + 1),
+        None => meta.original.display().to_string(),
+    }
+}
+
 pub fn new_case(meta: &CaseMeta, run_id: &str, pipeline: &str, model_sha256: &str, worker: Option<String>) -> NewCase {
     NewCase {
         case_id: meta.case_id.clone(),
         run_id: run_id.into(),
         pipeline: pipeline.into(),
         model_sha256: model_sha256.into(),
-        source_path: meta.original.display().to_string(),
+        source_path: source_path(meta),
         source_sha256: meta.sha256.clone(),
         size_bytes: meta.size_bytes as i64,
         ground_truth_path: meta.ground_truth.as_ref().map(|p| p.display().to_string()),

@@ -28,6 +28,9 @@ pub struct StageContext {
     pub threshold: f32,
     pub outputs: OutputSettings,
     pub out_dir: PathBuf,
+    pub dicom: crate::pipeline::definition::DicomSettings,
+    /// Key for the keyed hash of DICOM patient IDs (`dicom.pseudonym_key`); empty: withheld.
+    pub pseudonym_key: String,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -37,19 +40,34 @@ fn ms(d: Duration) -> f64 {
 /// Decode, plan the tiles and lay out the canvas. On failure the case is over.
 pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<CaseWork>, Box<Outcome>> {
     let started = Instant::now();
-    let decoded = match decode::decode(bytes) {
+    let decoded = if crate::dicom::looks_like_dicom(bytes) {
+        decode_dicom(ctx, bytes, meta.frame.map_or(0, |f| f.index))
+    } else {
+        decode::decode(bytes).map(|d| (d.rgb, d.kind, None)).map_err(|e| e.to_string())
+    };
+    let (rgb, kind, dicom) = match decoded {
         Ok(decoded) => decoded,
-        Err(e) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, e.to_string()))),
+        Err(message) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, message))),
     };
     let decode_ms = ms(started.elapsed());
     let started = Instant::now();
-    let (w, h) = decoded.rgb.dimensions();
+    let (w, h) = rgb.dimensions();
     let plan = Plan::new(w, h, &ctx.card, ctx.fit, &ctx.tiling);
     let accumulator = Accumulator::new(plan.clone());
-    let (canvas, original) = Canvas::new(decoded.rgb, plan);
+    let (canvas, original) = Canvas::new(rgb, plan);
     let timings = Timings { decode_ms, preprocess_ms: ms(started.elapsed()), ..Default::default() };
     let assembly = Mutex::new(Assembly { accumulator: Some(accumulator), timings, error: None });
-    Ok(Arc::new(CaseWork { meta, kind: decoded.kind, canvas, original, assembly }))
+    Ok(Arc::new(CaseWork { meta, kind, canvas, original, dicom, assembly }))
+}
+
+type Decoded = (image::RgbImage, String, Option<Arc<crate::dicom::DicomFile>>);
+
+/// One frame of a DICOM object, windowed as the pipeline says.
+fn decode_dicom(ctx: &StageContext, bytes: &[u8], frame: u32) -> Result<Decoded, String> {
+    let file = crate::dicom::open(bytes).map_err(|e| e.to_string())?;
+    let rgb = file.frame_rgb(frame, &ctx.dicom.window).map_err(|e| e.to_string())?;
+    let kind = format!("dicom/{}", file.decoder_name());
+    Ok((rgb, kind, Some(Arc::new(file))))
 }
 
 /// Cuts the case's tiles one at a time and hands each to `send`, which may block (backpressure):
@@ -143,6 +161,16 @@ pub fn finish(
         Ok(paths) => paths,
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     };
+    let seg = match &work.dicom {
+        Some(file) => match write_seg(ctx, file, meta, &mask, &dir) {
+            Ok(seg) => Some(seg),
+            Err(message) => return end(timings, fail(Stage::Emit, message)),
+        },
+        None => None,
+    };
+    if let Some(SegOutcome::Written(path)) = &seg {
+        outputs.seg = Some(path.clone());
+    }
     let foreground = mask.as_raw().iter().filter(|v| **v > 0).count() as f64 / mask.as_raw().len().max(1) as f64;
     timings.emit_ms = ms(started.elapsed());
     let summary = json!({
@@ -161,7 +189,13 @@ pub fn finish(
         "metrics": evaluation.map(|e| e.scores),
         "counts": evaluation.map(|e| json!({"tp": e.counts.tp, "fp": e.counts.fp, "fn": e.counts.fn_, "tn": e.counts.tn})),
         "timings_ms": timings,
-        "outputs": { "mask": outputs.mask, "overlay": outputs.overlay, "probabilities": outputs.probabilities },
+        "outputs": { "mask": outputs.mask, "overlay": outputs.overlay, "probabilities": outputs.probabilities, "seg": outputs.seg },
+        "frame": meta.frame,
+        "dicom": work.dicom.as_ref().map(|file| json!({
+            "identity": identity(ctx, file),
+            "decoder": file.decoder_name(),
+            "seg": match &seg { Some(SegOutcome::NoFindings) => json!("no findings: empty mask, no SEG written"), Some(SegOutcome::Written(p)) => json!(p), None => json!(null) },
+        })),
     });
     match retry_emit(|| output::write_json(&dir, &summary)) {
         Ok(path) => outputs.result = Some(path),
@@ -169,6 +203,38 @@ pub fn finish(
     }
     timings.emit_ms = ms(started.elapsed());
     end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
+}
+
+enum SegOutcome {
+    Written(PathBuf),
+    /// Empty mask and `dicom.seg.write_empty = false`.
+    NoFindings,
+}
+
+/// Writes `seg.dcm`: a DICOM Segmentation of the mask, referencing the source frame.
+fn write_seg(
+    ctx: &StageContext,
+    file: &crate::dicom::DicomFile,
+    meta: &CaseMeta,
+    mask: &GrayImage,
+    dir: &Path,
+) -> Result<SegOutcome, String> {
+    let frame = meta.frame.map_or(0, |f| f.index);
+    let bytes = match crate::dicom::write_seg(file, frame, mask, &ctx.dicom.seg, &ctx.model_sha256) {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_no_findings() => return Ok(SegOutcome::NoFindings),
+        Err(e) => return Err(format!("cannot write the DICOM SEG: {e}")),
+    };
+    let path = dir.join("seg.dcm");
+    retry_emit(|| output::write_bytes(&path, &bytes)).map_err(|e| e.to_string())?;
+    Ok(SegOutcome::Written(path))
+}
+
+/// The identity for the record: the patient ID pseudonymised with the configured key, or
+/// withheld when there is none. Never logged.
+fn identity(ctx: &StageContext, file: &crate::dicom::DicomFile) -> serde_json::Value {
+    let key = (!ctx.pseudonym_key.is_empty()).then_some(ctx.pseudonym_key.as_bytes());
+    serde_json::to_value(file.identity(key)).unwrap_or(serde_json::Value::Null)
 }
 
 /// Writing can fail for a moment (a full disk being cleaned, a network share): a few attempts with

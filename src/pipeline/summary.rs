@@ -44,7 +44,7 @@ impl Row {
         };
         Row {
             case_id: outcome.meta.case_id.clone(),
-            file: outcome.meta.original.display().to_string(),
+            file: super::record::source_path(&outcome.meta),
             status,
             detail,
             scores: evaluation.map(|e| e.scores),
@@ -61,7 +61,7 @@ impl Row {
         };
         Row {
             case_id: meta.case_id.clone(),
-            file: meta.original.display().to_string(),
+            file: super::record::source_path(meta),
             status: Status::Duplicate,
             detail,
             scores: None,
