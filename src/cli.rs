@@ -183,6 +183,8 @@ async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Resul
         anyhow::bail!("drop folder {} does not exist or is not a folder", dir.display());
     }
     let dir = std::fs::canonicalize(&dir)?;
+    // Signals first: a SIGTERM while the model loads still ends in an orderly exit 0.
+    let shutdown = crate::shutdown::on_signal();
     let mut engine = Engine::open(config, pipeline.as_deref()).await?;
     let worker = engine.config.worker();
     let claimed_root = engine.config.state_dir().join("claimed");
@@ -195,7 +197,6 @@ async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Resul
     };
     let _lock = folder.lock()?;
     let run_id = engine.start_run("watch").await?;
-    let shutdown = crate::shutdown::on_signal();
     let give_up = CancellationToken::new();
     tokio::spawn({
         let (shutdown, give_up) = (shutdown.clone(), give_up.clone());

@@ -66,6 +66,14 @@ async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs() {
         .expect("dciodvfy (scripts/dicom-fixtures.sh installs it)");
     let text = format!("{}{}", String::from_utf8_lossy(&verdict.stdout), String::from_utf8_lossy(&verdict.stderr));
     assert!(!text.lines().any(|l| l.starts_with("Error")), "dciodvfy:\n{text}");
+
+    // A SEG dropped back in is refused, not segmented.
+    let again = world.dir.path().join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::copy(&seg, again.join("seg.dcm")).unwrap();
+    let output = world.run(&["run", again.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("seg.dcm: decode: this is a DICOM Segmentation"), "{}", stderr(&output));
     pool.close().await;
     world.close().await;
 }

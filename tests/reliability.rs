@@ -12,15 +12,25 @@ use std::time::Duration;
 use common::{Backend, World, claimed_files, count, names, unique_png, wait_exit};
 use sqlx::AnyPool;
 
-fn start_watch(world: &World, worker: &str) -> Child {
+fn start_watch(world: &World, worker: &str, env: &[(&str, &str)]) -> Child {
     world
         .efen()
         .env("EFEN_WATCH__WORKER", worker)
+        .envs(env.iter().copied())
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(world.log(worker))
         .spawn()
         .unwrap()
+}
+
+/// Waits until `n` watchers have started their runs.
+async fn wait_started(world: &World, pool: &AnyPool, n: i64) {
+    world
+        .wait_for("the watchers to start", Duration::from_secs(60), async || {
+            common::try_count(pool, "SELECT COUNT(*) FROM runs").await == Some(n)
+        })
+        .await;
 }
 
 async fn results(pool: &AnyPool) -> i64 {
@@ -42,19 +52,8 @@ async fn five_hundred_drops_with_slow_writes_duplicates_and_corrupt_files() {
     let world = World::new(Backend::Postgres).await;
     let pool = world.pool().await;
     // A settle time five times the writer's pause, so a slow machine cannot fake completeness.
-    let child = world
-        .efen()
-        .env("EFEN_WATCH__SETTLE_MS", "1000")
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log("w1"))
-        .spawn()
-        .unwrap();
-    world
-        .wait_for("the watcher", Duration::from_secs(60), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(1)
-        })
-        .await;
+    let child = start_watch(&world, "w1", &[("EFEN_WATCH__SETTLE_MS", "1000")]);
+    wait_started(&world, &pool, 1).await;
 
     let drop = world.drop_dir();
     // 450 distinct images (10 of them written slowly), 30 copies under other names, 20 corrupt.
@@ -131,7 +130,7 @@ async fn kill_9_at_random_moments_ends_like_an_uninterrupted_run() {
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("kill -9 seed {seed}");
     for round in 0..3 {
-        let mut child = start_watch(&world, "w1");
+        let mut child = start_watch(&world, "w1", &[]);
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let after = Duration::from_millis(600 + (seed >> 33) % 1500);
         tokio::time::sleep(after).await;
@@ -143,7 +142,14 @@ async fn kill_9_at_random_moments_ends_like_an_uninterrupted_run() {
             claimed_files(&world.state()).len()
         );
     }
-    let child = start_watch(&world, "w1");
+    let child = start_watch(&world, "w1", &[]);
+    // Everything may already be done: still let this start finish before stopping it.
+    let log = world.dir.path().join("w1.log");
+    world
+        .wait_for("the last start", Duration::from_secs(60), async || {
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("watching;"))
+        })
+        .await;
     world
         .wait_for("all 200 recorded", Duration::from_secs(120), async || {
             results(&pool).await == 200 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
@@ -217,19 +223,8 @@ async fn postgres_outage_mid_run_loses_nothing() {
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let via_proxy = world.database_url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
     let pool = world.pool().await;
-    let child = world
-        .efen()
-        .env("DATABASE_URL", &via_proxy)
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log("w1"))
-        .spawn()
-        .unwrap();
-    world
-        .wait_for("the watcher", Duration::from_secs(60), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(1)
-        })
-        .await;
+    let child = start_watch(&world, "w1", &[("DATABASE_URL", &via_proxy)]);
+    wait_started(&world, &pool, 1).await;
 
     for i in 0..40 {
         std::fs::write(world.drop_dir().join(format!("before-{i:02}.png")), unique_png(2000 + i)).unwrap();
@@ -268,12 +263,8 @@ async fn postgres_outage_mid_run_loses_nothing() {
 async fn two_workers_split_one_folder_without_doing_a_file_twice() {
     let world = World::new(Backend::Postgres).await;
     let pool = world.pool().await;
-    let (a, b) = (start_watch(&world, "w1"), start_watch(&world, "w2"));
-    world
-        .wait_for("both watchers", Duration::from_secs(60), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM runs").await == Some(2)
-        })
-        .await;
+    let (a, b) = (start_watch(&world, "w1", &[]), start_watch(&world, "w2", &[]));
+    wait_started(&world, &pool, 2).await;
     for i in 0..200 {
         std::fs::write(world.drop_dir().join(format!("img-{i:03}.png")), unique_png(4000 + i)).unwrap();
     }

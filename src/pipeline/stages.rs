@@ -60,11 +60,17 @@ pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<C
     Ok(Arc::new(CaseWork { meta, kind, canvas, original, dicom, assembly }))
 }
 
+/// Segmentation Storage: what efen writes; never an input.
+const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+
 type Decoded = (image::RgbImage, String, Option<Arc<crate::dicom::DicomFile>>);
 
 /// One frame of a DICOM object, windowed as the pipeline says.
 fn decode_dicom(ctx: &StageContext, bytes: &[u8], frame: u32) -> Result<Decoded, String> {
     let file = crate::dicom::open(bytes).map_err(|e| e.to_string())?;
+    if file.identity(None).sop_class_uid.as_deref() == Some(SEGMENTATION_STORAGE) {
+        return Err("this is a DICOM Segmentation (a result or a ground truth), not an image to segment".into());
+    }
     let rgb = file.frame_rgb(frame, &ctx.dicom.window).map_err(|e| e.to_string())?;
     let kind = format!("dicom/{}", file.decoder_name());
     Ok((rgb, kind, Some(Arc::new(file))))
