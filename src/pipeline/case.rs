@@ -100,6 +100,12 @@ impl CaseWork {
     pub fn image(&self) -> &RgbImage {
         self.original.as_ref().unwrap_or_else(|| self.canvas.image())
     }
+
+    /// How this case ended, with what is known of its image.
+    pub fn outcome(&self, timings: Timings, result: Result<Succeeded, Failure>) -> Outcome {
+        let size = Some(self.image().dimensions());
+        Outcome { meta: self.meta.clone(), kind: Some(self.kind.clone()), size, timings, result }
+    }
 }
 
 /// One tile of a case, on its way through inference.

@@ -117,15 +117,7 @@ pub fn add_tile(
     drop(assembly);
     let work = &job.work;
     if let Some(e) = error {
-        let size = Some(work.image().dimensions());
-        let failure = Err(Failure { stage: Stage::Infer, message: e.to_string() });
-        return Some(Outcome {
-            meta: work.meta.clone(),
-            kind: Some(work.kind.clone()),
-            size,
-            timings,
-            result: failure,
-        });
+        return Some(work.outcome(timings, Err(Failure { stage: Stage::Infer, message: e.to_string() })));
     }
     let started = Instant::now();
     let (mask, probabilities) = accumulator.finish(ctx.threshold, ctx.outputs.probabilities);
@@ -142,8 +134,7 @@ pub fn finish(
     mut timings: Timings,
 ) -> Outcome {
     let (meta, image, kind) = (&work.meta, work.image(), &work.kind);
-    let size = Some(image.dimensions());
-    let end = |timings, result| Outcome { meta: meta.clone(), kind: Some(kind.clone()), size, timings, result };
+    let end = |timings, result| work.outcome(timings, result);
     let fail = |stage: Stage, message: String| Err(Failure { stage, message });
 
     let started = Instant::now();
