@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-# The Python environment first: the DICOM fixtures are made and checked with pydicom.
+# Debian packages (dcmtk, dicom3tools, chromium, orthanc, cmake), then the Python environment:
+# the DICOM fixtures are made and checked with pydicom.
+scripts/system-packages.sh
 scripts/python-env.sh
 scripts/dicom-fixtures.sh
 scripts/setup.sh

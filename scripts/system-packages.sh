@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use, when missing, in one apt-get call:
+#   dcmtk, dicom3tools  DICOM fixtures, reference decodes and the SEG validator (dciodvfy)
+#   cmake, g++          CharLS, the JPEG-LS codec of dicom-pixeldata
+#   chromium            the HTML report is opened and screenshotted headless (tests/report.rs)
+#   orthanc             a real PACS peer for the DICOM node tests (tests/node.rs)
+set -euo pipefail
+
+declare -A package_of=(
+  [img2dcm]=dcmtk [storescu]=dcmtk [dciodvfy]=dicom3tools [cmake]=cmake [g++]=g++
+  [chromium]=chromium [Orthanc]=orthanc
+)
+need=()
+for tool in "${!package_of[@]}"; do
+  command -v "$tool" >/dev/null || need+=("${package_of[$tool]}")
+done
+((${#need[@]})) || exit 0
+
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+echo "system-packages: installing ${need[*]}"
+sudo=()
+[[ $(id -u) == 0 ]] || sudo=(sudo)
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
+# Debian starts Orthanc as a service on install; the tests start their own on free ports.
+if [[ " ${need[*]} " == *" orthanc "* ]] && command -v systemctl >/dev/null; then
+  "${sudo[@]}" systemctl disable --now orthanc >/dev/null 2>&1 || true
+fi
