@@ -21,12 +21,27 @@ fuzz_target!(init: {
         if let Ok(file) = dicom::open(bytes) {
             let _ = file.identity(Some(b"key"));
             let _ = file.decoder_name();
-            // A few frames: a huge frame count in a small file must not make one input slow.
-            for frame in 0..file.frame_count().min(3) {
-                let _ = file.frame_rgb(frame, &dicom::WindowSetting::FromFile);
+            // Bound the work per input: the first two frames, each window kind.
+            for frame in 0..file.frame_count().min(2) {
+                for window in [
+                    dicom::WindowSetting::FromFile,
+                    dicom::WindowSetting::Fixed { center: 40.0, width: 400.0 },
+                    dicom::WindowSetting::Percentile { low: 1.0, high: 99.0 },
+                ] {
+                    let _ = file.frame_rgb(frame, &window);
+                }
+            }
+            if u64::from(file.rows()) * u64::from(file.columns()) <= 1 << 22 {
+                let mask =
+                    image::GrayImage::from_fn(file.columns(), file.rows(), |x, y| image::Luma([((x ^ y) & 1) as u8]));
+                let _ = dicom::write_seg(&file, 0, &mask, &dicom::SegSettings::default(), "00");
             }
         }
-        let _ = dicom::seg_references(bytes);
+        if let Some(frames) = dicom::seg_references(bytes)
+            && let Some(reference) = frames.iter().flatten().next()
+        {
+            let _ = dicom::seg_mask(bytes, &reference.sop_instance_uid, reference.frame_number.unwrap_or(1));
+        }
     } else {
         let _ = decode::decode(bytes);
     }
