@@ -4,11 +4,20 @@
 mod common;
 
 use common::fixtures::{self, fixtures};
-use common::{Backend, World, count, stderr};
+use common::{Backend, World, count, stderr, stdout};
 
 #[tokio::test]
-async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs() {
-    let world = World::new(Backend::Sqlite).await;
+async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs_sqlite() {
+    dicom_drop(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs_postgres() {
+    dicom_drop(Backend::Postgres).await;
+}
+
+async fn dicom_drop(backend: Backend) {
+    let world = World::new(backend).await;
     for file in [
         "pydicom_CT_small.dcm",
         "pydicom_SC_rgb_rle_2frame.dcm",
@@ -18,9 +27,16 @@ async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs() {
     ] {
         std::fs::copy(fixtures().join(file), world.drop_dir().join(file)).unwrap();
     }
-    let output = world.run(&["run", world.drop_dir().to_str().unwrap()]);
+    // With a pseudonym key: the store keeps the keyed hash of the Patient ID, the logs nothing.
+    let output = world
+        .efen()
+        .env("EFEN_DICOM__PSEUDONYM_KEY", "site-secret")
+        .args(["run", world.drop_dir().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1), "two files hold no decodable image");
     let log = stderr(&output);
+    assert!(!log.contains("1CT1") && !stdout(&output).contains("1CT1"), "the CT's Patient ID is never printed");
     assert!(
         log.contains("pydicom_rtplan.dcm: decode: no pixel data (SOP class 1.2.840.10008.5.1.4.1.1.481.5"),
         "{log}"
@@ -47,10 +63,29 @@ async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs() {
             .fetch_one(&pool)
             .await
             .unwrap();
+    // The identity in the store: by instance and frame, the patient ID as its keyed hash.
+    let (modality, frame, form, patient, uid, seg_path): (String, i64, String, String, String, String) =
+        sqlx::query_as(
+            "SELECT d.modality, d.frame_number, d.patient_id_form, d.patient_id, d.sop_instance_uid, r.seg_path
+             FROM dicom_cases d JOIN results r ON r.case_id = d.case_id WHERE d.case_id = $1",
+        )
+        .bind(&case_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((modality.as_str(), frame, form.as_str()), ("CT", 1, "hmac-sha256"));
+    assert_eq!(patient, efen::dicom::pseudonym(b"site-secret", "1CT1"));
+    assert!(uid.starts_with("1.3.6.1.4.1.5962"), "{uid}");
+    assert!(seg_path.ends_with("seg.dcm"));
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM dicom_cases WHERE sop_instance_uid IS NOT NULL AND frame_number = 2").await,
+        1,
+        "the second frame of the 2-frame file"
+    );
     let case = world.out().join(&case_id);
     let result: serde_json::Value = serde_json::from_slice(&std::fs::read(case.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["dicom"]["identity"]["modality"], "CT");
-    assert_eq!(result["dicom"]["identity"]["patient_id_form"], "withheld", "no key configured: no patient ID recorded");
+    assert_eq!(result["dicom"]["identity"]["patient_id_form"], "hmac-sha256");
     let seg = case.join("seg.dcm");
     assert!(seg.is_file());
     // dciodvfy (dicom3tools) is the independent judge of the SEG; tests/dicom.rs also reads SEGs
@@ -179,8 +214,13 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
     let output = first.run(&["run", "--pipeline", &seg_always(&first), first.drop_dir().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let pool = first.pool().await;
-    let segs: Vec<(String,)> =
-        sqlx::query_as("SELECT seg_path FROM results WHERE seg_path IS NOT NULL").fetch_all(&pool).await.unwrap();
+    let segs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.source_path, r.seg_path FROM cases c JOIN results r ON r.case_id = c.case_id
+         WHERE r.seg_path IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(segs.len(), 4, "one SEG per frame");
     pool.close().await;
 
@@ -188,7 +228,7 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
     for file in sources {
         std::fs::copy(fixtures().join(file), second.drop_dir().join(file)).unwrap();
     }
-    for (i, (seg,)) in segs.iter().enumerate() {
+    for (i, (_, seg)) in segs.iter().enumerate() {
         std::fs::copy(seg, second.drop_dir().join(format!("reading_{i}.dcm"))).unwrap();
     }
     let output = second.run(&["run", "--pipeline", &seg_always(&second), second.drop_dir().to_str().unwrap()]);
@@ -201,12 +241,28 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
         "each frame found its SEG"
     );
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM results WHERE has_ground_truth AND dsc = 1.0").await, 4);
+
+    // Named by a pattern (how `watch` pairs it), a SEG is ground truth the same way.
+    let named = second.dir.path().join("named");
+    std::fs::create_dir_all(&named).unwrap();
+    std::fs::copy(fixtures().join("syn_gray8.dcm"), named.join("scan.dcm")).unwrap();
+    let single_frame_seg = &segs.iter().find(|(source, _)| source.ends_with("/syn_gray8.dcm")).unwrap().1;
+    std::fs::copy(single_frame_seg, named.join("scan_seg.dcm")).unwrap();
+    let by_pattern = second.pipeline("by-pattern", "[ground_truth]\npatterns = [\"{stem}_seg.dcm\"]");
+    let output = second.run(&["run", "--pipeline", by_pattern.to_str().unwrap(), named.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM case_results WHERE pipeline = 'by-pattern' AND dsc = 1.0").await,
+        1,
+        "{}",
+        stderr(&output)
+    );
     pool.close().await;
 
     // A SEG on its own references nothing in the run: a failed case that says what it is.
     let alone = second.dir.path().join("alone");
     std::fs::create_dir_all(&alone).unwrap();
-    std::fs::copy(&segs[0].0, alone.join("orphan.dcm")).unwrap();
+    std::fs::copy(&segs[0].1, alone.join("orphan.dcm")).unwrap();
     let output = second.run(&["run", "--pipeline", &seg_always(&second), alone.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("orphan.dcm: decode: this is a DICOM Segmentation"), "{}", stderr(&output));
