@@ -7,6 +7,7 @@
 //! interpretations decode, and why the others do not.
 //!
 //! - `read`: framing (preamble or not, meta group or not) and attribute access.
+//! - `lengths`: element lengths checked against the file before dicom-rs allocates them.
 //! - `pixels`: image attributes checked at open; one frame's stored values.
 //! - `codec`: RLE and RGB JPEG, decoded here rather than by dicom-rs.
 //! - `window`: Modality LUT, VOI window, MONOCHROME1, palette → RGB.
@@ -17,6 +18,7 @@
 mod codec;
 mod error;
 mod identity;
+mod lengths;
 mod pixels;
 mod read;
 mod seg;

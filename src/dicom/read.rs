@@ -10,6 +10,7 @@ use dicom_object::{
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::error::{DicomError, chain, guard};
+use super::lengths::{self, Encoding};
 
 /// True when `bytes` look like DICOM: "DICM" at 128 (Part 10), "DICM" at 0 (preamble stripped),
 /// or a plausible data set with no preamble and no meta group.
@@ -38,16 +39,21 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<(DefaultDicomObject, Framing),
         let (ts, skip) = sniff_data_set(bytes).ok_or(DicomError::NotDicom)?;
         return read_bare(&bytes[skip..], ts).map(|obj| (obj, Framing::BareDataSet));
     };
+    let magic = if framing == Framing::Part10 { 128 } else { 0 };
+    if let Err(overrun) = check_data_set_lengths(&bytes[magic..]) {
+        // Not readable as labelled; perhaps an implicit VR data set under an explicit label.
+        return match guard("reading the data set", || read_mislabelled(&bytes[magic..])) {
+            Ok(Some(obj)) => Ok((obj, framing)),
+            _ => Err(DicomError::Truncated { reason: overrun.to_string() }),
+        };
+    }
     let read = guard("reading the data set", || OpenFileOptions::new().read_preamble(preamble).from_reader(bytes))?;
     match read {
         Ok(obj) => Ok((obj, framing)),
-        Err(error) => {
-            let magic = if framing == Framing::Part10 { 128 } else { 0 };
-            match guard("reading the data set", || read_mislabelled(&bytes[magic..])) {
-                Ok(Some(obj)) => Ok((obj, framing)),
-                _ => Err(read_error(error)),
-            }
-        }
+        Err(error) => match guard("reading the data set", || read_mislabelled(&bytes[magic..])) {
+            Ok(Some(obj)) => Ok((obj, framing)),
+            _ => Err(read_error(error)),
+        },
     }
 }
 
@@ -59,7 +65,10 @@ fn read_mislabelled(from_magic: &[u8]) -> Option<DefaultDicomObject> {
     let meta = dicom_object::FileMetaTable::from_reader(&mut cursor).ok()?;
     let rest = &from_magic[cursor.position() as usize..];
     let ts = meta.transfer_syntax().trim_end_matches('\0');
-    if ts == uids::IMPLICIT_VR_LITTLE_ENDIAN || sniff_data_set(rest)?.0 != uids::IMPLICIT_VR_LITTLE_ENDIAN {
+    if ts == uids::IMPLICIT_VR_LITTLE_ENDIAN
+        || sniff_data_set(rest)?.0 != uids::IMPLICIT_VR_LITTLE_ENDIAN
+        || lengths::check(rest, Encoding::ImplicitLe).is_err()
+    {
         return None;
     }
     let implicit = TransferSyntaxRegistry.get(uids::IMPLICIT_VR_LITTLE_ENDIAN)?;
@@ -67,8 +76,40 @@ fn read_mislabelled(from_magic: &[u8]) -> Option<DefaultDicomObject> {
     Some(obj.with_exact_meta(meta))
 }
 
+/// Checks the element lengths of the data set after a meta group (`from_magic` starts at "DICM"),
+/// in the encoding its transfer syntax names. A meta group that cannot be read, or a deflated
+/// data set, is left to dicom-rs.
+fn check_data_set_lengths(from_magic: &[u8]) -> Result<(), lengths::Overrun> {
+    let mut cursor = std::io::Cursor::new(from_magic);
+    let Ok(meta) = dicom_object::FileMetaTable::from_reader(&mut cursor) else { return Ok(()) };
+    let rest = &from_magic[cursor.position() as usize..];
+    match encoding_of(meta.transfer_syntax().trim_end_matches('\0')) {
+        Some(encoding) => lengths::check(rest, encoding),
+        None => Ok(()),
+    }
+}
+
+/// How a transfer syntax encodes the data set; None when it is deflated.
+fn encoding_of(ts_uid: &str) -> Option<Encoding> {
+    #[allow(deprecated)]
+    match ts_uid {
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => Some(Encoding::ImplicitLe),
+        uids::EXPLICIT_VR_BIG_ENDIAN => Some(Encoding::ExplicitBe),
+        uid if TransferSyntaxRegistry
+            .get(uid)
+            .is_some_and(|ts| matches!(ts.codec(), dicom_encoding::Codec::Dataset(_))) =>
+        {
+            None
+        }
+        _ => Some(Encoding::ExplicitLe),
+    }
+}
+
 fn read_bare(bytes: &[u8], ts_uid: &'static str) -> Result<DefaultDicomObject, DicomError> {
     let ts = TransferSyntaxRegistry.get(ts_uid).expect("the registry knows the three native transfer syntaxes");
+    if let Some(encoding) = encoding_of(ts_uid) {
+        lengths::check(bytes, encoding).map_err(|overrun| DicomError::Truncated { reason: overrun.to_string() })?;
+    }
     let obj =
         guard("reading the data set", || InMemDicomObject::read_dataset_with_ts(bytes, ts))?.map_err(read_error)?;
     let sop_class = string(&obj, tags::SOP_CLASS_UID).unwrap_or_default();

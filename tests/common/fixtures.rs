@@ -58,6 +58,9 @@ pub fn expected_failures() -> BTreeMap<&'static str, &'static str> {
         ("pydicom_meta_missing_tsyntax.dcm", "missing data element `transfersyntax`"),
         ("pydicom_nested_priv_SQ.dcm", "missing attribute rows (0028,0010)"),
         ("pydicom_JPEG2000-embedded-sequence-delimiter.dcm", "cannot decode frame 0"),
+        // A UN sequence that dicom-rs would read as a 3.7 GB value (and allocate it first): the
+        // length walk refuses it before dicom-rs sees it.
+        ("pydicom_UN_sequence.dcm", "element (0008,1115) declares 3758161918 bytes"),
     ])
 }
 
