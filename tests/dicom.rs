@@ -245,6 +245,21 @@ fn truncated_and_corrupted_files_never_panic() {
 }
 
 #[test]
+fn a_frame_count_the_pixel_data_cannot_hold_is_refused() {
+    // The 2-frame RLE file, claiming 9 frames (the value "2 " becomes "9 "), must not become nine
+    // cases: the encapsulated pixel data has two fragments.
+    let bytes = read("pydicom_SC_rgb_rle_2frame.dcm");
+    let header = [0x28, 0x00, 0x08, 0x00, b'I', b'S', 0x02, 0x00, b'2', b' '];
+    let at = bytes.windows(header.len()).position(|w| w == header).expect("Number of Frames \"2 \"");
+    let mut more = bytes.clone();
+    more[at + 8] = b'9';
+    let error = dicom::open(&more).unwrap_err();
+    assert!(matches!(error, DicomError::Truncated { .. }), "{error}");
+    assert!(error.to_string().contains("Number of Frames is 9"), "{error}");
+    assert_eq!(dicom::open(&bytes).unwrap().frame_count(), 2);
+}
+
+#[test]
 fn looks_like_dicom_and_bare_data_sets() {
     for entry in manifest() {
         let bytes = read(&entry.file);

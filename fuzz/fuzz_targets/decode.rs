@@ -4,10 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../src/decode.rs"]
 mod decode;
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../src/dicom/mod.rs"]
 mod dicom;
 

@@ -222,6 +222,16 @@ impl ImageInfo {
                         reason: "the encapsulated pixel data has no fragments".into(),
                     });
                 }
+                // Every frame takes at least one fragment (PS3.5 A.4): a larger Number of Frames
+                // would make efen queue cases for frames that are not there.
+                if seq.fragments().len() < frames as usize {
+                    return Err(DicomError::Truncated {
+                        reason: format!(
+                            "Number of Frames is {frames} but the encapsulated pixel data has {} fragment(s)",
+                            seq.fragments().len()
+                        ),
+                    });
+                }
             }
             Value::Sequence(_) => {
                 return Err(DicomError::InvalidAttribute {

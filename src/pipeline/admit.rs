@@ -121,7 +121,7 @@ impl<'a> Admission<'a> {
         if frames <= 1 {
             let mut meta = meta;
             if meta.ground_truth.is_none() {
-                meta.ground_truth = truths[0].clone();
+                meta.ground_truth = truths.first().cloned().flatten();
             }
             return self.admit_case(meta, job, policy).await;
         }
