@@ -248,7 +248,11 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
     std::fs::copy(fixtures().join("syn_gray8.dcm"), named.join("scan.dcm")).unwrap();
     let single_frame_seg = &segs.iter().find(|(source, _)| source.ends_with("/syn_gray8.dcm")).unwrap().1;
     std::fs::copy(single_frame_seg, named.join("scan_seg.dcm")).unwrap();
-    let by_pattern = second.pipeline("by-pattern", "[ground_truth]\npatterns = [\"{stem}_seg.dcm\"]");
+    // And a PNG mask, as for images: syn_rgb8.dcm is samples/synthetic/case01.png.
+    std::fs::copy(fixtures().join("syn_rgb8.dcm"), named.join("colour.dcm")).unwrap();
+    std::fs::copy(common::repo().join("samples/synthetic/case01_mask.png"), named.join("colour_mask.png")).unwrap();
+    let by_pattern =
+        second.pipeline("by-pattern", "[ground_truth]\npatterns = [\"{stem}_seg.dcm\", \"{stem}_mask.png\"]");
     let output = second.run(&["run", "--pipeline", by_pattern.to_str().unwrap(), named.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
@@ -256,6 +260,14 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
         1,
         "{}",
         stderr(&output)
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM case_results WHERE pipeline = 'by-pattern' AND source_path LIKE '%colour.dcm' AND dsc > 0.8"
+        )
+        .await,
+        1
     );
     pool.close().await;
 
