@@ -112,6 +112,11 @@ impl Store {
         Ok(Store { pool, backend, actor })
     }
 
+    /// The connection pool, for the read-only queries of `efen report`.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
