@@ -78,7 +78,8 @@ fn percentile(mut values: Vec<f64>, p: f64) -> Option<f64> {
 }
 
 async fn floats(pool: &AnyPool, sql: &str, run_id: &str) -> Vec<f64> {
-    let rows: Vec<(f64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string())).bind(run_id).fetch_all(pool).await.unwrap();
+    let rows: Vec<(f64,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string())).bind(run_id).fetch_all(pool).await.unwrap();
     rows.into_iter().map(|r| r.0).collect()
 }
 
@@ -273,7 +274,10 @@ async fn html_report_renders_in_chromium() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.matches("<svg").count() >= 3, "Dice histogram, sorted Dice, latency");
     assert!(page.contains("Paper table") && page.contains("Failures") && page.contains("empty file (0 bytes)"));
-    assert!(!page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("@import"), "self-contained");
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("@import"),
+        "self-contained"
+    );
     let images = page.matches("<img ").count();
     assert_eq!(images, 11, "3 worst and 3 best cases, two panels each, one of them from overlay.png");
     assert!(page.contains("showing the overlay.png"), "the moved input is explained");
@@ -286,7 +290,11 @@ async fn html_report_renders_in_chromium() {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains(&format!("data-images-loaded=\"{images}\"")), "every image decodes: {}", &dom[..dom.len().min(400)]);
+    assert!(
+        dom.contains(&format!("data-images-loaded=\"{images}\"")),
+        "every image decodes: {}",
+        &dom[..dom.len().min(400)]
+    );
 
     let shot = world.dir.path().join("report.png");
     let status = Command::new(&chromium)
@@ -359,7 +367,8 @@ async fn audit_log_refuses_changes_in_postgres() {
     assert_eq!(count(&service, "SELECT COUNT(*) FROM audit_log WHERE detail = 'edited'").await, 0);
     // efen itself runs as the service role.
     world.drop_samples(&["case03"]);
-    let output = world.efen().env("DATABASE_URL", &url).args(["run", world.drop_dir().to_str().unwrap()]).output().unwrap();
+    let output =
+        world.efen().env("DATABASE_URL", &url).args(["run", world.drop_dir().to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "efen as the service role: {}", stderr(&output));
     assert_eq!(count(&service, "SELECT COUNT(*) FROM results").await, 2);
     service.close().await;
@@ -431,11 +440,8 @@ async fn documented_queries_answer_the_questions(backend: Backend) {
     // Times are not plain scalars for the Any driver: select the rest of the documented query.
     let columns = "source_path, model_name, model_sha256, pipeline, pipeline_settings, efen_version";
     let sql = format!("SELECT {columns} FROM ({}) q", WHICH_MODEL.trim().trim_end_matches(';'));
-    let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-    .bind(&sha)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String, String, String, String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&sha).fetch_all(&pool).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let (path, name, sha_of_model, pipeline, settings, version) = &rows[0];
     assert!(path.ends_with("case02.png") && name == "efen-small" && sha_of_model == &model && pipeline == "default");
@@ -478,7 +484,9 @@ async fn documented_queries_answer_the_questions(backend: Backend) {
     // Below 0.8 in the last 7 days: case02 now, not case03 (10 days old).
     let (recent, old) = match backend {
         Backend::Postgres => ("now()", "now() - INTERVAL '10 days'"),
-        Backend::Sqlite => ("strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-10 days')"),
+        Backend::Sqlite => {
+            ("strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-10 days')")
+        }
     };
     for (stem, dsc, at) in [("case02.png", 0.5, recent), ("case03.jpg", 0.6, old)] {
         let sql = format!(

@@ -27,7 +27,7 @@ pub fn dice_histogram(dsc: &[f64]) -> anyhow::Result<String> {
             .build_cartesian_2d(0f64..1f64, 0u32..top)?;
         chart
             .configure_mesh()
-            .light_line_style(GRID)
+            .light_line_style(GRID.stroke_width(1))
             .x_desc("DSC (bins of 0.05)")
             .y_desc("cases")
             .x_label_formatter(&|x| format!("{x:.1}"))
@@ -57,7 +57,7 @@ pub fn dice_sorted(sorted: &[f64]) -> anyhow::Result<String> {
             .build_cartesian_2d(0.5f64..n as f64 + 0.5, 0f64..1.02f64)?;
         chart
             .configure_mesh()
-            .light_line_style(GRID)
+            .light_line_style(GRID.stroke_width(1))
             .x_desc("case rank (worst to best)")
             .y_desc("DSC")
             .x_label_formatter(&|x| format!("{x:.0}"))
@@ -74,7 +74,11 @@ pub fn dice_sorted(sorted: &[f64]) -> anyhow::Result<String> {
             ))?
             .label(format!("mean {mean:.4}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], ORANGE.stroke_width(2)));
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).border_style(GRID).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(GRID.stroke_width(1))
+            .draw()?;
         root.present()?;
     }
     Ok(svg)
@@ -96,7 +100,7 @@ pub fn latency_bars(percentiles: &[(&str, f64)]) -> anyhow::Result<String> {
             .build_cartesian_2d((0u32..percentiles.len() as u32).into_segmented(), 0f64..top)?;
         chart
             .configure_mesh()
-            .light_line_style(GRID)
+            .light_line_style(GRID.stroke_width(1))
             .disable_x_mesh()
             .y_desc("milliseconds")
             .x_label_formatter(&|v| match v {

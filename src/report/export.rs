@@ -88,18 +88,19 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
-/// A terminal table of `frame`: the columns people read first, numbers rounded.
-pub fn terminal(frame: &DataFrame, table: Table) -> String {
+/// The columns people read first (all of them for the narrow tables).
+pub fn shown(frame: &DataFrame, table: Table) -> Vec<&Column> {
     let wanted: &[&str] = match table {
         Table::Runs => TERMINAL_RUNS,
         Table::Cases => TERMINAL_CASES,
         _ => &[],
     };
-    let columns: Vec<&Column> = frame
-        .columns()
-        .iter()
-        .filter(|c| wanted.is_empty() || wanted.contains(&c.name().as_str()))
-        .collect();
+    frame.columns().iter().filter(|c| wanted.is_empty() || wanted.contains(&c.name().as_str())).collect()
+}
+
+/// A terminal table of `frame`: the main columns, numbers rounded.
+pub fn terminal(frame: &DataFrame, table: Table) -> String {
+    let columns = shown(frame, table);
     let percent = table == Table::Paper;
     let mut text = TextTable::new();
     text.load_preset(UTF8_FULL_CONDENSED);

@@ -47,7 +47,8 @@ impl Data {
 }
 
 fn example(ranked: &DataFrame, i: usize) -> PolarsResult<Example> {
-    let text = |name: &str| -> PolarsResult<Option<String>> { Ok(ranked.column(name)?.str()?.get(i).map(str::to_string)) };
+    let text =
+        |name: &str| -> PolarsResult<Option<String>> { Ok(ranked.column(name)?.str()?.get(i).map(str::to_string)) };
     let source_path = text("source_path")?.unwrap_or_default();
     let figure = outline::figure(
         &source_path,
@@ -91,18 +92,32 @@ pub fn render(data: &Data, filters: &Filters, store: &str) -> anyhow::Result<Str
         ("p95 latency", summary::nearest_rank(&latency, 95).map_or("–".into(), |m| format!("{m:.1} ms"))),
     ];
     for (label, value) in cards {
-        write!(page, "<div class=\"card\"><div class=\"value\">{}</div><div class=\"label\">{label}</div></div>", esc(&value))?;
+        write!(
+            page,
+            "<div class=\"card\"><div class=\"value\">{}</div><div class=\"label\">{label}</div></div>",
+            esc(&value)
+        )?;
     }
     page += "</section>\n";
 
     section(&mut page, "Runs", super::export::title(Table::Runs), &table(&data.runs, Table::Runs))?;
-    section(&mut page, "Paper table", "DSC, mIoU, Recall and Precision in %, as in the paper's Tables 2, 4 and 5; succeeded cases with ground truth", &table(&data.paper, Table::Paper))?;
+    section(
+        &mut page,
+        "Paper table",
+        "DSC, mIoU, Recall and Precision in %, as in the paper's Tables 2, 4 and 5; succeeded cases with ground truth",
+        &table(&data.paper, Table::Paper),
+    )?;
 
     page += "<section><h2>Dice</h2><div class=\"charts\">";
     if dsc.is_empty() {
         page += "<p class=\"empty\">No case with ground truth.</p>";
     } else {
-        write!(page, "<figure>{}</figure><figure>{}</figure>", charts::dice_histogram(&dsc)?, charts::dice_sorted(&dsc)?)?;
+        write!(
+            page,
+            "<figure>{}</figure><figure>{}</figure>",
+            charts::dice_histogram(&dsc)?,
+            charts::dice_sorted(&dsc)?
+        )?;
     }
     page += "</div></section>\n";
 
@@ -160,9 +175,7 @@ fn section(page: &mut String, title: &str, note: &str, body: &str) -> std::fmt::
 
 fn table(frame: &DataFrame, kind: Table) -> String {
     let percent = kind == Table::Paper;
-    let hidden = ["command", "efen_version", "model_sha256", "started_at", "ended_at", "first_result_at", "with_ground_truth"];
-    let columns: Vec<&Column> =
-        frame.columns().iter().filter(|c| kind != Table::Runs || !hidden.contains(&c.name().as_str())).collect();
+    let columns = super::export::shown(frame, kind);
     let mut html = String::from("<div class=\"scroll\"><table><thead><tr>");
     for c in &columns {
         html += &format!("<th>{}</th>", esc(&c.name().replace('_', " ")));
@@ -195,13 +208,24 @@ fn examples(page: &mut String, title: &str, examples: &[Example]) -> std::fmt::R
         page.push_str("<p class=\"empty\">No case with ground truth.</p>");
     }
     for e in examples {
-        write!(page, "<div class=\"case\"><h3>{} <span class=\"dsc\">DSC {:.4}</span></h3><p class=\"note\">case {}</p>", esc(&e.source_path), e.dsc, esc(&e.case_id))?;
+        write!(
+            page,
+            "<div class=\"case\"><h3>{} <span class=\"dsc\">DSC {:.4}</span></h3><p class=\"note\">case {}</p>",
+            esc(&e.source_path),
+            e.dsc,
+            esc(&e.case_id)
+        )?;
         if let Some(note) = &e.figure.note {
             write!(page, "<p class=\"fallback\">{}</p>", esc(note))?;
         }
         page.push_str("<div class=\"panels\">");
         for p in &e.figure.panels {
-            write!(page, "<figure><img alt=\"{0}\" src=\"{1}\"><figcaption>{0}</figcaption></figure>", esc(&p.caption), p.src)?;
+            write!(
+                page,
+                "<figure><img alt=\"{0}\" src=\"{1}\"><figcaption>{0}</figcaption></figure>",
+                esc(&p.caption),
+                p.src
+            )?;
         }
         page.push_str("</div></div>");
     }
@@ -229,7 +253,7 @@ section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; paddi
 .card .label { color: #57606a; font-size: 13px; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { padding: 5px 10px; border-bottom: 1px solid #eaeef2; text-align: left; white-space: nowrap; }
+th, td { padding: 5px 10px; border-bottom: 1px solid #eaeef2; text-align: left; white-space: nowrap; max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
 th { background: #f6f8fa; font-weight: 600; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }

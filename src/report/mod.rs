@@ -50,19 +50,6 @@ pub enum Table {
     Paper,
 }
 
-impl Table {
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Runs => "runs",
-            Table::Cases => "cases",
-            Table::Daily => "daily",
-            Table::Models => "models",
-            Table::Failures => "failures",
-            Table::Paper => "paper",
-        }
-    }
-}
-
 /// Reports from the store: summaries, the paper table, exports and an HTML report.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {

@@ -46,7 +46,8 @@ pub fn figure(source: &str, mask: Option<&str>, truth: Option<&str>, overlay: Op
 /// Two panels from the input, the mask and the ground truth, or why not.
 fn outlined(source: &str, mask: Option<&str>, truth: Option<&str>) -> Result<Vec<Panel>, String> {
     let bytes = std::fs::read(source).map_err(|e| format!("the input {source} cannot be read ({e})"))?;
-    let image = crate::decode::decode(&bytes).map_err(|e| format!("the input {source} is not a plain image ({e})"))?.rgb;
+    let image =
+        crate::decode::decode(&bytes).map_err(|e| format!("the input {source} is not a plain image ({e})"))?.rgb;
     let mask = read_mask(mask.ok_or("no mask.png was written")?, image.dimensions())?;
     let truth = read_mask(truth.ok_or("the case has no ground truth")?, image.dimensions())?;
     let small = shrink(&image, FilterType::Triangle);
@@ -86,7 +87,8 @@ fn shrink(image: &RgbImage, filter: FilterType) -> RgbImage {
 /// Paints foreground pixels next to the background (2 px wide), so the outline shows at any size.
 pub fn draw_outline(image: &mut RgbImage, mask: &GrayImage, colour: Rgb<u8>) {
     let (w, h) = mask.dimensions();
-    let on = |x: i64, y: i64| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32)[0] > 0;
+    let on =
+        |x: i64, y: i64| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32)[0] > 0;
     for (x, y, p) in mask.enumerate_pixels() {
         let (x, y) = (x as i64, y as i64);
         if p[0] > 0 && (-2..=2).any(|dy| (-2..=2).any(|dx| !on(x + dx, y + dy))) {
