@@ -160,11 +160,12 @@ async fn report_numbers_equal_the_store(backend: Backend) {
         let values = floats(&pool, &format!("SELECT {sql} FROM results WHERE run_id = $1 AND {SCORED}"), &run_id).await;
         close(f64_at(&paper, column, 0), mean(&values), column);
     }
-    let (tp, fp, fn_): (i64, i64, i64) =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT SUM(tp), SUM(fp), SUM(fn) FROM results WHERE {SCORED}")))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (tp, fp, fn_): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(SUM(tp) AS BIGINT), CAST(SUM(fp) AS BIGINT), CAST(SUM(fn) AS BIGINT) FROM results WHERE {SCORED}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     let pooled_dsc = 2.0 * tp as f64 / (2.0 * tp as f64 + fp as f64 + fn_ as f64);
     close(f64_at(&paper, "dsc", 1), Some(pooled_dsc), "pooled DSC");
     close(f64_at(&paper, "recall", 1), Some(tp as f64 / (tp + fn_) as f64), "pooled recall");

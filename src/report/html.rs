@@ -70,7 +70,7 @@ pub fn render(data: &Data, filters: &Filters, store: &str) -> anyhow::Result<Str
     let succeeded = data.cases.clone().lazy().filter(col("status").eq(lit("succeeded"))).collect()?;
     let latency = summary::sorted_values(&succeeded, "latency_ms")?;
     let count = |status: &str| -> PolarsResult<usize> {
-        Ok(data.cases.column("status")?.str()?.into_iter().filter(|s| *s == Some(status)).count())
+        Ok(data.cases.column("status")?.str()?.iter().filter(|s| *s == Some(status)).count())
     };
     let duplicates: i64 = data.runs.column("duplicates")?.i64()?.sum().unwrap_or(0);
 

@@ -18,7 +18,7 @@ pub fn nearest_rank(sorted: &[f64], p: u32) -> Option<f64> {
 
 /// The non-null values of a float column, ascending.
 pub fn sorted_values(frame: &DataFrame, column: &str) -> PolarsResult<Vec<f64>> {
-    let mut values: Vec<f64> = frame.column(column)?.f64()?.into_iter().flatten().collect();
+    let mut values: Vec<f64> = frame.column(column)?.f64()?.iter().flatten().collect();
     values.sort_by(f64::total_cmp);
     Ok(values)
 }

@@ -309,8 +309,16 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(query(ACTION))?;
-        let inserted =
-            records::insert_result(record).execute(&mut *tx).await.map_err(query(ACTION))?.rows_affected() == 1;
+        // Not a cached prepared statement: sqlx 0.9.0's Any driver binds a NULL f64 as float4, so a
+        // statement first prepared for a failed case (no metrics) refuses the f64 of a later success
+        // on PostgreSQL ("incorrect binary data format in bind parameter 17").
+        let inserted = records::insert_result(record)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(ACTION))?
+            .rows_affected()
+            == 1;
         if inserted {
             let action = if record.status == "succeeded" { "case_succeeded" } else { "case_failed" };
             let detail = match (&record.error_stage, &record.error_message) {
