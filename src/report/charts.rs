@@ -1,6 +1,7 @@
 //! The HTML report's charts, drawn with plotters into SVG strings that are inlined in the page.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const BLUE: RGBColor = RGBColor(59, 111, 182);
 const ORANGE: RGBColor = RGBColor(221, 132, 32);
@@ -97,7 +98,7 @@ pub fn latency_bars(percentiles: &[(&str, f64)]) -> anyhow::Result<String> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(54)
-            .build_cartesian_2d((0u32..percentiles.len() as u32).into_segmented(), 0f64..top)?;
+            .build_cartesian_2d((0u32..percentiles.len().saturating_sub(1) as u32).into_segmented(), 0f64..top)?;
         chart
             .configure_mesh()
             .light_line_style(GRID.stroke_width(1))
@@ -114,8 +115,9 @@ pub fn latency_bars(percentiles: &[(&str, f64)]) -> anyhow::Result<String> {
                 .margin(24)
                 .data(percentiles.iter().enumerate().map(|(i, p)| (i as u32, p.1))),
         )?;
+        let above = TextStyle::from((FONT, 14)).pos(Pos::new(HPos::Center, VPos::Bottom));
         chart.draw_series(percentiles.iter().enumerate().map(|(i, p)| {
-            Text::new(format!("{:.1} ms", p.1), (SegmentValue::CenterOf(i as u32), p.1 + top * 0.02), (FONT, 14))
+            Text::new(format!("{:.1} ms", p.1), (SegmentValue::CenterOf(i as u32), p.1 + top * 0.01), above.clone())
         }))?;
         root.present()?;
     }

@@ -120,10 +120,12 @@ pub fn cell(column: &Column, i: usize, percent: bool) -> String {
         Ok(AnyValue::Null) | Err(_) => String::new(),
         Ok(AnyValue::Float64(v)) if percent && column.name().as_str() != "cases" => format!("{:.2}", v * 100.0),
         Ok(AnyValue::Float64(v)) => format!("{v:.4}"),
-        Ok(AnyValue::String(s)) if column.name().ends_with("_id") || column.name().ends_with("sha256") => {
-            s.chars().take(12).collect()
+        // Borrowed or owned (group-by results are owned).
+        Ok(v) if v.get_str().is_some() => {
+            let s = v.get_str().unwrap_or_default();
+            let id = column.name().ends_with("_id") || column.name().ends_with("sha256");
+            if id { s.chars().take(12).collect() } else { s.to_string() }
         }
-        Ok(AnyValue::String(s)) => s.to_string(),
         Ok(other) => other.to_string(),
     }
 }

@@ -196,9 +196,8 @@ fn table(frame: &DataFrame, kind: Table) -> String {
 /// The untruncated value, for the cell's tooltip.
 fn full(column: &Column, i: usize) -> String {
     match column.get(i) {
-        Ok(AnyValue::String(s)) => s.to_string(),
         Ok(AnyValue::Null) | Err(_) => String::new(),
-        Ok(v) => v.to_string(),
+        Ok(v) => v.get_str().map_or_else(|| v.to_string(), str::to_string),
     }
 }
 
@@ -254,7 +253,7 @@ section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; paddi
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid #eaeef2; text-align: left; white-space: nowrap; max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
-th { background: #f6f8fa; font-weight: 600; }
+th { background: #f6f8fa; font-weight: 600; white-space: normal; vertical-align: bottom; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.small { align-self: center; }
