@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use comfy_table::{Table as TextTable, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{CellAlignment, Table as TextTable, presets::UTF8_FULL_CONDENSED};
 use polars::prelude::*;
 
 use super::{Format, Table};
@@ -107,6 +107,11 @@ pub fn terminal(frame: &DataFrame, table: Table) -> String {
     text.set_header(columns.iter().map(|c| c.name().to_string()));
     for i in 0..frame.height() {
         text.add_row(columns.iter().map(|c| cell(c, i, percent)));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if let Some(column) = text.column_mut(i).filter(|_| c.dtype().is_primitive_numeric()) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
     }
     if frame.height() == 0 {
         return format!("{text}\n(no rows)");
