@@ -11,7 +11,7 @@ source scripts/env.sh
 
 PYDICOM_VERSION=3.0.2
 # Bump when the fixture set changes, so that an old folder is rebuilt.
-FIXTURES_VERSION=4
+FIXTURES_VERSION=5
 out=tests/fixtures/dicom
 
 # cmake and g++ build CharLS (the JPEG-LS codec of dicom-pixeldata's `charls` feature).
@@ -149,6 +149,15 @@ made["gray8"] = synthetic("syn_gray8.dcm", gray8, "MONOCHROME2", 8)
 made["gray16"] = synthetic("syn_gray16_window.dcm", gray16, "MONOCHROME2", 16,
                            extra={"RescaleSlope": 1, "RescaleIntercept": -1024,
                                   "WindowCenter": 31000, "WindowWidth": 20000})
+# Modality LUT Sequence instead of rescale: stored v → 4000 - 15 v (inverts), 16-bit entries.
+ds = pydicom.dcmread(synthetic("syn_modality_lut.dcm", gray8, "MONOCHROME2", 8,
+                               extra={"WindowCenter": 2000, "WindowWidth": 4000}))
+mlut = Dataset()
+mlut.LUTDescriptor = [256, 0, 16]
+mlut.ModalityLUTType = "US"
+mlut.LUTData = np.array([4000 - 15 * v for v in range(256)], dtype="<u2").tobytes()
+ds.ModalityLUTSequence = [mlut]
+ds.save_as(out / "syn_modality_lut.dcm")
 made["gray12u"] = synthetic("syn_gray12u.dcm", gray16 >> 4, "MONOCHROME2", 12)
 synthetic("syn_gray12_signed.dcm", (gray16 >> 4) - 2048, "MONOCHROME2", 12, signed=True,
           extra={"RescaleSlope": 2, "RescaleIntercept": 10})

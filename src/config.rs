@@ -105,6 +105,21 @@ pub struct DicomConfig {
     /// Key of the keyed hash (HMAC-SHA256) that pseudonymises DICOM Patient IDs in the record.
     /// Empty: the Patient ID is withheld. Set it through EFEN_DICOM__PSEUDONYM_KEY, not the file.
     pub pseudonym_key: String,
+    /// Record the Patient ID as in the file instead of its keyed hash. Off by default; only for
+    /// sites whose store may hold identifiers.
+    pub raw_patient_id: bool,
+}
+
+impl DicomConfig {
+    /// The identity of a DICOM input as the record keeps it: the patient ID raw, keyed-hashed
+    /// or withheld, as configured.
+    pub fn identity(&self, file: &crate::dicom::DicomFile) -> crate::dicom::Identity {
+        if self.raw_patient_id {
+            file.identity_with_raw_patient_id()
+        } else {
+            file.identity((!self.pseudonym_key.is_empty()).then_some(self.pseudonym_key.as_bytes()))
+        }
+    }
 }
 
 impl Config {

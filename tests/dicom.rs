@@ -2,66 +2,15 @@
 //! (made by `scripts/dicom-fixtures.sh`), compared with a reference decode; SEG objects checked
 //! with dciodvfy (dicom3tools) and read back with pydicom.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use efen::dicom::{self, DicomError, SegSettings, WindowSetting};
 use image::{GrayImage, Luma};
-use serde::Deserialize;
 
-const FIXTURE_SCRIPT: &str = "scripts/dicom-fixtures.sh";
-
-fn fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom");
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "{} is missing: run {FIXTURE_SCRIPT} first (it installs dcmtk, dicom3tools and pydicom and \
-         builds the DICOM fixtures)",
-        dir.display()
-    );
-    dir
-}
-
-#[derive(Debug, Deserialize)]
-struct Entry {
-    file: String,
-    #[serde(default)]
-    transfer_syntax: String,
-    #[serde(default)]
-    photometric: String,
-    #[serde(default)]
-    frames: u32,
-    #[serde(default)]
-    has_pixel_data: bool,
-    #[serde(default)]
-    lossy: bool,
-    reference: Option<String>,
-}
-
-fn manifest() -> Vec<Entry> {
-    let text = std::fs::read_to_string(fixtures().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn read(name: &str) -> Vec<u8> {
-    let path = fixtures().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; rerun {FIXTURE_SCRIPT}", path.display()))
-}
-
-/// Files that must fail, with a piece of the message they must fail with. Every other file with
-/// pixel data must decode. Keep in step with the table in src/dicom/README.md.
-fn expected_failures() -> BTreeMap<&'static str, &'static str> {
-    BTreeMap::from([
-        ("dcmtk_gray12_jpeg_extended12.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.51"),
-        ("pydicom_JPEG-lossy.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.51"),
-        ("pydicom_JPGExtended.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.51"),
-        ("pydicom_MR_truncated.dcm", "truncated file"),
-        ("pydicom_meta_missing_tsyntax.dcm", "missing data element `transfersyntax`"),
-        ("pydicom_nested_priv_SQ.dcm", "missing attribute rows (0028,0010)"),
-        ("pydicom_JPEG2000-embedded-sequence-delimiter.dcm", "cannot decode frame 0"),
-    ])
-}
+use common::fixtures::{FIXTURE_SCRIPT, dciodvfy_errors, expected_failures, fixtures, manifest, read};
 
 /// A minimal .npy reader for the int32 references the fixture script writes.
 fn read_npy(path: &Path) -> (Vec<usize>, Vec<i32>) {
@@ -199,6 +148,20 @@ fn windows_modality_lut_and_monochrome1() {
     assert_eq!(stretched.as_raw().iter().max(), Some(&255));
     assert_eq!(stretched.as_raw().iter().min(), Some(&0));
 
+    // syn_modality_lut: a Modality LUT Sequence (v → 4000 - 15 v) replaces rescale; window 2000/4000.
+    let file = dicom::open(&read("syn_modality_lut.dcm")).unwrap();
+    let samples = file.frame_samples(0).unwrap();
+    let rgb = file.frame_rgb(0, &WindowSetting::FromFile).unwrap();
+    for (i, stored) in samples.values.iter().enumerate() {
+        let x = 4000.0 - 15.0 * *stored as f64;
+        let expected = (((x - 1999.5) / 3999.0 + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8;
+        let got = rgb.as_raw()[3 * i];
+        assert!(got.abs_diff(expected) <= 1, "pixel {i}: {got} vs {expected}");
+    }
+    let brightest = samples.values.iter().enumerate().max_by_key(|(_, v)| **v).unwrap().0;
+    let darkest = samples.values.iter().enumerate().min_by_key(|(_, v)| **v).unwrap().0;
+    assert!(rgb.as_raw()[3 * brightest] < rgb.as_raw()[3 * darkest], "the LUT inverts, rescale would not");
+
     // MONOCHROME1 is the inverse of the same pixels as MONOCHROME2 (no window: min/max).
     let mono2 = dicom::open(&read("syn_gray8.dcm")).unwrap();
     let mono1 = dicom::open(&read("syn_mono1.dcm")).unwrap();
@@ -328,16 +291,6 @@ fn venv_python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/efen/venv"));
     venv.join("bin/python")
-}
-
-/// dciodvfy's complaints: the lines that say "Error".
-fn dciodvfy_errors(path: &Path) -> Vec<String> {
-    let output = Command::new("dciodvfy")
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("dciodvfy: {e}; run {FIXTURE_SCRIPT} to install dicom3tools"));
-    let text = String::from_utf8_lossy(&output.stderr).to_string() + &String::from_utf8_lossy(&output.stdout);
-    text.lines().filter(|l| l.contains("Error")).map(str::to_string).collect()
 }
 
 /// Reads the SEG back with pydicom and checks its one frame equals the mask.

@@ -12,14 +12,7 @@ use common::{Backend, World};
 type Map = image::ImageBuffer<image::Luma<u16>, Vec<u16>>;
 
 fn pipeline(world: &World, name: &str, body: &str) -> std::path::PathBuf {
-    let model = common::repo().join("models/efen-small.onnx");
-    let path = world.dir.path().join(format!("{name}.toml"));
-    let text = format!(
-        "name = \"{name}\"\nmodel = \"{}\"\n{body}\n[outputs]\nmask = true\noverlay = true\nprobabilities = true\n",
-        model.display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    world.pipeline(name, &format!("{body}\n[outputs]\nmask = true\noverlay = true\nprobabilities = true"))
 }
 
 /// The probability map efen wrote for `file` under `pipeline`.

@@ -55,6 +55,10 @@ pub enum DicomError {
     /// Not a failure of the case: the mask has no foreground and `write_empty` is false.
     #[error("the mask is empty and write_empty is false: no findings, no SEG written")]
     EmptyMask,
+    #[error("not a DICOM Segmentation (SOP class {SEG})", SEG = super::SEGMENTATION_STORAGE)]
+    NotSegmentation,
+    #[error("the SEG has no frame derived from instance {sop_instance_uid}, frame {frame_number}")]
+    NotReferenced { sop_instance_uid: String, frame_number: u32 },
     #[error("cannot write the SEG: {reason}")]
     WriteSeg { reason: String },
     #[error("dicom-rs panicked while {action}: {message} (please report this file)")]

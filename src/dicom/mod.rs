@@ -12,6 +12,7 @@
 //! - `window`: Modality LUT, VOI window, MONOCHROME1, palette → RGB.
 //! - `identity`: UIDs, geometry and the pseudonymised patient ID.
 //! - `seg`: the binary Segmentation IOD.
+//! - `truth`: a Segmentation read back as ground truth.
 
 mod codec;
 mod error;
@@ -19,6 +20,7 @@ mod identity;
 mod pixels;
 mod read;
 mod seg;
+mod truth;
 mod window;
 
 pub use error::DicomError;
@@ -26,6 +28,7 @@ pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
 pub use seg::{Code, SegSettings, new_uid, write_seg};
+pub use truth::{SegReference, may_be_seg, seg_mask, seg_references};
 pub use window::WindowSetting;
 
 use dicom_object::DefaultDicomObject;
@@ -33,6 +36,9 @@ use dicom_object::DefaultDicomObject;
 use identity::PatientIdPolicy;
 use pixels::ImageInfo;
 use read::Framing;
+
+/// Segmentation Storage: what efen writes, and what it reads as ground truth; never an image.
+pub const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
 
 /// The dicom-rs version the decoders come from, for [`DicomFile::decoder_name`].
 const DICOM_RS: &str = "dicom-rs 0.10.1";

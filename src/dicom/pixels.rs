@@ -35,6 +35,8 @@ pub(crate) struct ImageInfo {
     pub frames: u32,
     pub slope: f64,
     pub intercept: f64,
+    /// The Modality LUT Sequence's LUT, which replaces Rescale Slope/Intercept when present.
+    pub modality_lut: Option<Lut>,
     /// Window Center/Width pairs, in file order.
     pub windows: Vec<(f64, f64)>,
     pub voi_function: String,
@@ -148,6 +150,9 @@ impl ImageInfo {
         }
         let (slope, intercept) =
             (float(obj, tags::RESCALE_SLOPE)?.unwrap_or(1.0), float(obj, tags::RESCALE_INTERCEPT)?.unwrap_or(0.0));
+        let modality_lut = first_item(obj, tags::MODALITY_LUT_SEQUENCE)
+            .and_then(|item| read_lut(item, tags::LUT_DESCRIPTOR, tags::LUT_DATA, signed).transpose())
+            .transpose()?;
         let centers = floats(obj, tags::WINDOW_CENTER).unwrap_or_default();
         let widths = floats(obj, tags::WINDOW_WIDTH).unwrap_or_default();
         let windows = centers.into_iter().zip(widths).filter(|(_, w)| *w > 0.0).collect();
@@ -185,6 +190,7 @@ impl ImageInfo {
             frames,
             slope,
             intercept,
+            modality_lut,
             windows,
             voi_function,
             voi_lut,
@@ -277,6 +283,15 @@ impl ImageInfo {
     fn frame_bytes_bits(&self) -> usize {
         let per_pixel = if self.photometric == "YBR_FULL_422" { 2 } else { self.samples as usize };
         self.rows as usize * self.columns as usize * per_pixel * self.bits_allocated as usize
+    }
+
+    /// A stored value in modality units: through the Modality LUT when the file has one, else
+    /// Rescale Slope and Intercept.
+    pub fn modality_value(&self, stored: i64) -> f64 {
+        match &self.modality_lut {
+            Some(lut) => lut.lookup(stored) as f64,
+            None => stored as f64 * self.slope + self.intercept,
+        }
     }
 
     fn total_native_bytes(&self) -> usize {
@@ -557,6 +572,7 @@ pub(crate) mod tests {
             frames: 1,
             slope: 1.0,
             intercept: 0.0,
+            modality_lut: None,
             windows: Vec::new(),
             voi_function: "LINEAR".into(),
             voi_lut: None,
@@ -581,6 +597,18 @@ pub(crate) mod tests {
         // Two pairs: Y1 Y2 Cb Cr.
         let rgb = unpack(&sub, 0, &[10, 20, 128, 128, 30, 40, 128, 128], 8, "YBR_FULL_422", false).unwrap();
         assert_eq!(rgb.values, vec![10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40]);
+    }
+
+    #[test]
+    fn modality_lut_replaces_rescale() {
+        let mut gray = info(1, 16, "MONOCHROME2");
+        gray.slope = 2.0;
+        gray.intercept = -10.0;
+        assert_eq!(gray.modality_value(5), 0.0);
+        gray.modality_lut = Some(Lut { first: 10, bits: 16, data: vec![100, 200, 300] });
+        assert_eq!(gray.modality_value(11), 200.0, "the LUT wins over rescale");
+        assert_eq!(gray.modality_value(0), 100.0, "below the LUT: its first entry");
+        assert_eq!(gray.modality_value(99), 300.0, "above: its last entry");
     }
 
     #[test]

@@ -172,7 +172,14 @@ pub(crate) fn tag_name(tag: Tag) -> &'static str {
 /// The trimmed string value of an element, `None` when absent or empty.
 pub(crate) fn string(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let element = obj.get(tag)?;
-    let text = element.value().to_str().ok()?;
+    let text = match element.value() {
+        // A text element that a writer stored as UN keeps its characters as bytes (seen in the
+        // wild for SOP Class UID); dicom-rs would print the byte values.
+        Value::Primitive(dicom_core::PrimitiveValue::U8(bytes)) if element.vr() == dicom_core::VR::UN => {
+            String::from_utf8_lossy(bytes).into_owned().into()
+        }
+        value => value.to_str().ok()?,
+    };
     let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!text.is_empty()).then(|| text.to_string())
 }

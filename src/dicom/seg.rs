@@ -78,6 +78,53 @@ const IMPLEMENTATION_CLASS_UID: &str = "2.25.30079217115148600923659295023292501
 const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
 
 /// A new UID of the form `2.25.<random UUID as a decimal integer>` (PS3.5 B.2).
+/// SOP classes whose instances hold one frame: a reference to one never names a frame.
+const SINGLE_FRAME_CLASSES: [&str; 16] = [
+    "1.2.840.10008.5.1.4.1.1.1",      // CR
+    "1.2.840.10008.5.1.4.1.1.1.1",    // DX for presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  // DX for processing
+    "1.2.840.10008.5.1.4.1.1.1.2",    // MG for presentation
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  // MG for processing
+    "1.2.840.10008.5.1.4.1.1.1.3",    // IO for presentation
+    "1.2.840.10008.5.1.4.1.1.1.3.1",  // IO for processing
+    "1.2.840.10008.5.1.4.1.1.2",      // CT
+    "1.2.840.10008.5.1.4.1.1.4",      // MR
+    "1.2.840.10008.5.1.4.1.1.6.1",    // US
+    "1.2.840.10008.5.1.4.1.1.7",      // Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.128",    // PET
+    "1.2.840.10008.5.1.4.1.1.77.1.1", // VL Endoscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.2", // VL Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.3", // VL Slide-Coordinates Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.4", // VL Photographic
+];
+
+/// A DA value from a source: YYYYMMDD, also from the ACR-NEMA form YYYY.MM.DD; anything else
+/// becomes empty (the attributes copied are type 2, where empty is valid and garbage is not).
+fn date_value(text: &str) -> String {
+    let digits: String = text.chars().filter(|c| *c != '.').collect();
+    if digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()) { digits } else { String::new() }
+}
+
+/// A TM value from a source: HHMMSS.FFFFFF (or a prefix), also from the form HH:MM:SS.
+fn time_value(text: &str) -> String {
+    let value: String = text.chars().filter(|c| *c != ':').collect();
+    let (whole, fraction) = value.split_once('.').unwrap_or((&value, ""));
+    let valid = matches!(whole.len(), 2 | 4 | 6)
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.len() <= 6
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && (fraction.is_empty() || whole.len() == 6);
+    if valid { value } else { String::new() }
+}
+
+/// A UID derived from `seed` (the same seed, the same UID): `2.25.` and 128 bits of its SHA-256.
+fn derived_uid(purpose: &str, seed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("efen {purpose} {seed}").as_bytes());
+    let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+    format!("2.25.{bits}")
+}
+
 pub fn new_uid() -> String {
     format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
 }
@@ -123,9 +170,9 @@ pub fn write_seg(
         return invalid("the source has no SOP Instance UID to reference".into());
     };
     let source_sop_class = string(src, tags::SOP_CLASS_UID).unwrap_or_default();
-    let Some(study_uid) = string(src, tags::STUDY_INSTANCE_UID) else {
-        return invalid("the source has no Study Instance UID; a SEG must join the source's study".into());
-    };
+    // A source without a Study Instance UID (not conformant) gets one derived from its instance,
+    // so that every SEG of that instance lands in the same study.
+    let study_uid = string(src, tags::STUDY_INSTANCE_UID).unwrap_or_else(|| derived_uid("study", &source_sop_instance));
     let source_series = string(src, tags::SERIES_INSTANCE_UID).unwrap_or_else(new_uid);
 
     let mut obj = InMemDicomObject::new_empty();
@@ -155,7 +202,13 @@ pub fn write_seg(
         (tags::STUDY_ID, VR::SH),
         (tags::ACCESSION_NUMBER, VR::SH),
     ] {
-        put(tag, vr, string(src, tag).unwrap_or_default().into());
+        let value = string(src, tag).unwrap_or_default();
+        let value = match vr {
+            VR::DA => date_value(&value),
+            VR::TM => time_value(&value),
+            _ => value,
+        };
+        put(tag, vr, value.into());
     }
     for (tag, vr) in
         [(tags::ISSUER_OF_PATIENT_ID, VR::LO), (tags::STUDY_DESCRIPTION, VR::LO), (tags::PATIENT_AGE, VR::AS)]
@@ -294,7 +347,10 @@ pub fn write_seg(
     obj.put(seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]));
 
     // Per-frame functional groups: derivation, frame content, position, segment.
-    let multi_frame_source = info.frames > 1 || src.get(tags::NUMBER_OF_FRAMES).is_some();
+    // A frame is named only in a multi-frame instance of a class that may hold several frames
+    // (a single-frame class with Number of Frames > 1 is not conformant; naming its frame would
+    // make the SEG invalid too).
+    let multi_frame_source = info.frames > 1 && !SINGLE_FRAME_CLASSES.contains(&source_sop_class.as_str());
     let source_image = item(|o| {
         o.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &source_sop_class));
         o.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &source_sop_instance));
@@ -529,6 +585,25 @@ mod tests {
         assert_eq!(format_ds(0.5), "0.5");
         assert!(format_ds(-123.456_789_012_345_67).len() <= 16);
         assert!(format_ds(1.0 / 3.0).len() <= 16);
+    }
+
+    #[test]
+    fn copied_dates_and_times_are_made_valid_or_left_empty() {
+        assert_eq!(date_value("19970424"), "19970424");
+        assert_eq!(date_value("1997.04.24"), "19970424", "ACR-NEMA form");
+        assert_eq!(date_value("24/04/1997"), "");
+        assert_eq!(time_value("14:04:38"), "140438");
+        assert_eq!(time_value("140438.123"), "140438.123");
+        assert_eq!(time_value("1404"), "1404");
+        assert_eq!(time_value("14.5"), "");
+        assert_eq!(time_value("noon"), "");
+    }
+
+    #[test]
+    fn derived_uids_repeat_for_the_same_seed() {
+        assert_eq!(derived_uid("study", "1.2.3"), derived_uid("study", "1.2.3"));
+        assert_ne!(derived_uid("study", "1.2.3"), derived_uid("study", "1.2.4"));
+        assert!(derived_uid("study", "1.2.3").len() <= 64);
     }
 
     #[test]

@@ -102,12 +102,12 @@ fn gray8(samples: &FrameSamples, info: &ImageInfo, window: &WindowSetting) -> Ve
             .values
             .iter()
             .map(|v| {
-                let m = (*v as f64 * info.slope + info.intercept).round() as i64;
+                let m = info.modality_value(*v).round() as i64;
                 (lut.lookup(m) as f64 * 255.0 / max).round().clamp(0.0, 255.0) as u8
             })
             .collect();
     }
-    let modality: Vec<f64> = samples.values.iter().map(|v| *v as f64 * info.slope + info.intercept).collect();
+    let modality: Vec<f64> = samples.values.iter().map(|v| info.modality_value(*v)).collect();
     let voi = choose(&modality, info, window);
     if voi == Voi::Lut {
         unreachable!("handled above");

@@ -6,6 +6,7 @@
 //! file by renaming it into `<state>/claimed/` (see [`watch`]).
 
 pub mod disposition;
+pub mod seg_index;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

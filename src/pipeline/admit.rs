@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::case::{CaseMeta, Frame, Outcome, Stage};
+use super::case::{CaseMeta, DicomInput, Frame, Outcome, Stage};
 use super::record::{Message, new_case};
 use super::{Engine, Inlet};
 use crate::ingest::{self, Candidate};
@@ -37,6 +37,8 @@ pub struct Admission<'a> {
     /// Case ids admitted by this run, with their source: the same bytes twice in one run are one
     /// case.
     seen: HashMap<String, String>,
+    /// DICOM SEGs among the run's inputs, by the instances they reference (`efen run`).
+    pub segs: Option<crate::ingest::seg_index::SegIndex>,
 }
 
 impl<'a> Admission<'a> {
@@ -47,7 +49,7 @@ impl<'a> Admission<'a> {
         worker: Option<String>,
         give_up: CancellationToken,
     ) -> Self {
-        Admission { engine, inlet, run_id: run_id.into(), worker, give_up, seen: HashMap::new() }
+        Admission { engine, inlet, run_id: run_id.into(), worker, give_up, seen: HashMap::new(), segs: None }
     }
 
     /// Puts one candidate through ingest. `read_from` is where its bytes are now.
@@ -56,32 +58,43 @@ impl<'a> Admission<'a> {
         let (pipeline, model_sha) = (engine.definition.name.clone(), engine.model.sha256.clone());
         let patterns = engine.patterns.clone();
         let max_bytes = engine.config.engine.max_file_mb.saturating_mul(1 << 20);
+        let dicom_config = engine.config.dicom.clone();
         let started = Instant::now();
-        let (opened, frames, candidate, read_from) = tokio::task::spawn_blocking(move || {
+        let (opened, dicom, candidate, read_from) = tokio::task::spawn_blocking(move || {
             let opened = ingest::open(&candidate, &read_from, &pipeline, &model_sha, &patterns, max_bytes);
-            // A multi-frame DICOM file is one case per frame. A file that does not parse stays one
-            // case, and decode says why.
-            let frames = opened
+            // DICOM is parsed once here and shared by its frames (each frame is a case). A file that
+            // does not parse stays one case, and decode says why.
+            let dicom = opened
                 .as_ref()
                 .ok()
                 .filter(|job| crate::dicom::looks_like_dicom(&job.bytes))
                 .and_then(|job| crate::dicom::open(&job.bytes).ok())
-                .map_or(1, |file| file.frame_count());
-            (opened, frames, candidate, read_from)
+                .map(|file| {
+                    let identity = dicom_config.identity(&file);
+                    Arc::new(DicomInput { decoder: file.decoder_name(), identity, file })
+                });
+            (opened, dicom, candidate, read_from)
         })
         .await
         .expect("ingest does not panic");
 
+        let frames = dicom.as_ref().map_or(1, |input| input.file.frame_count());
+        let mut ground_truth_by_reference = None;
         let (meta, job) = match opened {
             Ok(job) => {
+                if job.ground_truth.is_none() {
+                    ground_truth_by_reference = dicom.as_ref().and_then(|d| d.identity.sop_instance_uid.clone());
+                }
                 let meta = CaseMeta {
                     case_id: job.case_id.clone(),
                     original: job.original.clone(),
                     current: read_from,
                     sha256: job.sha256.clone(),
+                    file_sha256: job.sha256.clone(),
                     size_bytes: job.bytes.len() as u64,
                     ground_truth: job.ground_truth.clone(),
                     frame: None,
+                    dicom,
                     started,
                 };
                 (meta, Ok(job.bytes))
@@ -91,16 +104,25 @@ impl<'a> Admission<'a> {
                     case_id: ingest::case_id(&identity, &engine.definition.name, &engine.model.sha256),
                     original: candidate.path.clone(),
                     current: read_from,
-                    sha256: identity,
+                    sha256: identity.clone(),
+                    file_sha256: identity,
                     size_bytes: 0,
                     ground_truth: None,
                     frame: None,
+                    dicom: None,
                     started,
                 };
                 (meta, Err(error.to_string()))
             }
         };
+        // A DICOM SEG elsewhere in the run that references this instance is its ground truth.
+        let mut truth_of = |frame: u32| self.segs.as_mut()?.find(ground_truth_by_reference.as_deref()?, frame + 1);
+        let truths: Vec<Option<PathBuf>> = (0..frames).map(&mut truth_of).collect();
         if frames <= 1 {
+            let mut meta = meta;
+            if meta.ground_truth.is_none() {
+                meta.ground_truth = truths[0].clone();
+            }
             return self.admit_case(meta, job, policy).await;
         }
         for index in 0..frames {
@@ -110,6 +132,9 @@ impl<'a> Admission<'a> {
             frame_meta.sha256 = ingest::frame_identity(&meta.sha256, index);
             frame_meta.case_id = ingest::case_id(&frame_meta.sha256, &engine.definition.name, &engine.model.sha256);
             frame_meta.frame = Some(Frame { index, count: frames });
+            if frame_meta.ground_truth.is_none() {
+                frame_meta.ground_truth = truths[index as usize].clone();
+            }
             self.admit_case(frame_meta, job.clone(), policy).await?;
         }
         Ok(())

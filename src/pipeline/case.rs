@@ -50,12 +50,33 @@ pub struct CaseMeta {
     pub original: PathBuf,
     /// Where the bytes are now (the claimed copy in watch mode; the original in run mode).
     pub current: PathBuf,
+    /// The case's identity hash: the file's SHA-256, or for one frame of a multi-frame file the
+    /// hash of the file's hash and the frame number.
     pub sha256: String,
+    /// SHA-256 of the input file's bytes.
+    pub file_sha256: String,
     pub size_bytes: u64,
     pub ground_truth: Option<PathBuf>,
     /// The frame of a multi-frame DICOM file this case is (each frame is a case of its own).
     pub frame: Option<Frame>,
+    /// A DICOM input, parsed once at ingest and shared by its frames.
+    pub dicom: Option<Arc<DicomInput>>,
     pub started: Instant,
+}
+
+/// A parsed DICOM input and what the record keeps about it.
+pub struct DicomInput {
+    pub file: crate::dicom::DicomFile,
+    /// With the patient ID pseudonymised, withheld or raw, as `dicom` in the configuration says.
+    pub identity: crate::dicom::Identity,
+    pub decoder: String,
+}
+
+impl std::fmt::Debug for DicomInput {
+    // Never the identity: it may hold a raw patient ID, and Debug output ends up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DicomInput").field("file", &self.file).finish_non_exhaustive()
+    }
 }
 
 /// Frame `index` of `count` in one DICOM file.
@@ -83,8 +104,6 @@ pub struct CaseWork {
     pub canvas: Canvas,
     /// The decoded image when the canvas is a rescaled copy of it (for the overlay).
     pub original: Option<RgbImage>,
-    /// The parsed DICOM object when the input is DICOM (for the SEG and the identity).
-    pub dicom: Option<Arc<crate::dicom::DicomFile>>,
     pub assembly: Mutex<Assembly>,
 }
 

@@ -106,7 +106,6 @@ impl Engine {
             outputs: definition.outputs.clone(),
             out_dir: config.out_dir(),
             dicom: definition.dicom.clone(),
-            pseudonym_key: config.dicom.pseudonym_key.clone(),
         });
         let sessions = sessions.into_iter().map(|session| Inference::new(session, &card)).collect();
         let patterns = definition.ground_truth_patterns();
@@ -301,17 +300,26 @@ async fn finish_stage(
 pub async fn run_once(engine: &mut Engine, paths: &[PathBuf], show_progress: bool) -> anyhow::Result<(RunReport, f64)> {
     let candidates =
         crate::ingest::discover(paths, &engine.patterns).map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
+    let total = candidates.len();
+    // DICOM SEGs are ground truth for the images they reference; they are admitted last, and only
+    // those no image used become (failed) cases.
+    let (candidates, segs) = crate::ingest::seg_index::SegIndex::split(candidates);
     let run_id = engine.start_run("run").await?;
-    let progress =
-        if show_progress { summary::Progress::new(Some(candidates.len() as u64)) } else { summary::Progress::hidden() };
+    let progress = if show_progress { summary::Progress::new(Some(total as u64)) } else { summary::Progress::hidden() };
     let started = progress.started;
     // A run waits for an unavailable database rather than lose a result (Ctrl-C stops it).
     let never = CancellationToken::new();
     let options = SpawnOptions { transfer: Transfer::Copy, progress, give_up: never.clone(), claimed_root: None };
     let (inlet, report) = engine.spawn(&run_id, options);
     let mut admission = Admission::new(engine, &inlet, &run_id, None, never);
+    admission.segs = (!segs.is_empty()).then_some(segs);
     let policy = Policy { takeover: true, record_same_path: false };
     for candidate in candidates {
+        let read_from = candidate.path.clone();
+        admission.admit(candidate, read_from, policy).await?;
+    }
+    let unused_segs = admission.segs.take().map(|segs| segs.unused()).unwrap_or_default();
+    for candidate in unused_segs {
         let read_from = candidate.path.clone();
         admission.admit(candidate, read_from, policy).await?;
     }

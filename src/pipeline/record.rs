@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::case::{CaseMeta, Outcome};
+use super::case::{CaseMeta, DicomInput, Outcome};
 use super::summary::{Progress, Row, RunReport};
 use crate::ingest::disposition::{self, Transfer};
-use crate::store::{CaseRecord, NewCase, Store};
+use crate::store::{CaseRecord, DicomRecord, NewCase, Store};
 
 /// What reaches the record stage.
 pub enum Message {
@@ -147,6 +147,7 @@ pub fn new_case(meta: &CaseMeta, run_id: &str, pipeline: &str, model_sha256: &st
         model_sha256: model_sha256.into(),
         source_path: source_path(meta),
         source_sha256: meta.sha256.clone(),
+        file_sha256: meta.file_sha256.clone(),
         size_bytes: meta.size_bytes as i64,
         ground_truth_path: meta.ground_truth.as_ref().map(|p| p.display().to_string()),
         worker,
@@ -168,6 +169,7 @@ fn to_record(outcome: &Outcome, run_id: &str) -> CaseRecord {
         evaluate_ms: Some(t.evaluate_ms),
         emit_ms: Some(t.emit_ms),
         latency_ms: Some(outcome.meta.started.elapsed().as_secs_f64() * 1e3),
+        dicom: outcome.meta.dicom.as_ref().map(|input| dicom_record(input, &outcome.meta)),
         ..Default::default()
     };
     match &outcome.result {
@@ -177,6 +179,7 @@ fn to_record(outcome: &Outcome, run_id: &str) -> CaseRecord {
             record.mask_path = path(&done.outputs.mask);
             record.overlay_path = path(&done.outputs.overlay);
             record.result_path = path(&done.outputs.result);
+            record.seg_path = path(&done.outputs.seg);
             if let Some(e) = &done.evaluation {
                 record.has_ground_truth = true;
                 record.dsc = Some(e.scores.dsc);
@@ -197,4 +200,30 @@ fn to_record(outcome: &Outcome, run_id: &str) -> CaseRecord {
         }
     }
     record
+}
+
+fn dicom_record(input: &DicomInput, meta: &CaseMeta) -> DicomRecord {
+    let id = &input.identity;
+    DicomRecord {
+        sop_instance_uid: id.sop_instance_uid.clone(),
+        frame_number: meta.frame.map_or(1, |f| f.index as i64 + 1),
+        number_of_frames: id.number_of_frames as i64,
+        sop_class_uid: id.sop_class_uid.clone(),
+        study_instance_uid: id.study_instance_uid.clone(),
+        series_instance_uid: id.series_instance_uid.clone(),
+        modality: id.modality.clone(),
+        accession_number: id.accession_number.clone(),
+        patient_id: id.patient_id.clone(),
+        patient_id_form: serde_json::to_value(id.patient_id_form)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        transfer_syntax_uid: id.transfer_syntax.uid.clone(),
+        transfer_syntax: id.transfer_syntax.name.clone(),
+        rows: id.rows as i64,
+        columns: id.columns as i64,
+        photometric_interpretation: id.photometric_interpretation.clone(),
+        pixel_spacing: id.pixel_spacing,
+        decoder: input.decoder.clone(),
+    }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use image::GrayImage;
 use serde_json::json;
 
-use super::case::{Assembly, CaseMeta, CaseWork, Evaluation, Failure, Outcome, Stage, Succeeded, TileJob, Timings};
+use super::case::{
+    Assembly, CaseMeta, CaseWork, DicomInput, Evaluation, Failure, Outcome, Stage, Succeeded, TileJob, Timings,
+};
 use crate::infer::InferError;
 use crate::model::ModelCard;
 use crate::pipeline::definition::OutputSettings;
@@ -29,8 +31,6 @@ pub struct StageContext {
     pub outputs: OutputSettings,
     pub out_dir: PathBuf,
     pub dicom: crate::pipeline::definition::DicomSettings,
-    /// Key for the keyed hash of DICOM patient IDs (`dicom.pseudonym_key`); empty: withheld.
-    pub pseudonym_key: String,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -40,12 +40,16 @@ fn ms(d: Duration) -> f64 {
 /// Decode, plan the tiles and lay out the canvas. On failure the case is over.
 pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<CaseWork>, Box<Outcome>> {
     let started = Instant::now();
-    let decoded = if crate::dicom::looks_like_dicom(bytes) {
-        decode_dicom(ctx, bytes, meta.frame.map_or(0, |f| f.index))
-    } else {
-        decode::decode(bytes).map(|d| (d.rgb, d.kind, None)).map_err(|e| e.to_string())
+    let decoded = match &meta.dicom {
+        Some(input) => decode_dicom(ctx, input, meta.frame.map_or(0, |f| f.index)),
+        // Ingest could not parse it: parsing again gives the reason.
+        None if crate::dicom::looks_like_dicom(bytes) => match crate::dicom::open(bytes) {
+            Err(e) => Err(e.to_string()),
+            Ok(_) => Err("the DICOM file could not be read at ingest".into()),
+        },
+        None => decode::decode(bytes).map(|d| (d.rgb, d.kind)).map_err(|e| e.to_string()),
     };
-    let (rgb, kind, dicom) = match decoded {
+    let (rgb, kind) = match decoded {
         Ok(decoded) => decoded,
         Err(message) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, message))),
     };
@@ -57,23 +61,18 @@ pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<C
     let (canvas, original) = Canvas::new(rgb, plan);
     let timings = Timings { decode_ms, preprocess_ms: ms(started.elapsed()), ..Default::default() };
     let assembly = Mutex::new(Assembly { accumulator: Some(accumulator), timings, error: None });
-    Ok(Arc::new(CaseWork { meta, kind, canvas, original, dicom, assembly }))
+    Ok(Arc::new(CaseWork { meta, kind, canvas, original, assembly }))
 }
 
-/// Segmentation Storage: what efen writes; never an input.
-const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
-
-type Decoded = (image::RgbImage, String, Option<Arc<crate::dicom::DicomFile>>);
-
 /// One frame of a DICOM object, windowed as the pipeline says.
-fn decode_dicom(ctx: &StageContext, bytes: &[u8], frame: u32) -> Result<Decoded, String> {
-    let file = crate::dicom::open(bytes).map_err(|e| e.to_string())?;
-    if file.identity(None).sop_class_uid.as_deref() == Some(SEGMENTATION_STORAGE) {
-        return Err("this is a DICOM Segmentation (a result or a ground truth), not an image to segment".into());
+fn decode_dicom(ctx: &StageContext, input: &DicomInput, frame: u32) -> Result<(image::RgbImage, String), String> {
+    if input.identity.sop_class_uid.as_deref() == Some(crate::dicom::SEGMENTATION_STORAGE) {
+        return Err("this is a DICOM Segmentation (a result or a ground truth), not an image to segment; \
+                    as ground truth it must reference an image in the same run"
+            .into());
     }
-    let rgb = file.frame_rgb(frame, &ctx.dicom.window).map_err(|e| e.to_string())?;
-    let kind = format!("dicom/{}", file.decoder_name());
-    Ok((rgb, kind, Some(Arc::new(file))))
+    let rgb = input.file.frame_rgb(frame, &ctx.dicom.window).map_err(|e| e.to_string())?;
+    Ok((rgb, format!("dicom/{}", input.decoder)))
 }
 
 /// Cuts the case's tiles one at a time and hands each to `send`, which may block (backpressure):
@@ -138,7 +137,7 @@ pub fn finish(
     let fail = |stage: Stage, message: String| Err(Failure { stage, message });
 
     let started = Instant::now();
-    let truth = match meta.ground_truth.as_deref().map(load_ground_truth).transpose() {
+    let truth = match meta.ground_truth.as_deref().map(|path| load_ground_truth(path, meta)).transpose() {
         Ok(truth) => truth,
         Err(message) => return end(timings, fail(Stage::Evaluate, message)),
     };
@@ -158,8 +157,8 @@ pub fn finish(
         Ok(paths) => paths,
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     };
-    let seg = match &work.dicom {
-        Some(file) => match write_seg(ctx, file, meta, &mask, &dir) {
+    let seg = match &meta.dicom {
+        Some(input) => match write_seg(ctx, &input.file, meta, &mask, &dir) {
             Ok(seg) => Some(seg),
             Err(message) => return end(timings, fail(Stage::Emit, message)),
         },
@@ -188,9 +187,9 @@ pub fn finish(
         "timings_ms": timings,
         "outputs": { "mask": outputs.mask, "overlay": outputs.overlay, "probabilities": outputs.probabilities, "seg": outputs.seg },
         "frame": meta.frame,
-        "dicom": work.dicom.as_ref().map(|file| json!({
-            "identity": identity(ctx, file),
-            "decoder": file.decoder_name(),
+        "dicom": meta.dicom.as_ref().map(|input| json!({
+            "identity": input.identity,
+            "decoder": input.decoder,
             "seg": match &seg { Some(SegOutcome::NoFindings) => json!("no findings: empty mask, no SEG written"), Some(SegOutcome::Written(p)) => json!(p), None => json!(null) },
         })),
     });
@@ -227,13 +226,6 @@ fn write_seg(
     Ok(SegOutcome::Written(path))
 }
 
-/// The identity for the record: the patient ID pseudonymised with the configured key, or
-/// withheld when there is none. Never logged.
-fn identity(ctx: &StageContext, file: &crate::dicom::DicomFile) -> serde_json::Value {
-    let key = (!ctx.pseudonym_key.is_empty()).then_some(ctx.pseudonym_key.as_bytes());
-    serde_json::to_value(file.identity(key)).unwrap_or(serde_json::Value::Null)
-}
-
 /// Writing can fail for a moment (a full disk being cleaned, a network share): a few attempts with
 /// backoff, then the case fails with the reason.
 fn retry_emit<T>(mut write: impl FnMut() -> Result<T, output::EmitError>) -> Result<T, output::EmitError> {
@@ -253,11 +245,21 @@ fn retry_emit<T>(mut write: impl FnMut() -> Result<T, output::EmitError>) -> Res
 
 const EMIT_ATTEMPTS: u32 = 3;
 
-/// Reads a ground-truth mask: foreground is any value above half the mask's maximum, so 0/1,
-/// 0/255 and JPEG-compressed masks all read right.
-fn load_ground_truth(path: &Path) -> Result<GrayImage, String> {
-    let image = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
+/// Reads a ground-truth mask: an image, where foreground is any value above half the mask's
+/// maximum (so 0/1, 0/255 and JPEG-compressed masks all read right), or a DICOM SEG, whose frames
+/// derived from this case's instance and frame are the foreground.
+fn load_ground_truth(path: &Path, meta: &CaseMeta) -> Result<GrayImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?;
+    if crate::dicom::looks_like_dicom(&bytes) {
+        let uid = meta.dicom.as_ref().and_then(|d| d.identity.sop_instance_uid.as_deref()).ok_or_else(|| {
+            format!("ground truth {} is DICOM, which is ground truth only for a DICOM input", path.display())
+        })?;
+        let frame_number = meta.frame.map_or(1, |f| f.index + 1);
+        return crate::dicom::seg_mask(&bytes, uid, frame_number)
+            .map_err(|e| format!("cannot read ground truth {}: {e}", path.display()));
+    }
+    let image = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
         .map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?
         .decode()
         .map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()))?;

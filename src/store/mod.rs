@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-pub use records::{CaseRecord, Claim, LedgerState, NewCase, NewRun};
+pub use records::{CaseRecord, Claim, DicomRecord, LedgerState, NewCase, NewRun};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -166,8 +166,8 @@ impl Store {
         let mut tx = self.begin(ACTION).await?;
         let inserted = sqlx::query(
             "INSERT INTO cases (case_id, run_id, pipeline, model_sha256, source_path, source_sha256, size_bytes,
-                                ground_truth_path, worker)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                ground_truth_path, worker, file_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (case_id) DO NOTHING",
         )
         .bind(&case.case_id)
@@ -179,6 +179,7 @@ impl Store {
         .bind(case.size_bytes)
         .bind(&case.ground_truth_path)
         .bind(&case.worker)
+        .bind(&case.file_sha256)
         .execute(&mut *tx)
         .await
         .map_err(query(ACTION))?
@@ -319,6 +320,11 @@ impl Store {
             .map_err(query(ACTION))?
             .rows_affected()
             == 1;
+        if inserted && let Some(dicom) = &record.dicom {
+            // Same reason: the pixel spacing is an optional f64.
+            let insert = records::insert_dicom(&record.case_id, dicom).persistent(false);
+            insert.execute(&mut *tx).await.map_err(query(ACTION))?;
+        }
         if inserted {
             let action = if record.status == "succeeded" { "case_succeeded" } else { "case_failed" };
             let detail = match (&record.error_stage, &record.error_message) {

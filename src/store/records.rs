@@ -23,7 +23,11 @@ pub struct NewCase {
     pub pipeline: String,
     pub model_sha256: String,
     pub source_path: String,
+    /// The case's identity hash: the file's SHA-256, or for a frame of a multi-frame file the hash
+    /// of the file's hash and the frame number.
     pub source_sha256: String,
+    /// SHA-256 of the input file's bytes.
+    pub file_sha256: String,
     pub size_bytes: i64,
     pub ground_truth_path: Option<String>,
     /// The watcher holding it (`watch.worker`), or None for `efen run`.
@@ -90,6 +94,7 @@ pub struct CaseRecord {
     pub mask_path: Option<String>,
     pub overlay_path: Option<String>,
     pub result_path: Option<String>,
+    pub seg_path: Option<String>,
     pub has_ground_truth: bool,
     pub dsc: Option<f64>,
     pub iou: Option<f64>,
@@ -100,6 +105,30 @@ pub struct CaseRecord {
     pub fp: Option<i64>,
     pub fn_: Option<i64>,
     pub tn: Option<i64>,
+    /// The identity of a DICOM case, one row of `dicom_cases`.
+    pub dicom: Option<DicomRecord>,
+}
+
+/// What the store keeps about a DICOM case (the patient ID already pseudonymised or withheld).
+#[derive(Debug, Clone, Default)]
+pub struct DicomRecord {
+    pub sop_instance_uid: Option<String>,
+    pub frame_number: i64,
+    pub number_of_frames: i64,
+    pub sop_class_uid: Option<String>,
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub modality: Option<String>,
+    pub accession_number: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_id_form: String,
+    pub transfer_syntax_uid: String,
+    pub transfer_syntax: String,
+    pub rows: i64,
+    pub columns: i64,
+    pub photometric_interpretation: String,
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub decoder: String,
 }
 
 pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments> {
@@ -107,9 +136,9 @@ pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments
         "INSERT INTO results (case_id, run_id, status, error_stage, error_message,
              decode_ms, preprocess_ms, infer_ms, postprocess_ms, evaluate_ms, emit_ms, latency_ms,
              mask_path, overlay_path, result_path, has_ground_truth,
-             dsc, iou, miou, \"precision\", recall, tp, fp, fn, tn)
+             dsc, iou, miou, \"precision\", recall, tp, fp, fn, tn, seg_path)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                 $17, $18, $19, $20, $21, $22, $23, $24, $25)
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
          ON CONFLICT (case_id) DO NOTHING",
     )
     .bind(&r.case_id)
@@ -137,4 +166,35 @@ pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments
     .bind(r.fp)
     .bind(r.fn_)
     .bind(r.tn)
+    .bind(&r.seg_path)
+}
+
+pub(super) fn insert_dicom<'a>(case_id: &'a str, d: &'a DicomRecord) -> Query<'a, sqlx::Any, AnyArguments> {
+    sqlx::query(
+        "INSERT INTO dicom_cases (case_id, sop_instance_uid, frame_number, number_of_frames, sop_class_uid,
+             study_instance_uid, series_instance_uid, modality, accession_number, patient_id, patient_id_form,
+             transfer_syntax_uid, transfer_syntax, image_rows, image_columns, photometric_interpretation,
+             pixel_spacing_row_mm, pixel_spacing_column_mm, decoder)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         ON CONFLICT (case_id) DO NOTHING",
+    )
+    .bind(case_id)
+    .bind(&d.sop_instance_uid)
+    .bind(d.frame_number)
+    .bind(d.number_of_frames)
+    .bind(&d.sop_class_uid)
+    .bind(&d.study_instance_uid)
+    .bind(&d.series_instance_uid)
+    .bind(&d.modality)
+    .bind(&d.accession_number)
+    .bind(&d.patient_id)
+    .bind(&d.patient_id_form)
+    .bind(&d.transfer_syntax_uid)
+    .bind(&d.transfer_syntax)
+    .bind(d.rows)
+    .bind(d.columns)
+    .bind(&d.photometric_interpretation)
+    .bind(d.pixel_spacing.map(|s| s[0]))
+    .bind(d.pixel_spacing.map(|s| s[1]))
+    .bind(&d.decoder)
 }

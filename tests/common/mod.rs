@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fixtures;
+
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
@@ -52,6 +54,14 @@ impl World {
             }
         };
         World { dir, database_url, backend, postgres_db }
+    }
+
+    /// Writes a pipeline file `<name>.toml` for the bundled model with `body` (TOML sections).
+    pub fn pipeline(&self, name: &str, body: &str) -> PathBuf {
+        let model = repo().join("models/efen-small.onnx");
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("name = \"{name}\"\nmodel = \"{}\"\n{body}\n", model.display())).unwrap();
+        path
     }
 
     pub fn drop_dir(&self) -> PathBuf {
