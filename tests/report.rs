@@ -399,7 +399,7 @@ fn squash(text: &str) -> String {
 const WHICH_MODEL: &str = "
 SELECT source_path, model_name, model_sha256, pipeline, pipeline_settings, efen_version, recorded_at, mask_path
 FROM provenance
-WHERE source_sha256 = $1
+WHERE source_sha256 = $1 OR file_sha256 = $1
 ORDER BY recorded_at;";
 
 /// The README's query: how Dice moved between two model versions on the same inputs.
@@ -530,6 +530,38 @@ async fn audit_log_refuses_changes_in_sqlite() {
         assert!(error.contains("append-only"), "{sql}: {error}");
     }
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log").await, 1);
+    pool.close().await;
+    world.close().await;
+}
+
+/// A multi-frame DICOM file is found by its own SHA-256 with the documented query: one row per
+/// frame, each with its instance and frame number; the HTML report still renders.
+#[tokio::test]
+async fn dicom_frames_are_traced_to_their_file() {
+    let world = World::new(Backend::Sqlite).await;
+    let file = common::fixtures::fixtures().join("syn_gray8_3frames.dcm");
+    std::fs::copy(&file, world.drop_dir().join("three.dcm")).unwrap();
+    assert_eq!(world.run(&["run", world.drop_dir().to_str().unwrap()]).status.code(), Some(0));
+    let pool = world.pool().await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&file).unwrap()));
+    let documented = format!("SELECT source_path FROM ({}) q", WHICH_MODEL.trim().trim_end_matches(';'));
+    let found: Vec<(String,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(documented)).bind(&sha).fetch_all(&pool).await.unwrap();
+    assert_eq!(found.len(), 3, "the documented query finds the file's three frames: {found:?}");
+    let sql = "SELECT source_path, model_sha256, sop_instance_uid, CAST(frame_number AS BIGINT)
+               FROM provenance WHERE file_sha256 = $1";
+    let rows: Vec<(String, String, Option<String>, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&sha).fetch_all(&pool).await.unwrap();
+    let frames: Vec<i64> = rows.iter().map(|r| r.3).collect();
+    assert_eq!(frames.len(), 3, "{rows:?}");
+    assert!(
+        frames.iter().all(|f| (1..=3).contains(f))
+            && frames.iter().collect::<std::collections::HashSet<_>>().len() == 3
+    );
+    assert!(rows.iter().all(|r| r.0.contains("three.dcm#frame=") && r.2.is_some()), "{rows:?}");
+    let html = world.dir.path().join("report.html");
+    report(&world, &["--format", "html", "--out", html.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("No case with ground truth."));
     pool.close().await;
     world.close().await;
 }

@@ -11,14 +11,17 @@
 --   throughput_per_s = succeeded cases / elapsed_s.
 -- - Days are UTC calendar days of the result's time, as text YYYY-MM-DD.
 
--- Every result traced to its input bytes, model, pipeline settings and efen version.
+-- Every result traced to its input bytes (source_sha256; for a DICOM frame, file_sha256 is the
+-- file's), model, pipeline settings and efen version; DICOM cases also to their instance and frame.
 CREATE VIEW provenance AS
-SELECT r.case_id, r.run_id, r.status, c.source_path, c.source_sha256, c.size_bytes, c.ground_truth_path,
-       c.pipeline, ru.pipeline_settings, ru.model_name, c.model_sha256, ru.efen_version, ru.host,
-       r.mask_path, r.overlay_path, r.result_path, r.dsc, r.created_at AS recorded_at
+SELECT r.case_id, r.run_id, r.status, c.source_path, c.source_sha256, c.file_sha256, c.size_bytes,
+       c.ground_truth_path, c.pipeline, ru.pipeline_settings, ru.model_name, c.model_sha256, ru.efen_version,
+       ru.host, d.sop_instance_uid, d.frame_number, r.mask_path, r.overlay_path, r.seg_path, r.result_path,
+       r.dsc, r.created_at AS recorded_at
 FROM results r
 JOIN cases c ON c.case_id = r.case_id
-JOIN runs ru ON ru.run_id = r.run_id;
+JOIN runs ru ON ru.run_id = r.run_id
+LEFT JOIN dicom_cases d ON d.case_id = r.case_id;
 
 CREATE VIEW run_summary AS
 WITH scored AS (
