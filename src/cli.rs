@@ -76,6 +76,9 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Report from the store: run summaries, the paper table, failures; as a terminal table, CSV,
+    /// Parquet, JSON or one self-contained HTML file.
+    Report(crate::report::ReportArgs),
     /// Check the ONNX Runtime library, execution providers, the store and the folders.
     Doctor {
         #[arg(long)]
@@ -160,6 +163,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             crate::bench::bench(config, pipeline.as_deref(), settings).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report(args) => crate::report::run(config, args).await,
         Command::Doctor { pipeline } => crate::doctor::doctor(&config, pipeline.as_deref()).await,
     }
 }

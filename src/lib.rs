@@ -16,7 +16,7 @@
 //! Around them: [`pipeline`] wires the stages (the only module that knows them all), [`model`]
 //! reads model cards, [`runtime`] loads ONNX Runtime, [`config`] reads settings, [`shutdown`]
 //! turns signals into a drain, [`doctor`] checks an installation, [`bench`] measures the pipeline
-//! against bare ONNX Runtime and [`cli`] is the command line.
+//! against bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the command line.
 
 pub mod bench;
 pub mod cli;
@@ -32,6 +32,7 @@ pub mod output;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod report;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;

@@ -112,6 +112,11 @@ impl Store {
         Ok(Store { pool, backend, actor })
     }
 
+    /// The connection pool, for the read-only queries of `efen report`.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -305,10 +310,20 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(query(ACTION))?;
-        let inserted =
-            records::insert_result(record).execute(&mut *tx).await.map_err(query(ACTION))?.rows_affected() == 1;
+        // Not a cached prepared statement: sqlx 0.9.0's Any driver binds a NULL f64 as float4, so a
+        // statement first prepared for a failed case (no metrics) refuses the f64 of a later success
+        // on PostgreSQL ("incorrect binary data format in bind parameter 17").
+        let inserted = records::insert_result(record)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(ACTION))?
+            .rows_affected()
+            == 1;
         if inserted && let Some(dicom) = &record.dicom {
-            records::insert_dicom(&record.case_id, dicom).execute(&mut *tx).await.map_err(query(ACTION))?;
+            // Same reason: the pixel spacing is an optional f64.
+            let insert = records::insert_dicom(&record.case_id, dicom).persistent(false);
+            insert.execute(&mut *tx).await.map_err(query(ACTION))?;
         }
         if inserted {
             let action = if record.status == "succeeded" { "case_succeeded" } else { "case_failed" };
