@@ -77,39 +77,41 @@ fn read_mislabelled(from_magic: &[u8]) -> Option<DefaultDicomObject> {
 }
 
 /// Checks the element lengths of the data set after a meta group (`from_magic` starts at "DICM"),
-/// in the encoding its transfer syntax names. A meta group that cannot be read, or a deflated
-/// data set, is left to dicom-rs.
+/// in the encoding its transfer syntax names; a deflated data set is inflated first. A meta group
+/// that cannot be read, or a stream that does not inflate, is left to dicom-rs to report.
 fn check_data_set_lengths(from_magic: &[u8]) -> Result<(), lengths::Overrun> {
     let mut cursor = std::io::Cursor::new(from_magic);
     let Ok(meta) = dicom_object::FileMetaTable::from_reader(&mut cursor) else { return Ok(()) };
     let rest = &from_magic[cursor.position() as usize..];
-    match encoding_of(meta.transfer_syntax().trim_end_matches('\0')) {
-        Some(encoding) => lengths::check(rest, encoding),
-        None => Ok(()),
+    let ts_uid = meta.transfer_syntax().trim_end_matches('\0');
+    if !is_deflated(ts_uid) {
+        return lengths::check(rest, encoding_of(ts_uid));
+    }
+    let mut inflated = Vec::new();
+    match std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(rest), &mut inflated) {
+        Ok(_) => lengths::check(&inflated, Encoding::ExplicitLe),
+        Err(_) => Ok(()),
     }
 }
 
-/// How a transfer syntax encodes the data set; None when it is deflated.
-fn encoding_of(ts_uid: &str) -> Option<Encoding> {
+fn is_deflated(ts_uid: &str) -> bool {
+    TransferSyntaxRegistry.get(ts_uid).is_some_and(|ts| matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)))
+}
+
+/// How a transfer syntax that is not deflated encodes the data set.
+fn encoding_of(ts_uid: &str) -> Encoding {
     #[allow(deprecated)]
     match ts_uid {
-        uids::IMPLICIT_VR_LITTLE_ENDIAN => Some(Encoding::ImplicitLe),
-        uids::EXPLICIT_VR_BIG_ENDIAN => Some(Encoding::ExplicitBe),
-        uid if TransferSyntaxRegistry
-            .get(uid)
-            .is_some_and(|ts| matches!(ts.codec(), dicom_encoding::Codec::Dataset(_))) =>
-        {
-            None
-        }
-        _ => Some(Encoding::ExplicitLe),
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => Encoding::ImplicitLe,
+        uids::EXPLICIT_VR_BIG_ENDIAN => Encoding::ExplicitBe,
+        _ => Encoding::ExplicitLe,
     }
 }
 
 fn read_bare(bytes: &[u8], ts_uid: &'static str) -> Result<DefaultDicomObject, DicomError> {
     let ts = TransferSyntaxRegistry.get(ts_uid).expect("the registry knows the three native transfer syntaxes");
-    if let Some(encoding) = encoding_of(ts_uid) {
-        lengths::check(bytes, encoding).map_err(|overrun| DicomError::Truncated { reason: overrun.to_string() })?;
-    }
+    lengths::check(bytes, encoding_of(ts_uid))
+        .map_err(|overrun| DicomError::Truncated { reason: overrun.to_string() })?;
     let obj =
         guard("reading the data set", || InMemDicomObject::read_dataset_with_ts(bytes, ts))?.map_err(read_error)?;
     let sop_class = string(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
