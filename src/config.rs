@@ -126,6 +126,8 @@ pub struct NodeConfig {
     pub series_quiet_ms: u64,
     /// Where SEGs are sent: `AE@host:port`.
     pub destinations: Vec<String>,
+    /// Also send the overlay as a Secondary Capture image, for viewers that do not show SEG.
+    pub send_overlay: bool,
     /// Attempts per send before it is recorded as failed (retried again after a restart).
     pub send_attempts: u32,
     /// Wait before the first retry; doubled for each further one.

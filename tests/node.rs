@@ -60,7 +60,15 @@ async fn echo_works_and_callers_not_on_the_list_are_rejected() {
     // A SOP class efen does not decode is refused at negotiation: storescu cannot send it.
     let (code, text) = dcmtk(
         "storescu",
-        &["-aet", "GOODSCU", "-aec", "EFEN", "127.0.0.1", &port_text, fixtures().join("pydicom_rtplan.dcm").to_str().unwrap()],
+        &[
+            "-aet",
+            "GOODSCU",
+            "-aec",
+            "EFEN",
+            "127.0.0.1",
+            &port_text,
+            fixtures().join("pydicom_rtplan.dcm").to_str().unwrap(),
+        ],
     );
     assert_ne!(code, Some(0), "RT Plan is not accepted: {text}");
     assert!(world.logs().contains("calling AE title not on node.allowed_callers"), "{}", world.logs());
@@ -98,7 +106,9 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     orthanc.post("/modalities/efen/store", body.as_bytes());
     let sent_in = started.elapsed();
     world
-        .wait_for("the SEGs to arrive in Orthanc", Duration::from_secs(180), async || orthanc.segs().len() == files.len())
+        .wait_for("the SEGs to arrive in Orthanc", Duration::from_secs(180), async || {
+            orthanc.segs().len() == files.len()
+        })
         .await;
     let round_trip = started.elapsed();
     eprintln!(
@@ -174,7 +184,12 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
         .spawn()
         .expect("storescp (Debian dcmtk)");
     assert!(wait_listening(pacs_port, Duration::from_secs(10)).await);
-    let child = start_node(&world, "node-2", port, &[("EFEN_NODE__DESTINATIONS", format!(r#"["ARCHIVE@127.0.0.1:{pacs_port}"]"#))]);
+    let child = start_node(
+        &world,
+        "node-2",
+        port,
+        &[("EFEN_NODE__DESTINATIONS", format!(r#"["ARCHIVE@127.0.0.1:{pacs_port}"]"#))],
+    );
     world
         .wait_for("the failed sends to go out after the restart", Duration::from_secs(120), async || {
             count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 2
@@ -237,13 +252,12 @@ async fn a_kill_mid_series_loses_no_acknowledged_instance() {
         })
         .await;
     for file in &first {
-        let n: (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND source_path LIKE $1",
-        )
-        .bind(format!("%/{}.dcm", sop_of(file)))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let n: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND source_path LIKE $1")
+                .bind(format!("%/{}.dcm", sop_of(file)))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!(n.0, 1, "acknowledged instance {} was processed", sop_of(file));
     }
     assert_eq!(received_cases(&pool).await, files.len() as i64);

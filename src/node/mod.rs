@@ -9,6 +9,7 @@
 
 pub mod dimse;
 pub mod outbox;
+pub mod overlay;
 pub mod scp;
 pub mod send;
 pub mod series;
@@ -70,6 +71,7 @@ pub async fn start(
         let settings = outbox::OutboxSettings {
             calling_ae: node.ae_title.clone(),
             destinations,
+            objects: if node.send_overlay { vec!["seg", "overlay"] } else { vec!["seg"] },
             drop_prefix: format!("{}/", target.display()),
             attempts: node.send_attempts.max(1),
             backoff: Duration::from_millis(node.send_backoff_ms),
@@ -116,6 +118,9 @@ impl NodeConfig {
     }
 
     pub fn destinations(&self) -> anyhow::Result<Vec<send::Destination>> {
-        self.destinations.iter().map(|d| d.parse().map_err(|e: String| anyhow::anyhow!("node.destinations: {e}"))).collect()
+        self.destinations
+            .iter()
+            .map(|d| d.parse().map_err(|e: String| anyhow::anyhow!("node.destinations: {e}")))
+            .collect()
     }
 }

@@ -16,32 +16,32 @@ use super::spool::{PartFile, Spool, SpoolError, is_plain_uid};
 
 /// Image storage SOP classes whose pixel data the decode stage reads.
 pub const IMAGE_STORAGE: &[&str] = &[
-    "1.2.840.10008.5.1.4.1.1.1",       // Computed Radiography
-    "1.2.840.10008.5.1.4.1.1.1.1",     // Digital X-Ray, for presentation
-    "1.2.840.10008.5.1.4.1.1.1.1.1",   // Digital X-Ray, for processing
-    "1.2.840.10008.5.1.4.1.1.1.2",     // Digital Mammography, for presentation
-    "1.2.840.10008.5.1.4.1.1.1.2.1",   // Digital Mammography, for processing
-    "1.2.840.10008.5.1.4.1.1.1.3",     // Digital Intra-Oral X-Ray, for presentation
-    "1.2.840.10008.5.1.4.1.1.1.3.1",   // Digital Intra-Oral X-Ray, for processing
-    "1.2.840.10008.5.1.4.1.1.2",       // CT
-    "1.2.840.10008.5.1.4.1.1.2.1",     // Enhanced CT
-    "1.2.840.10008.5.1.4.1.1.3.1",     // Ultrasound Multi-frame
-    "1.2.840.10008.5.1.4.1.1.4",       // MR
-    "1.2.840.10008.5.1.4.1.1.4.1",     // Enhanced MR
-    "1.2.840.10008.5.1.4.1.1.6.1",     // Ultrasound
-    "1.2.840.10008.5.1.4.1.1.7",       // Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.7.1",     // Multi-frame Single Bit SC
-    "1.2.840.10008.5.1.4.1.1.7.2",     // Multi-frame Grayscale Byte SC
-    "1.2.840.10008.5.1.4.1.1.7.3",     // Multi-frame Grayscale Word SC
-    "1.2.840.10008.5.1.4.1.1.7.4",     // Multi-frame True Color SC
-    "1.2.840.10008.5.1.4.1.1.12.1",    // X-Ray Angiography
-    "1.2.840.10008.5.1.4.1.1.12.2",    // X-Ray Radiofluoroscopy
-    "1.2.840.10008.5.1.4.1.1.20",      // Nuclear Medicine
-    "1.2.840.10008.5.1.4.1.1.128",     // PET
-    "1.2.840.10008.5.1.4.1.1.481.1",   // RT Image
-    "1.2.840.10008.5.1.4.1.1.77.1.1",  // VL Endoscopic
-    "1.2.840.10008.5.1.4.1.1.77.1.2",  // VL Microscopic
-    "1.2.840.10008.5.1.4.1.1.77.1.4",  // VL Photographic
+    "1.2.840.10008.5.1.4.1.1.1",        // Computed Radiography
+    "1.2.840.10008.5.1.4.1.1.1.1",      // Digital X-Ray, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",    // Digital X-Ray, for processing
+    "1.2.840.10008.5.1.4.1.1.1.2",      // Digital Mammography, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.2.1",    // Digital Mammography, for processing
+    "1.2.840.10008.5.1.4.1.1.1.3",      // Digital Intra-Oral X-Ray, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.3.1",    // Digital Intra-Oral X-Ray, for processing
+    "1.2.840.10008.5.1.4.1.1.2",        // CT
+    "1.2.840.10008.5.1.4.1.1.2.1",      // Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.3.1",      // Ultrasound Multi-frame
+    "1.2.840.10008.5.1.4.1.1.4",        // MR
+    "1.2.840.10008.5.1.4.1.1.4.1",      // Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.6.1",      // Ultrasound
+    "1.2.840.10008.5.1.4.1.1.7",        // Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.1",      // Multi-frame Single Bit SC
+    "1.2.840.10008.5.1.4.1.1.7.2",      // Multi-frame Grayscale Byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3",      // Multi-frame Grayscale Word SC
+    "1.2.840.10008.5.1.4.1.1.7.4",      // Multi-frame True Color SC
+    "1.2.840.10008.5.1.4.1.1.12.1",     // X-Ray Angiography
+    "1.2.840.10008.5.1.4.1.1.12.2",     // X-Ray Radiofluoroscopy
+    "1.2.840.10008.5.1.4.1.1.20",       // Nuclear Medicine
+    "1.2.840.10008.5.1.4.1.1.128",      // PET
+    "1.2.840.10008.5.1.4.1.1.481.1",    // RT Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1",   // VL Endoscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.2",   // VL Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.4",   // VL Photographic
     "1.2.840.10008.5.1.4.1.1.77.1.5.1", // Ophthalmic Photography 8 bit
     "1.2.840.10008.5.1.4.1.1.77.1.5.2", // Ophthalmic Photography 16 bit
 ];
@@ -79,7 +79,11 @@ impl AccessControl for CallerList {
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
         if called_ae_title.trim() != this_ae_title.trim() {
-            tracing::warn!(calling_ae = calling, called_ae = called_ae_title.trim(), "association rejected: called AE title is not ours");
+            tracing::warn!(
+                calling_ae = calling,
+                called_ae = called_ae_title.trim(),
+                "association rejected: called AE title is not ours"
+            );
             return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
         }
         Ok(())
@@ -135,8 +139,12 @@ enum Receiving {
 async fn association(socket: TcpStream, options: &Options, spool: &Spool) -> anyhow::Result<()> {
     let mut association = match options.establish_async(socket).await {
         Ok(a) => a,
-        // Rejections are logged by the access control with the reason.
-        Err(e) => return Err(anyhow::anyhow!("association not established: {e}")),
+        Err(e) => {
+            // Rejected callers are logged by the access control, with the reason; the rest are
+            // port probes and broken requests.
+            tracing::debug!("association not established: {e}");
+            return Ok(());
+        }
     };
     let caller = association.client_ae_title().trim().to_string();
     let contexts: HashMap<u8, String> =
@@ -282,8 +290,12 @@ async fn respond(
     context: u8,
     command: Command,
 ) -> anyhow::Result<()> {
-    let value =
-        PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: command.encode() };
+    let value = PDataValue {
+        presentation_context_id: context,
+        value_type: PDataValueType::Command,
+        is_last: true,
+        data: command.encode(),
+    };
     association.send(&Pdu::PData { data: vec![value] }).await?;
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 
@@ -62,7 +62,12 @@ pub struct Sent {
 }
 
 /// Sends `file` to `destination` as `calling_ae`; the whole exchange within `timeout`.
-pub async fn store(file: &Path, calling_ae: &str, destination: &Destination, timeout: Duration) -> Result<Sent, SendError> {
+pub async fn store(
+    file: &Path,
+    calling_ae: &str,
+    destination: &Destination,
+    timeout: Duration,
+) -> Result<Sent, SendError> {
     let name = destination.to_string();
     match tokio::time::timeout(timeout, store_inner(file, calling_ae, destination)).await {
         Ok(result) => result,
@@ -101,8 +106,16 @@ async fn store_inner(file: &Path, calling_ae: &str, destination: &Destination) -
     object.write_dataset_with_ts(&mut data, ts).map_err(|e| unreadable(e.to_string()))?;
 
     let command = Command::c_store_rq(1, &sop_class, &sop_instance).encode();
-    let pdv = |value_type, is_last, data: Vec<u8>| PDataValue { presentation_context_id: context.id, value_type, is_last, data };
-    association.send(&Pdu::PData { data: vec![pdv(PDataValueType::Command, true, command)] }).await.map_err(|e| failed(e.to_string()))?;
+    let pdv = |value_type, is_last, data: Vec<u8>| PDataValue {
+        presentation_context_id: context.id,
+        value_type,
+        is_last,
+        data,
+    };
+    association
+        .send(&Pdu::PData { data: vec![pdv(PDataValueType::Command, true, command)] })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     // One PDV per P-DATA-TF; its header (length, context, control) takes 6 of the PDU's bytes.
     let peer_max = association.acceptor_max_pdu_length();
     let chunk = if peer_max == 0 { 65536 } else { (peer_max as usize).saturating_sub(6).max(1024) };
@@ -129,7 +142,12 @@ async fn store_inner(file: &Path, calling_ae: &str, destination: &Destination) -
                     break reply;
                 }
             }
-            other => return Err(failed(format!("unexpected {} instead of the C-STORE response", other.short_description()))),
+            other => {
+                return Err(failed(format!(
+                    "unexpected {} instead of the C-STORE response",
+                    other.short_description()
+                )));
+            }
         }
     };
     if reply.command_field() != Some(dimse::C_STORE_RSP) {

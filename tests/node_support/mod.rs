@@ -124,7 +124,8 @@ impl Orthanc {
 
     fn curl(&self, args: &[&str], path: &str) -> Option<Vec<u8>> {
         let url = format!("http://127.0.0.1:{}{path}", self.http_port);
-        let output = Command::new("curl").args(["-sS", "-f", "--max-time", "120"]).args(args).arg(&url).output().ok()?;
+        let output =
+            Command::new("curl").args(["-sS", "-f", "--max-time", "120"]).args(args).arg(&url).output().ok()?;
         output.status.success().then_some(output.stdout)
     }
 
