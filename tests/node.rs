@@ -88,7 +88,11 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
         &world,
         "node",
         port,
-        &[("EFEN_NODE__ALLOWED_CALLERS", r#"["ORTHANC"]"#.into()), ("EFEN_NODE__DESTINATIONS", destination)],
+        &[
+            ("EFEN_NODE__ALLOWED_CALLERS", r#"["ORTHANC"]"#.into()),
+            ("EFEN_NODE__DESTINATIONS", destination),
+            ("EFEN_NODE__SEND_OVERLAY", "true".into()),
+        ],
     );
     assert!(wait_listening(port, Duration::from_secs(60)).await, "efen did not listen\n{}", world.logs());
 
@@ -137,13 +141,41 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
         assert!(frame == mask, "SEG frame of case {case_id} differs from its mask.png");
         assert!(frame.iter().any(|b| *b == 1), "a non-empty segment");
     }
-    let accepted = count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted' AND peer_status = 0").await;
+    // The overlays went too, as Secondary Capture images in the source's study.
+    world
+        .wait_for("the overlays to arrive in Orthanc", Duration::from_secs(60), async || {
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'overlay' AND status = 'accepted'").await
+                == files.len() as i64
+        })
+        .await;
+    let study = orthanc.get_json(&format!("/instances/{}/tags?simplify", found_instance(&orthanc, &files[0])))["StudyInstanceUID"]
+        .clone();
+    let overlays: Vec<serde_json::Value> = orthanc
+        .get_json("/instances")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| orthanc.get_json(&format!("/instances/{}/tags?simplify", id.as_str().unwrap())))
+        .filter(|tags| tags["SeriesDescription"] == "efen overlay")
+        .collect();
+    assert_eq!(overlays.len(), files.len());
+    assert!(overlays.iter().all(|t| t["StudyInstanceUID"] == study && t["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7"));
+
+    let accepted =
+        count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'seg' AND status = 'accepted' AND peer_status = 0")
+            .await;
     assert_eq!(accepted, files.len() as i64);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, accepted);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, 2 * accepted);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'series_received'").await, 1);
     stop(&world, child).await;
     pool.close().await;
     world.close().await;
+}
+
+/// Orthanc's id of the instance made as `file`.
+fn found_instance(orthanc: &Orthanc, file: &std::path::Path) -> String {
+    let found = orthanc.post("/tools/lookup", sop_of(file).as_bytes());
+    found[0]["ID"].as_str().unwrap().to_string()
 }
 
 /// A destination that is down: sends fail (recorded with the reason), then go out after a restart
