@@ -249,9 +249,18 @@ async fn a_kill_mid_series_loses_no_acknowledged_instance() {
     let log = world.dir.path().join("storescu-1.txt");
     let started = Instant::now();
     let mut sender = spawn_storescu("MODALITY", port, &files, &log);
-    // Kill once a quarter is acknowledged.
+    // Kill once a quarter is durable in efen's spool (storescu's own log may be buffered).
     let incoming = world.state().join("incoming");
-    while acknowledged(&log).len() < 25 && sender.try_wait().unwrap().is_none() {
+    let spooled = || -> usize {
+        std::fs::read_dir(&incoming)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| std::fs::read_dir(e.path()).map(|d| d.count()).unwrap_or(0))
+            .sum()
+    };
+    while spooled() < 25 && sender.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap();

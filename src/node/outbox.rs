@@ -223,7 +223,7 @@ async fn send_round(
         let (uid, peer, error) = match &outcome {
             Ok(sent) if is_stored(sent.status) => {
                 store
-                    .update(&case_id, &name, "accepted", Some(&sent.sop_instance_uid), Some(sent.status), None)
+                    .update(&case_id, &name, &object, "accepted", Some(&sent.sop_instance_uid), Some(sent.status), None)
                     .await?;
                 let detail = format!("{object} {} to {name}: status {:04X}", sent.sop_instance_uid, sent.status);
                 store.audit(Some(&case_id), "send_accepted", &detail).await?;

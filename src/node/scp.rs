@@ -146,7 +146,7 @@ async fn association(socket: TcpStream, options: &Options, spool: &Spool) -> any
             return Ok(());
         }
     };
-    let caller = association.client_ae_title().trim().to_string();
+    let caller = dicom_ul::association::Association::peer_ae_title(&association).trim().to_string();
     let contexts: HashMap<u8, String> =
         association.presentation_contexts().iter().map(|pc| (pc.id, pc.transfer_syntax.clone())).collect();
     tracing::debug!(calling_ae = %caller, contexts = contexts.len(), "association accepted");
