@@ -97,7 +97,7 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     assert!(wait_listening(port, Duration::from_secs(60)).await, "efen did not listen\n{}", world.logs());
 
     // Uncompressed and compressed instances in one series, uploaded into Orthanc first.
-    let templates = ["dcmtk_gray16_implicit.dcm", "dcmtk_gray8_implicit.dcm", "dcmtk_gray16_jpegls_lossless.dcm"];
+    let templates = ["dcmtk_gray8_implicit.dcm", "dcmtk_gray8_jpegls_lossless.dcm", "dcmtk_gray8_rle.dcm"];
     let (series_uid, files) = make_series(&world.dir.path().join("series"), &templates, 6, "efen round trip");
     for file in &files {
         orthanc.post("/instances", &std::fs::read(file).unwrap());
@@ -189,7 +189,7 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
     let env = [("EFEN_NODE__DESTINATIONS", destination), ("EFEN_NODE__SEND_ATTEMPTS", "2".to_string())];
     let child = start_node(&world, "node-1", port, &env);
     assert!(wait_listening(port, Duration::from_secs(60)).await, "efen did not listen\n{}", world.logs());
-    let (_, files) = make_series(&world.dir.path().join("series"), &["dcmtk_gray16_implicit.dcm"], 2, "retry");
+    let (_, files) = make_series(&world.dir.path().join("series"), &["dcmtk_gray8_implicit.dcm"], 2, "retry");
     let mut args = vec!["-aet", "MODALITY", "-aec", "EFEN", "127.0.0.1"];
     let port_text = port.to_string();
     args.push(&port_text);
@@ -244,7 +244,7 @@ async fn a_kill_mid_series_loses_no_acknowledged_instance() {
     let port = free_port();
     let mut child = start_node(&world, "node-1", port, &[]);
     assert!(wait_listening(port, Duration::from_secs(60)).await, "efen did not listen\n{}", world.logs());
-    let (_, files) = make_series(&world.dir.path().join("series"), &["dcmtk_gray16_implicit.dcm"], 100, "kill");
+    let (_, files) = make_series(&world.dir.path().join("series"), &["dcmtk_gray8_implicit.dcm"], 100, "kill");
 
     let log = world.dir.path().join("storescu-1.txt");
     let started = Instant::now();
