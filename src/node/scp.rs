@@ -119,6 +119,8 @@ pub async fn serve(listener: TcpListener, settings: ScpSettings, spool: Spool, s
                 }
             },
         };
+        // Small PDUs (C-STORE responses) must not wait for Nagle's algorithm.
+        let _ = socket.set_nodelay(true);
         let (options, spool) = (options.clone(), spool.clone());
         tokio::spawn(async move {
             if let Err(e) = association(socket, &options, &spool).await {

@@ -95,6 +95,7 @@ async fn store_inner(file: &Path, calling_ae: &str, destination: &Destination) -
         .establish_async(format!("{}:{}", destination.host, destination.port))
         .await
         .map_err(|e| failed(e.to_string()))?;
+    let _ = association.inner_stream().set_nodelay(true);
     let Some(context) = association.presentation_contexts().first().cloned() else {
         let _ = association.abort().await;
         return Err(SendError::NoContext { destination: destination.to_string(), sop_class });

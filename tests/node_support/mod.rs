@@ -191,6 +191,8 @@ pub fn mask_bits(path: &Path) -> (u32, u32, Vec<u8>) {
 pub fn spawn_storescu(calling: &str, port: u16, files: &[PathBuf], log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     Command::new("storescu")
+        // Debian's dcmtk leaves Nagle's algorithm on: ~50 ms per instance on loopback without this.
+        .env("TCP_NODELAY", "1")
         .args(["-v", "-aet", calling, "-aec", "EFEN", "127.0.0.1", &port.to_string()])
         .args(files)
         .stdout(out.try_clone().unwrap())
