@@ -42,7 +42,23 @@ async fn received_cases(pool: &sqlx::AnyPool) -> i64 {
 async fn echo_works_and_callers_not_on_the_list_are_rejected() {
     let world = World::new(Backend::Sqlite).await;
     let port = free_port();
-    let child = start_node(&world, "node", port, &[("EFEN_NODE__ALLOWED_CALLERS", r#"["GOODSCU"]"#.into())]);
+    // A pipeline that takes CT series only.
+    let pipeline = world.dir.path().join("ct-only.toml");
+    let model = common::repo().join("models/efen-small.onnx");
+    std::fs::write(
+        &pipeline,
+        format!("name = \"ct-only\"\nmodel = {:?}\n[select]\nmodalities = [\"CT\"]\n", model.display().to_string()),
+    )
+    .unwrap();
+    let child = start_node(
+        &world,
+        "node",
+        port,
+        &[
+            ("EFEN_NODE__ALLOWED_CALLERS", r#"["GOODSCU"]"#.into()),
+            ("EFEN_PATHS__DEFAULT_PIPELINE", pipeline.display().to_string()),
+        ],
+    );
     assert!(wait_listening(port, Duration::from_secs(60)).await, "efen did not listen\n{}", world.logs());
     let port_text = port.to_string();
 
@@ -72,6 +88,26 @@ async fn echo_works_and_callers_not_on_the_list_are_rejected() {
     );
     assert_ne!(code, Some(0), "RT Plan is not accepted: {text}");
     assert!(world.logs().contains("calling AE title not on node.allowed_callers"), "{}", world.logs());
+
+    // An OT series is received (acknowledged) but not taken by a CT-only pipeline.
+    let (series, files) = make_series(&world.dir.path().join("series"), &["dcmtk_gray8_implicit.dcm"], 2, "not CT");
+    let mut args = vec!["-aet", "GOODSCU", "-aec", "EFEN", "127.0.0.1", &port_text];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let (code, text) = dcmtk("storescu", &args);
+    assert_eq!(code, Some(0), "{text}");
+    let ignored = world.state().join("ignored").join(&series);
+    world
+        .wait_for("the series to be set aside", Duration::from_secs(30), async || common::names(&ignored).len() == 2)
+        .await;
+    let pool = world.pool().await;
+    world
+        .wait_for("the audit entry", Duration::from_secs(10), async || {
+            count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'series_ignored'").await == 1
+        })
+        .await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM cases").await, 0);
+    assert!(world.logs().contains("not selected by the pipeline: modality \"OT\""), "{}", world.logs());
+    pool.close().await;
     stop(&world, child).await;
     world.close().await;
 }
