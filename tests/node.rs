@@ -222,7 +222,11 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
     let port = free_port();
     let pacs_port = free_port();
     let destination = format!(r#"["ARCHIVE@127.0.0.1:{pacs_port}"]"#);
-    let env = [("EFEN_NODE__DESTINATIONS", destination), ("EFEN_NODE__SEND_ATTEMPTS", "2".to_string())];
+    let env = [
+        ("EFEN_NODE__DESTINATIONS", destination),
+        ("EFEN_NODE__SEND_ATTEMPTS", "2".to_string()),
+        ("EFEN_NODE__SEND_OVERLAY", "true".to_string()),
+    ];
     let child = start_node(&world, "node-1", port, &env);
     assert!(wait_listening(port, Duration::from_secs(60)).await, "efen did not listen\n{}", world.logs());
     let (_, files) = make_series(&world.dir.path().join("series"), &["dcmtk_gray8_implicit.dcm"], 2, "retry");
@@ -235,11 +239,13 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
 
     let pool = world.pool().await;
     world
-        .wait_for("both sends to fail", Duration::from_secs(120), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'failed'").await == Some(2)
+        .wait_for("the sends (2 SEGs, 2 overlays) to fail", Duration::from_secs(120), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'failed'").await == Some(4)
         })
         .await;
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_failed'").await, 2);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_failed'").await, 4);
+    let errors: Vec<(String,)> = sqlx::query_as("SELECT last_error FROM sends").fetch_all(&pool).await.unwrap();
+    assert!(errors.iter().all(|(e,)| e.contains("association with ARCHIVE@")), "the reason is recorded: {errors:?}");
     stop(&world, child).await;
 
     // The destination comes up: storescp accepts SEGs into a folder.
@@ -252,18 +258,20 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
         .spawn()
         .expect("storescp (Debian dcmtk)");
     assert!(wait_listening(pacs_port, Duration::from_secs(10)).await);
-    let child = start_node(
-        &world,
-        "node-2",
-        port,
-        &[("EFEN_NODE__DESTINATIONS", format!(r#"["ARCHIVE@127.0.0.1:{pacs_port}"]"#))],
-    );
+    let child = start_node(&world, "node-2", port, &env);
     world
         .wait_for("the failed sends to go out after the restart", Duration::from_secs(120), async || {
-            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 2
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 4
         })
         .await;
-    assert_eq!(common::names(&received).len(), 2, "storescp holds both SEGs");
+    let names = common::names(&received);
+    assert_eq!(names.len(), 4, "storescp holds both SEGs and both overlays: {names:?}");
+    // dciodvfy (dicom3tools) judges what went out: SEGs (SG.*) and Secondary Captures (SC.*).
+    for name in &names {
+        let verdict = std::process::Command::new("dciodvfy").arg(received.join(name)).output().expect("dciodvfy");
+        let text = format!("{}{}", String::from_utf8_lossy(&verdict.stdout), String::from_utf8_lossy(&verdict.stderr));
+        assert!(!text.lines().any(|l| l.starts_with("Error")), "dciodvfy {name}:\n{text}");
+    }
     stop(&world, child).await;
     let _ = archive.kill();
     let _ = archive.wait();

@@ -51,6 +51,9 @@ pub fn overlay_dicom(case_dir: &Path) -> Result<std::path::PathBuf, String> {
     obj.put(text(tags::SERIES_NUMBER, VR::IS, "9902"));
     obj.put(text(tags::SERIES_DESCRIPTION, VR::LO, "efen overlay"));
     obj.put(text(tags::INSTANCE_NUMBER, VR::IS, "1"));
+    // Type 2C, present but empty: unknown for a derived picture.
+    obj.put(text(tags::LATERALITY, VR::CS, ""));
+    obj.put(text(tags::PATIENT_ORIENTATION, VR::CS, ""));
     obj.put(text(tags::CONVERSION_TYPE, VR::CS, "WSD"));
     obj.put(text(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY"));
     obj.put(text(tags::CONTENT_DATE, VR::DA, &now.format("%Y%m%d").to_string()));
