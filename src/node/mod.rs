@@ -124,3 +124,60 @@ impl NodeConfig {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    /// A Secondary Capture header (no pixels: the spool reads headers only), with or without a
+    /// Series Instance UID.
+    fn instance(dir: &Path, sop: &str, series: Option<&str>) -> std::path::PathBuf {
+        let mut obj = InMemDicomObject::new_empty();
+        let ui = |tag, value: &str| DataElement::new(tag, VR::UI, PrimitiveValue::from(value));
+        obj.put(ui(tags::SOP_CLASS_UID, uids::SECONDARY_CAPTURE_IMAGE_STORAGE));
+        obj.put(ui(tags::SOP_INSTANCE_UID, sop));
+        if let Some(series) = series {
+            obj.put(ui(tags::SERIES_INSTANCE_UID, series));
+        }
+        let file = obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
+        let path = dir.join(format!("{sop}.dcm"));
+        file.write_to_file(&path).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn efens_scu_and_scp_agree_and_only_a_stored_instance_is_answered_with_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool::Spool::open(&dir.path().join("state")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let settings = scp::ScpSettings {
+            ae_title: "EFEN".into(),
+            allowed_callers: vec!["TEST".into()],
+            transfer_syntaxes: scp::UNCOMPRESSED.iter().map(|s| s.to_string()).collect(),
+            max_pdu_length: 16384,
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
+        let efen: send::Destination = format!("EFEN@127.0.0.1:{port}").parse().unwrap();
+        let timeout = Duration::from_secs(20);
+
+        let good = instance(dir.path(), "1.2.3.4.1", Some("1.2.3.4"));
+        let sent = send::store(&good, "TEST", &efen, timeout).await.unwrap();
+        assert_eq!((sent.status, sent.sop_instance_uid.as_str()), (dimse::status::SUCCESS, "1.2.3.4.1"));
+        let stored = spool.incoming.join("1.2.3.4/1.2.3.4.1.dcm");
+        assert!(stored.is_file(), "acknowledged means on disk");
+        assert_eq!(dicom_object::open_file(&stored).unwrap().meta().transfer_syntax(), uids::EXPLICIT_VR_LITTLE_ENDIAN);
+
+        let no_series = instance(dir.path(), "1.2.3.4.2", None);
+        let sent = send::store(&no_series, "TEST", &efen, timeout).await.unwrap();
+        assert_eq!(sent.status, dimse::status::CANNOT_UNDERSTAND);
+
+        let stranger = send::store(&good, "STRANGER", &efen, timeout).await.unwrap_err();
+        assert!(stranger.to_string().contains("association with EFEN@"), "{stranger}");
+        shutdown.cancel();
+    }
+}
