@@ -84,11 +84,7 @@ impl PartFile {
     /// Makes the instance durable in its series folder; returns the series UID and the final path.
     /// Blocking (fsync): call it off the async threads.
     pub fn commit(self, spool: &Spool) -> Result<(String, PathBuf), SpoolError> {
-        let result = self.commit_inner(spool);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-        result
+        self.commit_inner(spool)
     }
 
     fn commit_inner(&self, spool: &Spool) -> Result<(String, PathBuf), SpoolError> {
@@ -129,7 +125,13 @@ impl PartFile {
         Ok((series, target))
     }
 
-    pub fn discard(self) {
+    pub fn discard(self) {}
+}
+
+/// A partial file never outlives its message: after a commit the name is gone already, and an
+/// association that breaks off mid-instance leaves nothing behind.
+impl Drop for PartFile {
+    fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }
