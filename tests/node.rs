@@ -134,7 +134,7 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
 
     // Uncompressed and compressed instances in one series, uploaded into Orthanc first.
     let templates = ["dcmtk_gray8_implicit.dcm", "dcmtk_gray8_jpegls_lossless.dcm", "dcmtk_gray8_rle.dcm"];
-    let (series_uid, files) = make_series(&world.dir.path().join("series"), &templates, 6, "efen round trip");
+    let (series_uid, files) = make_series(&world.dir.path().join("series"), &templates, 24, "efen round trip");
     for file in &files {
         orthanc.post("/instances", &std::fs::read(file).unwrap());
     }

@@ -301,3 +301,28 @@ async fn respond(
     association.send(&Pdu::PData { data: vec![value] }).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_cannot_be_stored_gets_the_matching_failure_status() {
+        let io = |code| SpoolError::Io { path: "x".into(), source: std::io::Error::from_raw_os_error(code) };
+        assert_eq!(refusal_status(&io(28)), status::OUT_OF_RESOURCES, "ENOSPC");
+        assert_eq!(refusal_status(&io(122)), status::OUT_OF_RESOURCES, "EDQUOT");
+        assert_eq!(refusal_status(&io(5)), status::PROCESSING_FAILURE, "EIO");
+        assert_eq!(refusal_status(&SpoolError::NoSeries(String::new())), status::CANNOT_UNDERSTAND);
+    }
+
+    #[test]
+    fn only_image_storage_classes_are_taken() {
+        let state = tempfile::tempdir().unwrap();
+        let spool = Spool::open(state.path()).unwrap();
+        let rt_plan = Command::c_store_rq(1, "1.2.840.10008.5.1.4.1.1.481.5", "1.2.3");
+        match start_store(&spool, rt_plan, 1, "1.2.840.10008.1.2", "X") {
+            Receiving::Refused { status, .. } => assert_eq!(status, status::SOP_CLASS_NOT_SUPPORTED),
+            Receiving::Instance { .. } => panic!("an RT Plan was taken"),
+        }
+    }
+}

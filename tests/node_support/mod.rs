@@ -105,6 +105,8 @@ impl Orthanc {
         let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
         let child = Command::new("/usr/sbin/Orthanc")
             .arg(&path)
+            // Orthanc's DICOM side is dcmtk: without this, Nagle's algorithm costs ~50 ms per instance.
+            .env("TCP_NODELAY", "1")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
