@@ -146,8 +146,10 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     orthanc.post("/modalities/efen/store", body.as_bytes());
     let sent_in = started.elapsed();
     world
-        .wait_for("the SEGs to arrive in Orthanc", Duration::from_secs(180), async || {
-            orthanc.segs().len() == files.len()
+        .wait_for("Orthanc to accept the SEGs", Duration::from_secs(180), async || {
+            // Orthanc answers a C-STORE once it has stored the instance.
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'seg' AND status = 'accepted'").await
+                == files.len() as i64
         })
         .await;
     let round_trip = started.elapsed();
@@ -161,7 +163,9 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     );
 
     assert_eq!(received_cases(&pool).await, files.len() as i64);
-    for (id, tags) in orthanc.segs() {
+    let segs = orthanc.segs();
+    assert_eq!(segs.len(), files.len(), "one SEG per instance in Orthanc");
+    for (id, tags) in segs {
         let referenced = &tags["ReferencedSeriesSequence"][0];
         assert_eq!(referenced["SeriesInstanceUID"], series_uid.as_str(), "the SEG references the source series");
         let source_sop = referenced["ReferencedInstanceSequence"][0]["ReferencedSOPInstanceUID"].as_str().unwrap();
