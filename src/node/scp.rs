@@ -49,6 +49,9 @@ pub const IMAGE_STORAGE: &[&str] = &[
 /// Always accepted: Explicit and Implicit VR Little Endian.
 pub const UNCOMPRESSED: &[&str] = &["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
 
+/// An association that sends nothing for this long is dropped (its partial instance with it).
+const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What the SCP needs to know.
 #[derive(Debug, Clone)]
 pub struct ScpSettings {
@@ -98,6 +101,7 @@ pub async fn serve(listener: TcpListener, settings: ScpSettings, spool: Spool, s
         .ae_access_control(CallerList { allowed: settings.allowed_callers.clone() })
         .ae_title(settings.ae_title.clone())
         .max_pdu_length(settings.max_pdu_length)
+        .read_timeout(IDLE)
         .with_abstract_syntax(dimse::VERIFICATION);
     for class in IMAGE_STORAGE {
         options = options.with_abstract_syntax(*class);
