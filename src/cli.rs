@@ -48,6 +48,9 @@ enum Command {
         pipeline: Option<PathBuf>,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also be a DICOM node: a Storage SCP on this host:port (overrides node.listen).
+        #[arg(long)]
+        listen: Option<String>,
         /// The drop folder.
         dir: PathBuf,
     },
@@ -145,9 +148,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             }
             run(config, pipeline, paths).await
         }
-        Command::Watch { pipeline, out, dir } => {
+        Command::Watch { pipeline, out, listen, dir } => {
             if let Some(out) = out {
                 config.paths.out_dir = std::path::absolute(out)?;
+            }
+            if let Some(listen) = listen {
+                config.node.listen = listen;
             }
             watch(config, pipeline, dir).await
         }
@@ -231,6 +237,14 @@ async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Resul
         }
     }
 
+    // The DICOM node feeds the same drop folder, so everything below applies to what it receives.
+    let node = if engine.config.node.enabled() {
+        let rules = engine.definition.select.clone();
+        Some(crate::node::start(&engine.config, &dir, rules, shutdown.clone()).await?)
+    } else {
+        None
+    };
+
     let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::channel(1);
     let watcher = tokio::spawn(folder.run(claimed_tx, shutdown.clone()));
     tracing::info!(dir = %dir.display(), worker = %worker, "watching; SIGINT or SIGTERM to stop");
@@ -253,6 +267,9 @@ async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Resul
         }
     }
     watcher.await??;
+    if let Some(node) = node {
+        node.join_all().await;
+    }
     tracing::info!("stopping: finishing the cases in flight");
     drop(admission);
     drop(inlet);

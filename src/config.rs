@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The compiled-in defaults: the same file users edit, so the two cannot drift apart.
 const DEFAULTS: &str = include_str!("../config/default.toml");
-const SECTIONS: [&str; 6] = ["paths", "database", "runtime", "engine", "watch", "dicom"];
+const SECTIONS: [&str; 7] = ["paths", "database", "runtime", "engine", "watch", "dicom", "node"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -31,6 +31,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub watch: WatchConfig,
     pub dicom: DicomConfig,
+    pub node: NodeConfig,
     /// The project root every relative path is resolved against (not a file key).
     #[serde(skip)]
     pub root: PathBuf,
@@ -122,6 +123,34 @@ impl DicomConfig {
     }
 }
 
+/// efen as a DICOM node (`efen watch` with `listen` set): Storage SCP, series, outbox.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `host:port` of the Storage SCP; empty: no DICOM node.
+    pub listen: String,
+    /// This node's AE title; associations called for another title are rejected.
+    pub ae_title: String,
+    /// Calling AE titles allowed to associate; empty: anyone.
+    pub allowed_callers: Vec<String>,
+    /// Compressed transfer syntaxes accepted besides Explicit and Implicit VR Little Endian.
+    pub accept_compressed: Vec<String>,
+    /// Largest P-DATA PDU this node receives.
+    pub max_pdu_length: u32,
+    /// A series is complete once no instance has arrived for this long.
+    pub series_quiet_ms: u64,
+    /// Where SEGs are sent: `AE@host:port`.
+    pub destinations: Vec<String>,
+    /// Also send the overlay as a Secondary Capture image, for viewers that do not show SEG.
+    pub send_overlay: bool,
+    /// Attempts per send before it is recorded as failed (retried again after a restart).
+    pub send_attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub send_backoff_ms: u64,
+    /// Limit for one whole send (association, C-STORE, release).
+    pub send_timeout_ms: u64,
+}
+
 impl Config {
     /// Loads the configuration: `explicit` if given, else `config/default.toml` found from the
     /// current folder upwards, layered over the compiled-in defaults and the environment.
@@ -188,6 +217,18 @@ impl Config {
                 "watch.worker {:?} must be a plain name (no '/', not starting with '.')",
                 self.watch.worker
             ));
+        }
+        if self.node.enabled() {
+            let ae = &self.node.ae_title;
+            if ae.trim().is_empty() || ae.len() > 16 || ae.contains('\\') || !ae.is_ascii() {
+                problems.push(format!("node.ae_title {ae:?} must be 1 to 16 ASCII characters without '\\'"));
+            }
+            if let Err(e) = self.node.destinations() {
+                problems.push(e.to_string());
+            }
+            if self.node.max_pdu_length < 4096 {
+                problems.push("node.max_pdu_length must be at least 4096".to_string());
+            }
         }
         let url = &self.database.url;
         if !url.is_empty()

@@ -15,8 +15,9 @@
 //!
 //! Around them: [`pipeline`] wires the stages (the only module that knows them all), [`model`]
 //! reads model cards, [`runtime`] loads ONNX Runtime, [`config`] reads settings, [`shutdown`]
-//! turns signals into a drain, [`doctor`] checks an installation, [`bench`] measures the pipeline
-//! against bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the command line.
+//! turns signals into a drain, [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
+//! outbox of SEGs), [`doctor`] checks an installation, [`bench`] measures the pipeline against
+//! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the command line.
 
 pub mod bench;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod infer;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod node;
 pub mod output;
 pub mod pipeline;
 pub mod postprocess;

@@ -36,6 +36,9 @@ pub struct PipelineDefinition {
     pub outputs: OutputSettings,
     #[serde(default)]
     pub dicom: DicomSettings,
+    /// Which series received over DICOM this pipeline takes (efen as a DICOM node).
+    #[serde(default)]
+    pub select: crate::node::SelectRules,
 }
 
 /// How DICOM inputs are windowed and how their SEG is labelled.

@@ -1,0 +1,183 @@
+//! efen as a DICOM application entity, beside `efen watch`:
+//!
+//! ```text
+//! modality/PACS ─C-STORE→ scp ─durable write→ <state>/incoming/<series>/   (spool)
+//!   series (quiet time, [select] rules) ─rename→ <drop>/dicom-node/<series>/ → the drop watcher
+//!   pipeline → seg.dcm ─outbox (sends table, retries)→ C-STORE → destinations
+//! ```
+//! Associations come from dicom-ul; the DIMSE command sets are efen's ([`dimse`]).
+
+pub mod dimse;
+pub mod outbox;
+pub mod overlay;
+pub mod scp;
+pub mod send;
+pub mod series;
+pub mod spool;
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, NodeConfig};
+pub use series::SelectRules;
+
+/// Starts the SCP, the series collector and the outbox; they stop when `shutdown` is cancelled.
+/// `drop_dir` is the watched drop folder, `rules` the pipeline's `[select]` section.
+pub async fn start(
+    config: &Config,
+    drop_dir: &Path,
+    rules: SelectRules,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinSet<()>> {
+    let node = &config.node;
+    let state = config.state_dir();
+    let spool = spool::Spool::open(&state)?;
+    let listener = tokio::net::TcpListener::bind(&node.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("DICOM node cannot listen on {}: {e}", node.listen))?;
+    let mut tasks = JoinSet::new();
+    let mut transfer_syntaxes: Vec<String> = scp::UNCOMPRESSED.iter().map(|s| s.to_string()).collect();
+    transfer_syntaxes.extend(node.accept_compressed.iter().cloned());
+    let settings = scp::ScpSettings {
+        ae_title: node.ae_title.clone(),
+        allowed_callers: node.allowed_callers.clone(),
+        transfer_syntaxes,
+        max_pdu_length: node.max_pdu_length,
+    };
+    tracing::info!(
+        listen = %node.listen,
+        ae_title = %node.ae_title,
+        callers = if node.allowed_callers.is_empty() { "any".to_string() } else { node.allowed_callers.join(",") },
+        "DICOM node listening"
+    );
+    tasks.spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
+
+    let store = outbox::NodeStore::open(&config.database_url()).await?;
+    let target = drop_dir.join(series::DROP_SUBFOLDER);
+    let collector = series::Collector {
+        incoming: spool.incoming.clone(),
+        target: target.clone(),
+        ignored: state.join("ignored"),
+        quiet: Duration::from_millis(node.series_quiet_ms),
+        rules,
+    };
+    tasks.spawn(collect(collector, store.clone(), shutdown.clone()));
+
+    let destinations = node.destinations()?;
+    if !destinations.is_empty() {
+        let settings = outbox::OutboxSettings {
+            calling_ae: node.ae_title.clone(),
+            destinations,
+            objects: if node.send_overlay { vec!["seg", "overlay"] } else { vec!["seg"] },
+            drop_prefix: format!("{}/", target.display()),
+            attempts: node.send_attempts.max(1),
+            backoff: Duration::from_millis(node.send_backoff_ms),
+            timeout: Duration::from_millis(node.send_timeout_ms),
+            poll: Duration::from_millis(500),
+        };
+        tasks.spawn(outbox::run(store, settings, shutdown));
+    }
+    Ok(tasks)
+}
+
+/// Hands complete series over to the drop folder, and logs and audits what it did.
+async fn collect(collector: series::Collector, store: outbox::NodeStore, shutdown: CancellationToken) {
+    let period = (collector.quiet / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        let pass = collector.clone();
+        let outcomes = tokio::task::spawn_blocking(move || pass.collect()).await.unwrap_or_default();
+        for outcome in outcomes {
+            let (action, detail) = match outcome {
+                series::SeriesOutcome::Dispatched { series, instances } => {
+                    tracing::info!(series = %series, instances, "series complete, handed to the pipeline");
+                    ("series_received", format!("series {series}: {instances} instance(s) to the pipeline"))
+                }
+                series::SeriesOutcome::Ignored { series, instances, reason } => {
+                    tracing::info!(series = %series, instances, "series not selected by the pipeline: {reason}");
+                    ("series_ignored", format!("series {series}: {instances} instance(s) not selected: {reason}"))
+                }
+            };
+            if let Err(e) = store.audit(None, action, &detail).await {
+                tracing::warn!("cannot write the audit log: {e}");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Whether `[node] listen` turns the node on.
+    pub fn enabled(&self) -> bool {
+        !self.listen.trim().is_empty()
+    }
+
+    pub fn destinations(&self) -> anyhow::Result<Vec<send::Destination>> {
+        self.destinations
+            .iter()
+            .map(|d| d.parse().map_err(|e: String| anyhow::anyhow!("node.destinations: {e}")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    /// A Secondary Capture header (no pixels: the spool reads headers only), with or without a
+    /// Series Instance UID.
+    fn instance(dir: &Path, sop: &str, series: Option<&str>) -> std::path::PathBuf {
+        let mut obj = InMemDicomObject::new_empty();
+        let ui = |tag, value: &str| DataElement::new(tag, VR::UI, PrimitiveValue::from(value));
+        obj.put(ui(tags::SOP_CLASS_UID, uids::SECONDARY_CAPTURE_IMAGE_STORAGE));
+        obj.put(ui(tags::SOP_INSTANCE_UID, sop));
+        if let Some(series) = series {
+            obj.put(ui(tags::SERIES_INSTANCE_UID, series));
+        }
+        let file = obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
+        let path = dir.join(format!("{sop}.dcm"));
+        file.write_to_file(&path).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn efens_scu_and_scp_agree_and_only_a_stored_instance_is_answered_with_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool::Spool::open(&dir.path().join("state")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let settings = scp::ScpSettings {
+            ae_title: "EFEN".into(),
+            allowed_callers: vec!["TEST".into()],
+            transfer_syntaxes: scp::UNCOMPRESSED.iter().map(|s| s.to_string()).collect(),
+            max_pdu_length: 16384,
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
+        let efen: send::Destination = format!("EFEN@127.0.0.1:{port}").parse().unwrap();
+        let timeout = Duration::from_secs(20);
+
+        let good = instance(dir.path(), "1.2.3.4.1", Some("1.2.3.4"));
+        let sent = send::store(&good, "TEST", &efen, timeout).await.unwrap();
+        assert_eq!((sent.status, sent.sop_instance_uid.as_str()), (dimse::status::SUCCESS, "1.2.3.4.1"));
+        let stored = spool.incoming.join("1.2.3.4/1.2.3.4.1.dcm");
+        assert!(stored.is_file(), "acknowledged means on disk");
+        assert_eq!(dicom_object::open_file(&stored).unwrap().meta().transfer_syntax(), uids::EXPLICIT_VR_LITTLE_ENDIAN);
+
+        let no_series = instance(dir.path(), "1.2.3.4.2", None);
+        let sent = send::store(&no_series, "TEST", &efen, timeout).await.unwrap();
+        assert_eq!(sent.status, dimse::status::CANNOT_UNDERSTAND);
+
+        let stranger = send::store(&good, "STRANGER", &efen, timeout).await.unwrap_err();
+        assert!(stranger.to_string().contains("association with EFEN@"), "{stranger}");
+        shutdown.cancel();
+    }
+}

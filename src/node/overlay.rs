@@ -1,0 +1,89 @@
+//! The overlay as a Secondary Capture image, for PACS viewers that do not display SEG: overlay.png
+//! (RGB) with the patient and study of the SEG beside it, in a series of its own.
+
+use std::path::Path;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+const IMPLEMENTATION_CLASS_UID: &str = "2.25.300792171151486009236592950232925011390";
+const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
+
+/// Patient and study attributes copied from the SEG, so the overlay files under the same study.
+const COPIED: &[dicom_core::Tag] = &[
+    tags::PATIENT_NAME,
+    tags::PATIENT_ID,
+    tags::PATIENT_BIRTH_DATE,
+    tags::PATIENT_SEX,
+    tags::STUDY_INSTANCE_UID,
+    tags::STUDY_DATE,
+    tags::STUDY_TIME,
+    tags::STUDY_ID,
+    tags::ACCESSION_NUMBER,
+    tags::REFERRING_PHYSICIAN_NAME,
+];
+
+/// `<case>/overlay.dcm`, made once from `seg.dcm` and `overlay.png` beside it; a retry sends the
+/// same SOP Instance again.
+pub fn overlay_dicom(case_dir: &Path) -> Result<std::path::PathBuf, String> {
+    let target = case_dir.join("overlay.dcm");
+    if target.is_file() {
+        return Ok(target);
+    }
+    let seg = dicom_object::open_file(case_dir.join("seg.dcm")).map_err(|e| format!("cannot read seg.dcm: {e}"))?;
+    let overlay = image::open(case_dir.join("overlay.png")).map_err(|e| format!("cannot read overlay.png: {e}"))?;
+    let rgb = overlay.to_rgb8();
+    let mut obj = InMemDicomObject::new_empty();
+    for tag in COPIED {
+        if let Ok(element) = seg.element(*tag) {
+            obj.put(element.clone());
+        }
+    }
+    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    let us = |tag, value: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(value));
+    let sop_instance = crate::dicom::new_uid();
+    let now = chrono::Utc::now();
+    obj.put(text(tags::SOP_CLASS_UID, VR::UI, uids::SECONDARY_CAPTURE_IMAGE_STORAGE));
+    obj.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_instance));
+    obj.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &crate::dicom::new_uid()));
+    obj.put(text(tags::MODALITY, VR::CS, "OT"));
+    obj.put(text(tags::SERIES_NUMBER, VR::IS, "9902"));
+    obj.put(text(tags::SERIES_DESCRIPTION, VR::LO, "efen overlay"));
+    obj.put(text(tags::INSTANCE_NUMBER, VR::IS, "1"));
+    // Type 2C, present but empty: unknown for a derived picture.
+    obj.put(text(tags::LATERALITY, VR::CS, ""));
+    obj.put(text(tags::PATIENT_ORIENTATION, VR::CS, ""));
+    obj.put(text(tags::CONVERSION_TYPE, VR::CS, "WSD"));
+    obj.put(text(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY"));
+    obj.put(text(tags::CONTENT_DATE, VR::DA, &now.format("%Y%m%d").to_string()));
+    obj.put(text(tags::CONTENT_TIME, VR::TM, &now.format("%H%M%S").to_string()));
+    obj.put(text(tags::DERIVATION_DESCRIPTION, VR::ST, "efen segmentation overlay, not for diagnosis"));
+    obj.put(text(tags::BURNED_IN_ANNOTATION, VR::CS, "YES"));
+    obj.put(us(tags::SAMPLES_PER_PIXEL, 3));
+    obj.put(text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB"));
+    obj.put(us(tags::PLANAR_CONFIGURATION, 0));
+    obj.put(us(tags::ROWS, rgb.height() as u16));
+    obj.put(us(tags::COLUMNS, rgb.width() as u16));
+    obj.put(us(tags::BITS_ALLOCATED, 8));
+    obj.put(us(tags::BITS_STORED, 8));
+    obj.put(us(tags::HIGH_BIT, 7));
+    obj.put(us(tags::PIXEL_REPRESENTATION, 0));
+    let mut pixels = rgb.into_raw();
+    if pixels.len() % 2 == 1 {
+        pixels.push(0);
+    }
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pixels.into())));
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                .implementation_version_name(IMPLEMENTATION_VERSION),
+        )
+        .map_err(|e| format!("cannot make the overlay's meta group: {e}"))?;
+    let part = case_dir.join(".overlay.dcm.part");
+    file.write_to_file(&part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+    std::fs::rename(&part, &target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    Ok(target)
+}

@@ -1,0 +1,178 @@
+//! C-STORE SCU: sends one DICOM file to a destination over its own association and returns the
+//! peer's status code.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::client::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+
+use super::dimse::{self, Command};
+use super::scp::UNCOMPRESSED;
+
+/// Where results go: `AE@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for Destination {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("destination {text:?} is not AE@host:port");
+        let (ae_title, address) = text.split_once('@').ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        if ae_title.is_empty() || ae_title.len() > 16 || host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Destination { ae_title: ae_title.into(), host: host.into(), port })
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot read {}: {reason}", path.display())]
+    File { path: std::path::PathBuf, reason: String },
+    #[error("association with {destination} failed: {reason}")]
+    Association { destination: String, reason: String },
+    #[error("{destination} accepted no presentation context for SOP class {sop_class}")]
+    NoContext { destination: String, sop_class: String },
+    #[error("{destination} did not answer within {seconds} s")]
+    Timeout { destination: String, seconds: u64 },
+}
+
+/// What went out: the SOP Instance UID and the peer's C-STORE status.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub sop_instance_uid: String,
+    pub status: u16,
+    pub error_comment: Option<String>,
+}
+
+/// Sends `file` to `destination` as `calling_ae`; the whole exchange within `timeout`.
+pub async fn store(
+    file: &Path,
+    calling_ae: &str,
+    destination: &Destination,
+    timeout: Duration,
+) -> Result<Sent, SendError> {
+    let name = destination.to_string();
+    match tokio::time::timeout(timeout, store_inner(file, calling_ae, destination)).await {
+        Ok(result) => result,
+        Err(_) => Err(SendError::Timeout { destination: name, seconds: timeout.as_secs() }),
+    }
+}
+
+async fn store_inner(file: &Path, calling_ae: &str, destination: &Destination) -> Result<Sent, SendError> {
+    let unreadable = |reason: String| SendError::File { path: file.to_path_buf(), reason };
+    let object = dicom_object::open_file(file).map_err(|e| unreadable(e.to_string()))?;
+    let meta = object.meta();
+    let trim = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
+    let (sop_class, sop_instance, file_ts) = (
+        trim(&meta.media_storage_sop_class_uid),
+        trim(&meta.media_storage_sop_instance_uid),
+        trim(meta.transfer_syntax()),
+    );
+    let mut syntaxes = vec![file_ts.clone()];
+    syntaxes.extend(UNCOMPRESSED.iter().map(|s| s.to_string()).filter(|s| *s != file_ts));
+    let failed = |reason: String| SendError::Association { destination: destination.to_string(), reason };
+    let mut association = ClientAssociationOptions::new()
+        .calling_ae_title(calling_ae.to_string())
+        .called_ae_title(destination.ae_title.clone())
+        .with_presentation_context(sop_class.clone(), syntaxes)
+        .establish_async(format!("{}:{}", destination.host, destination.port))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let _ = association.inner_stream().set_nodelay(true);
+    let Some(context) = association.presentation_contexts().first().cloned() else {
+        let _ = association.abort().await;
+        return Err(SendError::NoContext { destination: destination.to_string(), sop_class });
+    };
+    let ts = TransferSyntaxRegistry
+        .get(&context.transfer_syntax)
+        .ok_or_else(|| failed(format!("unknown transfer syntax {}", context.transfer_syntax)))?;
+    let mut data = Vec::new();
+    object.write_dataset_with_ts(&mut data, ts).map_err(|e| unreadable(e.to_string()))?;
+
+    let command = Command::c_store_rq(1, &sop_class, &sop_instance).encode();
+    let pdv = |value_type, is_last, data: Vec<u8>| PDataValue {
+        presentation_context_id: context.id,
+        value_type,
+        is_last,
+        data,
+    };
+    association
+        .send(&Pdu::PData { data: vec![pdv(PDataValueType::Command, true, command)] })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    // One PDV per P-DATA-TF; its header (length, context, control) takes 6 of the PDU's bytes.
+    let peer_max = association.acceptor_max_pdu_length();
+    let chunk = if peer_max == 0 { 65536 } else { (peer_max as usize).saturating_sub(6).max(1024) };
+    let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
+    for (i, part) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        association
+            .send(&Pdu::PData { data: vec![pdv(PDataValueType::Data, last, part.to_vec())] })
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let mut response = Vec::new();
+    let reply = loop {
+        match association.receive().await.map_err(|e| failed(e.to_string()))? {
+            Pdu::PData { data } => {
+                let mut done = None;
+                for value in data.into_iter().filter(|v| v.value_type == PDataValueType::Command) {
+                    response.extend_from_slice(&value.data);
+                    if value.is_last {
+                        done = Some(Command::decode(&response).map_err(|e| failed(e.to_string()))?);
+                    }
+                }
+                if let Some(reply) = done {
+                    break reply;
+                }
+            }
+            other => {
+                return Err(failed(format!(
+                    "unexpected {} instead of the C-STORE response",
+                    other.short_description()
+                )));
+            }
+        }
+    };
+    if reply.command_field() != Some(dimse::C_STORE_RSP) {
+        return Err(failed(format!("unexpected response command {:04X?}", reply.command_field())));
+    }
+    let _ = association.release().await;
+    Ok(Sent {
+        sop_instance_uid: sop_instance,
+        status: reply.status().ok_or_else(|| failed("C-STORE response without a status".into()))?,
+        error_comment: reply.error_comment(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse_from_ae_at_host_port() {
+        let d: Destination = "PACS@10.0.0.5:104".parse().unwrap();
+        assert_eq!(d, Destination { ae_title: "PACS".into(), host: "10.0.0.5".into(), port: 104 });
+        assert_eq!(d.to_string(), "PACS@10.0.0.5:104");
+        assert!("PACS@host".parse::<Destination>().is_err());
+        assert!("@host:1".parse::<Destination>().is_err());
+        assert!("A_VERY_LONG_AE_TITLE@h:1".parse::<Destination>().is_err());
+    }
+}
