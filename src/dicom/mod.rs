@@ -39,6 +39,19 @@ use identity::PatientIdPolicy;
 use pixels::ImageInfo;
 use read::Framing;
 
+/// efen's implementation class UID and version name, for the file meta group of every object it
+/// writes (SEG, overlay Secondary Capture, instances received by the DICOM node).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.300792171151486009236592950232925011389";
+pub const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
+
+/// A file meta group for an object efen writes in Explicit VR Little Endian.
+pub fn file_meta() -> dicom_object::meta::FileMetaTableBuilder {
+    dicom_object::meta::FileMetaTableBuilder::new()
+        .transfer_syntax(dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION)
+}
+
 /// Segmentation Storage: what efen writes, and what it reads as ground truth; never an image.
 pub const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
 

@@ -8,7 +8,7 @@
 use dicom_core::value::{DataSetSequence, PrimitiveValue};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
+use dicom_object::InMemDicomObject;
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
@@ -72,10 +72,6 @@ impl Default for SegSettings {
         }
     }
 }
-
-/// The implementation class UID written into the file meta group of every SEG.
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.300792171151486009236592950232925011389";
-const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
 
 /// A new UID of the form `2.25.<random UUID as a decimal integer>` (PS3.5 B.2).
 /// SOP classes whose instances hold one frame: a reference to one never names a frame.
@@ -414,14 +410,7 @@ pub fn write_seg(
 
     obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pack_bits(mask).into())));
 
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(IMPLEMENTATION_VERSION),
-        )
-        .map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
+    let file = obj.with_meta(super::file_meta()).map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
     let mut bytes = Vec::new();
     file.write_all(&mut bytes).map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
     Ok(bytes)

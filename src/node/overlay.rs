@@ -5,10 +5,7 @@ use std::path::Path;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.300792171151486009236592950232925011390";
-const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
+use dicom_object::InMemDicomObject;
 
 /// Patient and study attributes copied from the SEG, so the overlay files under the same study.
 const COPIED: &[dicom_core::Tag] = &[
@@ -74,14 +71,8 @@ pub fn overlay_dicom(case_dir: &Path) -> Result<std::path::PathBuf, String> {
         pixels.push(0);
     }
     obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pixels.into())));
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(IMPLEMENTATION_VERSION),
-        )
-        .map_err(|e| format!("cannot make the overlay's meta group: {e}"))?;
+    let file =
+        obj.with_meta(crate::dicom::file_meta()).map_err(|e| format!("cannot make the overlay's meta group: {e}"))?;
     let part = case_dir.join(".overlay.dcm.part");
     file.write_to_file(&part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
     std::fs::rename(&part, &target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;

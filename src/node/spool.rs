@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 
-/// Written into the file meta group of every received instance.
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.300792171151486009236592950232925011390";
-const IMPLEMENTATION_VERSION: &str = concat!("EFEN_", env!("CARGO_PKG_VERSION"));
+use crate::dicom::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
