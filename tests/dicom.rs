@@ -260,13 +260,17 @@ fn a_frame_count_the_pixel_data_cannot_hold_is_refused() {
 }
 
 #[test]
-fn a_deflated_data_set_that_claims_gigabytes_is_refused_before_reading() {
+fn data_sets_and_meta_groups_that_claim_gigabytes_are_refused_before_reading() {
     // Found by scripts/fuzz.sh: 39 KB that inflate to a data set with a 1.7 GB value, which made
     // dicom-rs allocate 1.6 GB. The length walk runs on the inflated data set too.
     let bytes =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_deflated_overrun.dcm")).unwrap();
     let error = dicom::open(&bytes).unwrap_err();
     assert!(error.to_string().contains("element (5250,5E51) declares 1683511894 bytes"), "{error}");
+    // Also found by the fuzzer: 3.6 KB whose meta group claims a value of about a gigabyte.
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_meta_overrun.dcm")).unwrap();
+    let error = dicom::open(&bytes).unwrap_err();
+    assert!(matches!(error, DicomError::Truncated { .. }) && error.to_string().contains("declares"), "{error}");
 }
 
 #[test]

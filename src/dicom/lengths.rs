@@ -41,6 +41,22 @@ pub(crate) fn check(bytes: &[u8], encoding: Encoding) -> Result<(), Overrun> {
     Walker { bytes, encoding }.elements(0, bytes.len(), 0).map(|_| ())
 }
 
+/// Checks the file meta group (explicit VR little endian, group 0002) at the start of `bytes`,
+/// which dicom-rs reads with the same reserve-first habit.
+pub(crate) fn check_meta(bytes: &[u8]) -> Result<(), Overrun> {
+    let walker = Walker { bytes, encoding: Encoding::ExplicitLe };
+    let mut at = 0;
+    while let Some(header) = walker.header(at, bytes.len()).filter(|h| h.tag.group() == 0x0002) {
+        let value = at + header.size;
+        let available = bytes.len().saturating_sub(value);
+        if header.length == UNDEFINED || header.length as usize > available {
+            return Err(Overrun { tag: header.tag, declared: header.length as u64, available });
+        }
+        at = value + header.length as usize;
+    }
+    Ok(())
+}
+
 struct Walker<'a> {
     bytes: &'a [u8],
     encoding: Encoding,
@@ -210,6 +226,15 @@ mod tests {
         let overrun = check(&bytes, Encoding::ExplicitLe).unwrap_err();
         assert_eq!(overrun.tag, Tag(0x0008, 0x1115));
         assert_eq!(overrun.available, 16);
+    }
+
+    #[test]
+    fn a_meta_element_longer_than_the_file_is_an_overrun() {
+        let mut meta = explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0");
+        assert_eq!(check_meta(&meta), Ok(()));
+        // (0002,0001) OB claiming 1 GB.
+        meta.extend([0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 0, 0, 0, 0x40, 0, 1]);
+        assert_eq!(check_meta(&meta).unwrap_err().tag, Tag(0x0002, 0x0001));
     }
 
     #[test]

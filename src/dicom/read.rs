@@ -40,6 +40,8 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<(DefaultDicomObject, Framing),
         return read_bare(&bytes[skip..], ts).map(|obj| (obj, Framing::BareDataSet));
     };
     let magic = if framing == Framing::Part10 { 128 } else { 0 };
+    lengths::check_meta(&bytes[magic + 4..])
+        .map_err(|overrun| DicomError::Truncated { reason: overrun.to_string() })?;
     if let Err(overrun) = check_data_set_lengths(&bytes[magic..]) {
         // Not readable as labelled; perhaps an implicit VR data set under an explicit label.
         return match guard("reading the data set", || read_mislabelled(&bytes[magic..])) {
