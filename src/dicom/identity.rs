@@ -22,6 +22,18 @@ pub enum PatientIdForm {
     Absent,
 }
 
+impl PatientIdForm {
+    /// The name used in result.json and the store (`dicom_cases.patient_id_form`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatientIdForm::HmacSha256 => "hmac-sha256",
+            PatientIdForm::Raw => "raw",
+            PatientIdForm::Withheld => "withheld",
+            PatientIdForm::Absent => "absent",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferSyntaxId {
     pub uid: String,
@@ -95,6 +107,13 @@ pub(crate) fn identity(file: &DicomFile, policy: PatientIdPolicy<'_>) -> Identit
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patient_id_form_names_match_their_json() {
+        for form in [PatientIdForm::HmacSha256, PatientIdForm::Raw, PatientIdForm::Withheld, PatientIdForm::Absent] {
+            assert_eq!(serde_json::to_value(form).unwrap(), form.as_str());
+        }
+    }
 
     #[test]
     fn pseudonym_is_rfc4231_hmac_sha256() {

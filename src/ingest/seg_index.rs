@@ -43,10 +43,6 @@ impl SegIndex {
         (images, index)
     }
 
-    pub fn len(&self) -> usize {
-        self.segs.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.segs.is_empty()
     }

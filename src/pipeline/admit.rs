@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::case::{CaseMeta, DicomInput, Frame, Outcome, Stage};
+use super::case::{CaseMeta, DicomInput, Failure, Frame, Outcome, Stage};
 use super::record::{Message, new_case};
 use super::{Engine, Inlet};
 use crate::ingest::{self, Candidate};
@@ -62,22 +62,27 @@ impl<'a> Admission<'a> {
         let started = Instant::now();
         let (opened, dicom, candidate, read_from) = tokio::task::spawn_blocking(move || {
             let opened = ingest::open(&candidate, &read_from, &pipeline, &model_sha, &patterns, max_bytes);
-            // DICOM is parsed once here and shared by its frames (each frame is a case). A file that
-            // does not parse stays one case, and decode says why.
-            let dicom = opened
-                .as_ref()
-                .ok()
-                .filter(|job| crate::dicom::looks_like_dicom(&job.bytes))
-                .and_then(|job| crate::dicom::open(&job.bytes).ok())
-                .map(|file| {
-                    let identity = dicom_config.identity(&file);
-                    Arc::new(DicomInput { decoder: file.decoder_name(), identity, file })
-                });
+            // DICOM is parsed once, here, and shared by its frames (each frame is a case). A file
+            // that does not parse stays one case, which fails at decode with the parser's reason.
+            let dicom = match opened.as_ref() {
+                Ok(job) if crate::dicom::looks_like_dicom(&job.bytes) => match crate::dicom::open(&job.bytes) {
+                    Ok(file) => {
+                        let identity = dicom_config.identity(&file);
+                        Ok(Some(Arc::new(DicomInput { decoder: file.decoder_name(), identity, file })))
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+                _ => Ok(None),
+            };
             (opened, dicom, candidate, read_from)
         })
         .await
         .expect("ingest does not panic");
 
+        let (dicom, unreadable) = match dicom {
+            Ok(dicom) => (dicom, None),
+            Err(reason) => (None, Some(reason)),
+        };
         let frames = dicom.as_ref().map_or(1, |input| input.file.frame_count());
         let mut ground_truth_by_reference = None;
         let (meta, job) = match opened {
@@ -97,7 +102,11 @@ impl<'a> Admission<'a> {
                     dicom,
                     started,
                 };
-                (meta, Ok(job.bytes))
+                let job = match unreadable {
+                    Some(message) => Err(Failure { stage: Stage::Decode, message }),
+                    None => Ok(job.bytes),
+                };
+                (meta, job)
             }
             Err((identity, error)) => {
                 let meta = CaseMeta {
@@ -112,7 +121,7 @@ impl<'a> Admission<'a> {
                     dicom: None,
                     started,
                 };
-                (meta, Err(error.to_string()))
+                (meta, Err(Failure { stage: Stage::Ingest, message: error.to_string() }))
             }
         };
         // A DICOM SEG elsewhere in the run that references this instance is its ground truth.
@@ -144,7 +153,7 @@ impl<'a> Admission<'a> {
     async fn admit_case(
         &mut self,
         meta: CaseMeta,
-        job: Result<Arc<Vec<u8>>, String>,
+        job: Result<Arc<Vec<u8>>, Failure>,
         policy: Policy,
     ) -> Result<(), StoreError> {
         let engine = self.engine;
@@ -173,8 +182,8 @@ impl<'a> Admission<'a> {
             Ok(bytes) => {
                 let _ = self.inlet.jobs.send((meta, bytes)).await;
             }
-            Err(reason) => {
-                let outcome = Outcome::failed(meta, Stage::Ingest, reason);
+            Err(failure) => {
+                let outcome = Outcome::failed(meta, failure.stage, failure.message);
                 let _ = self.inlet.outcomes.send(Message::Outcome(Box::new(outcome))).await;
             }
         }

@@ -214,10 +214,7 @@ fn dicom_record(input: &DicomInput, meta: &CaseMeta) -> DicomRecord {
         modality: id.modality.clone(),
         accession_number: id.accession_number.clone(),
         patient_id: id.patient_id.clone(),
-        patient_id_form: serde_json::to_value(id.patient_id_form)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        patient_id_form: id.patient_id_form.as_str().into(),
         transfer_syntax_uid: id.transfer_syntax.uid.clone(),
         transfer_syntax: id.transfer_syntax.name.clone(),
         rows: id.rows as i64,

@@ -40,13 +40,9 @@ fn ms(d: Duration) -> f64 {
 /// Decode, plan the tiles and lay out the canvas. On failure the case is over.
 pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<CaseWork>, Box<Outcome>> {
     let started = Instant::now();
+    // DICOM was parsed at ingest (one that did not parse never gets here).
     let decoded = match &meta.dicom {
         Some(input) => decode_dicom(ctx, input, meta.frame.map_or(0, |f| f.index)),
-        // Ingest could not parse it: parsing again gives the reason.
-        None if crate::dicom::looks_like_dicom(bytes) => match crate::dicom::open(bytes) {
-            Err(e) => Err(e.to_string()),
-            Ok(_) => Err("the DICOM file could not be read at ingest".into()),
-        },
         None => decode::decode(bytes).map(|d| (d.rgb, d.kind)).map_err(|e| e.to_string()),
     };
     let (rgb, kind) = match decoded {
