@@ -42,30 +42,37 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<(DefaultDicomObject, Framing),
     let magic = if framing == Framing::Part10 { 128 } else { 0 };
     lengths::check_meta(&bytes[magic + 4..])
         .map_err(|overrun| DicomError::Truncated { reason: overrun.to_string() })?;
-    if let Err(overrun) = check_data_set_lengths(&bytes[magic..]) {
+    // The meta group, read once here for the length walk and the mislabelled fallback (dicom-rs
+    // reads it again itself). One that cannot be read is left to dicom-rs to report.
+    let meta = guard("reading the meta group", || read_meta(&bytes[magic..])).ok().flatten();
+    let mislabelled = || {
+        let (meta, data_set) = meta.clone()?;
+        guard("reading the data set", || read_mislabelled(meta, &bytes[magic + data_set..])).ok().flatten()
+    };
+    if let Some((meta, data_set)) = &meta
+        && let Err(overrun) = check_data_set_lengths(meta, &bytes[magic + data_set..])
+    {
         // Not readable as labelled; perhaps an implicit VR data set under an explicit label.
-        return match guard("reading the data set", || read_mislabelled(&bytes[magic..])) {
-            Ok(Some(obj)) => Ok((obj, framing)),
-            _ => Err(DicomError::Truncated { reason: overrun.to_string() }),
-        };
+        return mislabelled().map(|obj| (obj, framing)).ok_or(DicomError::Truncated { reason: overrun.to_string() });
     }
     let read = guard("reading the data set", || OpenFileOptions::new().read_preamble(preamble).from_reader(bytes))?;
     match read {
         Ok(obj) => Ok((obj, framing)),
-        Err(error) => match guard("reading the data set", || read_mislabelled(&bytes[magic..])) {
-            Ok(Some(obj)) => Ok((obj, framing)),
-            _ => Err(read_error(error)),
-        },
+        Err(error) => mislabelled().map(|obj| (obj, framing)).ok_or_else(|| read_error(error)),
     }
+}
+
+/// The file meta group that starts at "DICM", and where the data set after it starts.
+fn read_meta(from_magic: &[u8]) -> Option<(dicom_object::FileMetaTable, usize)> {
+    let mut cursor = std::io::Cursor::new(from_magic);
+    let meta = dicom_object::FileMetaTable::from_reader(&mut cursor).ok()?;
+    Some((meta, cursor.position() as usize))
 }
 
 /// Some writers put an implicit VR data set under an explicit VR transfer syntax (pydicom reads
 /// these with a warning). Reads the data set as implicit VR and keeps the meta group's transfer
 /// syntax for the pixel data. `None` unless the data set really looks implicit.
-fn read_mislabelled(from_magic: &[u8]) -> Option<DefaultDicomObject> {
-    let mut cursor = std::io::Cursor::new(from_magic);
-    let meta = dicom_object::FileMetaTable::from_reader(&mut cursor).ok()?;
-    let rest = &from_magic[cursor.position() as usize..];
+fn read_mislabelled(meta: dicom_object::FileMetaTable, rest: &[u8]) -> Option<DefaultDicomObject> {
     let ts = meta.transfer_syntax().trim_end_matches('\0');
     if ts == uids::IMPLICIT_VR_LITTLE_ENDIAN
         || sniff_data_set(rest)?.0 != uids::IMPLICIT_VR_LITTLE_ENDIAN
@@ -78,19 +85,15 @@ fn read_mislabelled(from_magic: &[u8]) -> Option<DefaultDicomObject> {
     Some(obj.with_exact_meta(meta))
 }
 
-/// Checks the element lengths of the data set after a meta group (`from_magic` starts at "DICM"),
-/// in the encoding its transfer syntax names; a deflated data set is inflated first. A meta group
-/// that cannot be read, or a stream that does not inflate, is left to dicom-rs to report.
-fn check_data_set_lengths(from_magic: &[u8]) -> Result<(), lengths::Overrun> {
-    let mut cursor = std::io::Cursor::new(from_magic);
-    let Ok(meta) = dicom_object::FileMetaTable::from_reader(&mut cursor) else { return Ok(()) };
-    let rest = &from_magic[cursor.position() as usize..];
+/// Checks the element lengths of a data set in the encoding its meta group's transfer syntax names;
+/// a deflated data set is inflated first. A stream that does not inflate is left to dicom-rs.
+fn check_data_set_lengths(meta: &dicom_object::FileMetaTable, data_set: &[u8]) -> Result<(), lengths::Overrun> {
     let ts_uid = meta.transfer_syntax().trim_end_matches('\0');
     if !is_deflated(ts_uid) {
-        return lengths::check(rest, encoding_of(ts_uid));
+        return lengths::check(data_set, encoding_of(ts_uid));
     }
     let mut inflated = Vec::new();
-    match std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(rest), &mut inflated) {
+    match std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(data_set), &mut inflated) {
         Ok(_) => lengths::check(&inflated, Encoding::ExplicitLe),
         Err(_) => Ok(()),
     }
