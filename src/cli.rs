@@ -240,7 +240,7 @@ async fn watch(config: Config, pipeline: Option<PathBuf>, dir: PathBuf) -> Resul
     // The DICOM node feeds the same drop folder, so everything below applies to what it receives.
     let node = if engine.config.node.enabled() {
         let rules = engine.definition.select.clone();
-        Some(crate::node::start(&engine.config, &dir, rules, shutdown.clone()).await?)
+        Some(crate::node::start(&engine.config, &engine.store, &dir, rules, shutdown.clone()).await?)
     } else {
         None
     };

@@ -25,9 +25,11 @@ use crate::config::{Config, NodeConfig};
 pub use series::SelectRules;
 
 /// Starts the SCP, the series collector and the outbox; they stop when `shutdown` is cancelled.
-/// `drop_dir` is the watched drop folder, `rules` the pipeline's `[select]` section.
+/// `drop_dir` is the watched drop folder, `rules` the pipeline's `[select]` section, `store` the
+/// engine's store (whose pool the node shares).
 pub async fn start(
     config: &Config,
+    store: &crate::store::Store,
     drop_dir: &Path,
     rules: SelectRules,
     shutdown: CancellationToken,
@@ -55,7 +57,7 @@ pub async fn start(
     );
     tasks.spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
 
-    let store = outbox::NodeStore::open(&config.database_url()).await?;
+    let store = outbox::NodeStore::new(store);
     let target = drop_dir.join(series::DROP_SUBFOLDER);
     let collector = series::Collector {
         incoming: spool.incoming.clone(),

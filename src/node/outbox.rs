@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sqlx::AnyPool;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use tokio_util::sync::CancellationToken;
 
 use super::dimse::status::is_stored;
 use super::send::{self, Destination};
 
-/// The node's own connection to the store (the tables of `migrations/*/0005_dicom_node.sql`).
+/// The node's access to the store (the tables of `migrations/*/0005_dicom_node.sql`).
 #[derive(Clone)]
 pub struct NodeStore {
     pool: AnyPool,
@@ -22,22 +21,9 @@ pub struct NodeStore {
 }
 
 impl NodeStore {
-    /// Connects to a store that `Store::open` has already migrated.
-    pub async fn open(url: &str) -> anyhow::Result<NodeStore> {
-        install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("DICOM node cannot open the store: {e}"))?;
-        let actor = format!(
-            "efen {} on {}, pid {} (dicom node)",
-            env!("CARGO_PKG_VERSION"),
-            gethostname::gethostname().to_string_lossy(),
-            std::process::id()
-        );
-        Ok(NodeStore { pool, actor })
+    /// The node's view of the engine's store (already migrated): the same connection pool.
+    pub fn new(store: &crate::store::Store) -> NodeStore {
+        NodeStore { pool: store.pool().clone(), actor: format!("{} (dicom node)", store.actor()) }
     }
 
     pub async fn audit(&self, case_id: Option<&str>, action: &str, detail: &str) -> Result<(), sqlx::Error> {

@@ -112,9 +112,14 @@ impl Store {
         Ok(Store { pool, backend, actor })
     }
 
-    /// The connection pool, for the read-only queries of `efen report`.
+    /// The connection pool, for the read-only queries of `efen report` and the DICOM node's tables.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Who this process is in the audit log: efen's version, the host and the pid.
+    pub fn actor(&self) -> &str {
+        &self.actor
     }
 
     pub async fn close(&self) {
