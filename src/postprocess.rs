@@ -11,6 +11,26 @@ use image::{GrayImage, Luma};
 
 use crate::model::Activation;
 use crate::preprocess::{Plan, Weighting, bilinear};
+use serde::{Deserialize, Serialize};
+
+/// The pipeline's `[postprocess]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostprocessConfig {
+    /// Probability threshold; the model card's when absent.
+    pub threshold: Option<f32>,
+}
+
+impl PostprocessConfig {
+    pub fn problems(&self) -> Vec<String> {
+        match self.threshold {
+            Some(t) if !(0.0..=1.0).contains(&t) => {
+                vec![format!("postprocess.threshold must be within 0..1 (got {t})")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// Foreground value in masks written by efen.
 pub const FOREGROUND: u8 = 255;

@@ -16,6 +16,39 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ModelCard;
 
+/// The pipeline's `[preprocess]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// `resize` (stretch) or `letterbox` (keep aspect ratio, pad): for every image, or with tiling
+    /// for those that fit inside one tile.
+    #[serde(default)]
+    pub fit: Fit,
+    /// Tiling of images larger than the model input, blended with importance weights.
+    #[serde(default)]
+    pub tiling: Tiling,
+    /// Model input (and tile) size `[height, width]` instead of the card's, for models with
+    /// dynamic height and width.
+    pub input_size: Option<[u32; 2]>,
+}
+
+impl PreprocessConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let overlap = self.tiling.overlap;
+        if !(0.0..=0.9).contains(&overlap) {
+            problems.push(format!("preprocess.tiling.overlap must be within 0..0.9 (got {overlap})"));
+        }
+        if self.input_size.is_some_and(|[h, w]| h == 0 || w == 0) {
+            problems.push("preprocess.input_size must be positive".to_string());
+        }
+        if self.tiling.sigma_scale <= 0.0 {
+            problems.push("preprocess.tiling.sigma_scale must be positive".to_string());
+        }
+        problems
+    }
+}
+
 /// How an image that fits the model's input (or every image, without tiling) is fitted to it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -19,6 +19,39 @@ pub const PROJECT_LOCAL_DIR: &str = ".efen/onnxruntime";
 const SETUP_HINT: &str = "run scripts/setup.sh (installs the onnxruntime wheel's library into .efen/onnxruntime), \
 or set runtime.onnxruntime_lib / ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31 or newer";
 
+/// The service's `[runtime]` section: the library, the execution providers and the threads.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Path of `libonnxruntime.so*`; empty means `ORT_DYLIB_PATH`, else the project-local copy.
+    pub onnxruntime_lib: String,
+    /// Execution providers in order of preference: tensorrt, cuda, cpu.
+    pub providers: Vec<String>,
+    /// Threads inside one operator; 0 lets ONNX Runtime pick one per core.
+    pub intra_threads: usize,
+    /// Threads across independent operators.
+    pub inter_threads: usize,
+    /// ONNX Runtime sessions, each on its own inference thread serving the shared tile queue.
+    pub sessions: usize,
+}
+
+impl RuntimeConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.sessions == 0 {
+            problems.push("runtime.sessions must be at least 1".to_string());
+        }
+        for provider in &self.providers {
+            if !["tensorrt", "cuda", "cpu"].contains(&provider.as_str()) {
+                problems.push(format!(
+                    "runtime.providers: unknown execution provider {provider:?} (use tensorrt, cuda or cpu)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("ONNX Runtime library not found (looked at {looked}): {SETUP_HINT}")]

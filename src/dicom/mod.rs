@@ -16,6 +16,7 @@
 //! - `truth`: a Segmentation read back as ground truth.
 
 mod codec;
+mod config;
 mod error;
 mod identity;
 mod lengths;
@@ -25,11 +26,12 @@ mod seg;
 mod truth;
 mod window;
 
+pub use config::{DicomConfig, PatientIdConfig};
 pub use error::DicomError;
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
-pub use seg::{Code, SegSettings, new_uid, write_seg};
+pub use seg::{Code, SegConfig, new_uid, write_seg};
 pub use truth::{SegReference, may_be_seg, seg_mask, seg_references};
 pub use window::WindowSetting;
 
@@ -266,7 +268,7 @@ mod tests {
         assert_eq!((gray[0], gray[11]), (0, 255));
 
         let mask = image::GrayImage::from_fn(4, 3, |x, y| image::Luma([if x == y { 255 } else { 0 }]));
-        let seg = write_seg(&file, 0, &mask, &SegSettings::default(), "0123456789abcdef0123").unwrap();
+        let seg = write_seg(&file, 0, &mask, &SegConfig::default(), "0123456789abcdef0123").unwrap();
         let back = open(&seg).unwrap();
         let values = back.frame_samples(0).unwrap().values;
         assert_eq!(values, mask.as_raw().iter().map(|v| i64::from(*v != 0)).collect::<Vec<_>>());

@@ -34,7 +34,7 @@ impl Code {
 /// What the SEG says about the segment and the algorithm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SegSettings {
+pub struct SegConfig {
     /// Segment Label (0062,0005), e.g. "lesion".
     pub segment_label: String,
     /// Segmented Property Category (CID 7150); default SCT 49755003 "Morphologically Altered Structure".
@@ -57,9 +57,9 @@ pub struct SegSettings {
     pub content_label: String,
 }
 
-impl Default for SegSettings {
+impl Default for SegConfig {
     fn default() -> Self {
-        SegSettings {
+        SegConfig {
             segment_label: "lesion".into(),
             category: Code::new("49755003", "SCT", "Morphologically Altered Structure"),
             property_type: Code::new("52988006", "SCT", "Lesion"),
@@ -131,7 +131,7 @@ pub fn write_seg(
     source: &DicomFile,
     frame: u32,
     mask: &GrayImage,
-    settings: &SegSettings,
+    settings: &SegConfig,
     model_sha256: &str,
 ) -> Result<Vec<u8>, DicomError> {
     let info = &source.info;

@@ -13,15 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use super::spool::sync_dir;
 
-/// The folder below the drop folder that received series are moved into; the outbox sends the
-/// results of the cases found there.
-pub const DROP_SUBFOLDER: &str = "dicom-node";
-
 /// Which series a pipeline takes (`[select]` in the pipeline file). Every rule that is set must
 /// hold; an empty list or an absent size allows anything.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct SelectRules {
+pub struct SelectConfig {
     /// Modality (0008,0060) values, e.g. `["CT", "MR"]`.
     #[serde(default)]
     pub modalities: Vec<String>,
@@ -70,7 +66,7 @@ impl SeriesHeader {
     }
 }
 
-impl SelectRules {
+impl SelectConfig {
     /// `Err(reason)` when the pipeline does not take the series.
     pub fn check(&self, header: &SeriesHeader) -> Result<(), String> {
         if !self.modalities.is_empty() && !self.modalities.iter().any(|m| m.eq_ignore_ascii_case(&header.modality)) {
@@ -141,7 +137,7 @@ pub struct Collector {
     /// `<state>/ignored`.
     pub ignored: PathBuf,
     pub quiet: Duration,
-    pub rules: SelectRules,
+    pub rules: SelectConfig,
 }
 
 impl Collector {
@@ -245,14 +241,14 @@ mod tests {
 
     #[test]
     fn every_rule_that_is_set_must_hold() {
-        let open = SelectRules::default();
+        let open = SelectConfig::default();
         assert!(open.check(&ct("anything")).is_ok());
-        let rules = SelectRules {
+        let rules = SelectConfig {
             modalities: vec!["ct".into()],
             series_description: vec!["*chest*".into()],
             exclude_series_description: vec!["*scout*".into()],
             min_size: Some([256, 256]),
-            ..SelectRules::default()
+            ..SelectConfig::default()
         };
         assert!(rules.check(&ct("Chest 1mm")).is_ok());
         assert!(rules.check(&ct("Chest scout")).unwrap_err().contains("exclusion"));
@@ -274,7 +270,7 @@ mod tests {
             target: root.path().join("drop/dicom-node"),
             ignored: root.path().join("ignored"),
             quiet: Duration::from_secs(3600),
-            rules: SelectRules::default(),
+            rules: SelectConfig::default(),
         };
         assert!(collector.collect().is_empty(), "not quiet yet");
         collector.quiet = Duration::ZERO;

@@ -1,0 +1,44 @@
+//! The two places DICOM is configured: the pipeline's `[dicom]` ([`DicomConfig`]: windowing and
+//! the SEG's labels, per pipeline) and the service's `[dicom]` ([`PatientIdConfig`]: the
+//! pseudonym key, a site secret that belongs in the environment, not in a pipeline file).
+
+use serde::{Deserialize, Serialize};
+
+use super::{DicomFile, Identity, SegConfig, WindowSetting};
+
+/// The pipeline's `[dicom]` section: how DICOM inputs are windowed and how their SEG is labelled.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// VOI window: `"fromfile"` (the file's window or VOI LUT), `{ fixed = { center, width } }`
+    /// or `{ percentile = { low, high } }`.
+    #[serde(default)]
+    pub window: WindowSetting,
+    /// The Segmentation's segment label, codes, algorithm and what to do with an empty mask.
+    #[serde(default)]
+    pub seg: SegConfig,
+}
+
+/// The service's `[dicom]` section (config/default.toml): how Patient IDs reach the record.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientIdConfig {
+    /// Key of the keyed hash (HMAC-SHA256) that pseudonymises DICOM Patient IDs in the record.
+    /// Empty: the Patient ID is withheld. Set it through EFEN_DICOM__PSEUDONYM_KEY, not the file.
+    pub pseudonym_key: String,
+    /// Record the Patient ID as in the file instead of its keyed hash. Off by default; only for
+    /// sites whose store may hold identifiers.
+    pub raw_patient_id: bool,
+}
+
+impl PatientIdConfig {
+    /// The identity of a DICOM input as the record keeps it: the patient ID raw, keyed-hashed
+    /// or withheld, as configured.
+    pub fn identity(&self, file: &DicomFile) -> Identity {
+        if self.raw_patient_id {
+            file.identity_with_raw_patient_id()
+        } else {
+            file.identity((!self.pseudonym_key.is_empty()).then_some(self.pseudonym_key.as_bytes()))
+        }
+    }
+}
