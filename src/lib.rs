@@ -20,6 +20,7 @@
 //! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the command line.
 
 pub mod bench;
+pub mod case;
 pub mod cli;
 pub mod config;
 pub mod decode;

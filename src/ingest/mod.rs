@@ -3,9 +3,12 @@
 //! its ground truth and derives the case id from (SHA-256 of the bytes, pipeline, model).
 //!
 //! `efen run` reads inputs where they are and never moves them; `efen watch` first claims each
-//! file by renaming it into `<state>/claimed/` (see [`watch`]).
+//! file by renaming it into `<state>/claimed/` (see [`watch`]). [`admit`] then opens each file
+//! (hash, DICOM parse, frames, ground truth), claims its cases in the store and hands them on.
 
+pub mod admit;
 pub mod disposition;
+pub mod ground_truth;
 pub mod seg_index;
 pub mod watch;
 
@@ -14,16 +17,37 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::definition::GroundTruthPattern;
+pub use crate::case::Origin;
+
+pub use admit::{Admission, AdmissionConfig, Outlet, Policy};
+pub use ground_truth::{GroundTruthConfig, GroundTruthPattern};
 
 /// Suffixes of files that are still being written by their producer.
 const PARTIAL_SUFFIXES: [&str; 5] = [".part", ".tmp", ".partial", ".filepart", ".crdownload"];
+
+/// The folder below a drop folder that the DICOM node moves complete series into: what is found
+/// there came in over DICOM, and its results go back ([`Origin::DicomNode`]).
+pub const NODE_INBOX: &str = "dicom-node";
 
 /// A file found in a drop, and the folder it was found under (for the symlink rule).
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub path: PathBuf,
     pub root: PathBuf,
+    pub origin: Origin,
+}
+
+impl Candidate {
+    /// A file that `efen watch` found in its drop folder `root` (or in the node's inbox below it).
+    pub fn dropped(path: PathBuf, root: &Path) -> Candidate {
+        let from_node = path
+            .strip_prefix(root)
+            .ok()
+            .and_then(|p| p.components().next())
+            .is_some_and(|c| c.as_os_str() == NODE_INBOX);
+        let origin = if from_node { Origin::DicomNode } else { Origin::DropFolder };
+        Candidate { path, root: root.to_path_buf(), origin }
+    }
 }
 
 /// A case ready for decoding.
@@ -76,11 +100,11 @@ pub fn discover(paths: &[PathBuf], patterns: &[GroundTruthPattern]) -> Result<Ve
                 files
                     .into_iter()
                     .filter(|f| !is_ignored_name(f) && !is_ground_truth(f, path, patterns))
-                    .map(|f| Candidate { path: f, root: path.clone() }),
+                    .map(|f| Candidate { path: f, root: path.clone(), origin: Origin::Given }),
             );
         } else {
             let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            found.push(Candidate { path: path.clone(), root });
+            found.push(Candidate { path: path.clone(), root, origin: Origin::Given });
         }
     }
     Ok(found)

@@ -13,9 +13,42 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::GroundTruthPattern;
 use super::{Candidate, is_ground_truth, is_ignored_name};
-use crate::config::WatchConfig;
-use crate::pipeline::definition::GroundTruthPattern;
+
+/// The service's `[watch]` section: how the drop folder is watched, and who this worker is.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Size and mtime must be unchanged this long before a file is taken.
+    pub settle_ms: u64,
+    /// Period of the full rescan that catches missed events.
+    pub rescan_ms: u64,
+    /// Use the polling watcher instead of OS events.
+    pub poll: bool,
+    pub poll_interval_ms: u64,
+    /// This watcher's name: its claim folder is `<state>/claimed/<worker>`. Empty: the host name.
+    pub worker: String,
+}
+
+impl WatchConfig {
+    pub fn problems(&self) -> Vec<String> {
+        if self.worker.contains(['/', '\\']) || self.worker.starts_with('.') {
+            vec![format!("watch.worker {:?} must be a plain name (no '/', not starting with '.')", self.worker)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// This watcher's name (`watch.worker`, else the host name).
+    pub fn worker(&self) -> String {
+        if self.worker.is_empty() {
+            gethostname::gethostname().to_string_lossy().into_owned()
+        } else {
+            self.worker.clone()
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -76,7 +109,7 @@ impl DropFolder {
             .filter_map(|claimed| {
                 // claimed/<worker>/<token>/<path in the drop>
                 let relative: PathBuf = claimed.strip_prefix(&self.claimed_dir).ok()?.components().skip(1).collect();
-                let candidate = Candidate { path: self.dir.join(relative), root: self.dir.clone() };
+                let candidate = Candidate::dropped(self.dir.join(relative), &self.dir);
                 Some(Claimed { candidate, claimed })
             })
             .collect()
@@ -186,9 +219,7 @@ impl DropFolder {
         }
         // Ground truth is read from the drop folder, where it stays.
         match std::fs::rename(path, &claimed) {
-            Ok(()) => {
-                Some(Claimed { candidate: Candidate { path: path.to_path_buf(), root: self.dir.clone() }, claimed })
-            }
+            Ok(()) => Some(Claimed { candidate: Candidate::dropped(path.to_path_buf(), &self.dir), claimed }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(self.claimed_dir.join(token));
                 if e.kind() != std::io::ErrorKind::NotFound {

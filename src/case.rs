@@ -1,4 +1,5 @@
-//! What travels between stages for one case, and what comes out at the end.
+//! The vocabulary of a case: what travels between the stages for one case, and how it ends.
+//! Every stage speaks it; it belongs to none of them.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,18 @@ impl Stage {
     }
 }
 
+/// Where a case's input came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Named on `efen run`'s command line (or found in a folder it named).
+    Given,
+    /// Dropped into the watched folder.
+    DropFolder,
+    /// Received by the DICOM node: its results go back to the node's destinations.
+    DicomNode,
+}
+
 /// Identity of a case, fixed at ingest.
 #[derive(Debug, Clone)]
 pub struct CaseMeta {
@@ -50,6 +63,7 @@ pub struct CaseMeta {
     pub original: PathBuf,
     /// Where the bytes are now (the claimed copy in watch mode; the original in run mode).
     pub current: PathBuf,
+    pub origin: Origin,
     /// The case's identity hash: the file's SHA-256, or for one frame of a multi-frame file the
     /// hash of the file's hash and the frame number.
     pub sha256: String,
@@ -159,6 +173,28 @@ pub struct Succeeded {
     pub evaluation: Option<Evaluation>,
     pub outputs: OutputPaths,
     pub foreground_fraction: f64,
+}
+
+/// What reaches the record stage: a case that ended, or an input that repeated another case.
+pub enum Message {
+    Outcome(Box<Outcome>),
+    /// The same bytes are already a case for this pipeline and model (`of` describes it);
+    /// `recorded` says whether the repeat went into the `duplicates` table.
+    Duplicate {
+        meta: CaseMeta,
+        of: String,
+        recorded: bool,
+    },
+}
+
+impl CaseMeta {
+    /// The recorded source: the file, and the frame for a multi-frame DICOM file.
+    pub fn source_path(&self) -> String {
+        match self.frame {
+            Some(frame) => format!("{}#frame={}", self.original.display(), frame.index + 1),
+            None => self.original.display().to_string(),
+        }
+    }
 }
 
 impl Outcome {

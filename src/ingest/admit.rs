@@ -1,5 +1,7 @@
-//! Admission: the async half of ingest. Opens a candidate (on a blocking thread), asks the store
-//! for the claim, and hands the case to the graph, or reports it as failed or as a duplicate.
+//! Admission, the last step of ingest: opens a candidate on a blocking thread (read, hash, parse
+//! DICOM once, fan a multi-frame file out into frames, pair ground truth), claims each case in the
+//! store, and hands it on through its [`Outlet`]: to decode, or, when it ends here (failed at
+//! ingest, a duplicate), straight to record.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,11 +10,31 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::case::{CaseMeta, DicomInput, Failure, Frame, Outcome, Stage};
-use super::record::{Message, new_case};
-use super::{Engine, Inlet};
-use crate::ingest::{self, Candidate};
-use crate::store::{Claim, StoreError};
+use tokio::sync::mpsc;
+
+use super::{Candidate, GroundTruthPattern};
+use crate::case::{CaseMeta, DicomInput, Failure, Frame, Message, Outcome, Stage};
+use crate::ingest;
+use crate::store::{Claim, NewCase, Store, StoreError};
+
+/// What admission needs to know of the pipeline and the service, fixed for a run.
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    pub pipeline: String,
+    pub model_sha256: String,
+    pub patterns: Vec<GroundTruthPattern>,
+    /// Larger files fail at ingest.
+    pub max_bytes: u64,
+    pub patient_ids: crate::dicom::PatientIdConfig,
+}
+
+/// Where admitted cases go: jobs to decode, and cases that end at ingest to record. Dropping every
+/// outlet drains the stage graph behind it.
+#[derive(Clone)]
+pub struct Outlet {
+    pub jobs: mpsc::Sender<(CaseMeta, Arc<Vec<u8>>)>,
+    pub ended: mpsc::Sender<Message>,
+}
 
 /// How admission treats a case that the store already knows.
 #[derive(Debug, Clone, Copy)]
@@ -26,9 +48,10 @@ pub struct Policy {
 }
 
 /// Admission state for one run.
-pub struct Admission<'a> {
-    pub engine: &'a Engine,
-    pub inlet: &'a Inlet,
+pub struct Admission {
+    config: Arc<AdmissionConfig>,
+    store: Store,
+    outlet: Outlet,
     pub run_id: String,
     /// `watch.worker` for watchers, None for `efen run`.
     pub worker: Option<String>,
@@ -41,33 +64,31 @@ pub struct Admission<'a> {
     pub segs: Option<crate::ingest::seg_index::SegIndex>,
 }
 
-impl<'a> Admission<'a> {
+impl Admission {
     pub fn new(
-        engine: &'a Engine,
-        inlet: &'a Inlet,
+        config: Arc<AdmissionConfig>,
+        store: Store,
+        outlet: Outlet,
         run_id: &str,
         worker: Option<String>,
         give_up: CancellationToken,
     ) -> Self {
-        Admission { engine, inlet, run_id: run_id.into(), worker, give_up, seen: HashMap::new(), segs: None }
+        Admission { config, store, outlet, run_id: run_id.into(), worker, give_up, seen: HashMap::new(), segs: None }
     }
 
     /// Puts one candidate through ingest. `read_from` is where its bytes are now.
     pub async fn admit(&mut self, candidate: Candidate, read_from: PathBuf, policy: Policy) -> Result<(), StoreError> {
-        let engine = self.engine;
-        let (pipeline, model_sha) = (engine.definition.name.clone(), engine.model.sha256.clone());
-        let patterns = engine.patterns.clone();
-        let max_bytes = engine.config.engine.max_file_mb.saturating_mul(1 << 20);
-        let dicom_config = engine.config.dicom.clone();
+        let config = self.config.clone();
         let started = Instant::now();
         let (opened, dicom, candidate, read_from) = tokio::task::spawn_blocking(move || {
-            let opened = ingest::open(&candidate, &read_from, &pipeline, &model_sha, &patterns, max_bytes);
+            let c = &config;
+            let opened = ingest::open(&candidate, &read_from, &c.pipeline, &c.model_sha256, &c.patterns, c.max_bytes);
             // DICOM is parsed once, here, and shared by its frames (each frame is a case). A file
             // that does not parse stays one case, which fails at decode with the parser's reason.
             let dicom = match opened.as_ref() {
                 Ok(job) if crate::dicom::looks_like_dicom(&job.bytes) => match crate::dicom::open(&job.bytes) {
                     Ok(file) => {
-                        let identity = dicom_config.identity(&file);
+                        let identity = config.patient_ids.identity(&file);
                         Ok(Some(Arc::new(DicomInput { decoder: file.decoder_name(), identity, file })))
                     }
                     Err(e) => Err(e.to_string()),
@@ -94,6 +115,7 @@ impl<'a> Admission<'a> {
                     case_id: job.case_id.clone(),
                     original: job.original.clone(),
                     current: read_from,
+                    origin: candidate.origin,
                     sha256: job.sha256.clone(),
                     file_sha256: job.sha256.clone(),
                     size_bytes: job.bytes.len() as u64,
@@ -110,9 +132,10 @@ impl<'a> Admission<'a> {
             }
             Err((identity, error)) => {
                 let meta = CaseMeta {
-                    case_id: ingest::case_id(&identity, &engine.definition.name, &engine.model.sha256),
+                    case_id: ingest::case_id(&identity, &self.config.pipeline, &self.config.model_sha256),
                     original: candidate.path.clone(),
                     current: read_from,
+                    origin: candidate.origin,
                     sha256: identity.clone(),
                     file_sha256: identity,
                     size_bytes: 0,
@@ -139,7 +162,7 @@ impl<'a> Admission<'a> {
             // store's unique key (bytes, pipeline, model) holds per frame.
             let mut frame_meta = meta.clone();
             frame_meta.sha256 = ingest::frame_identity(&meta.sha256, index);
-            frame_meta.case_id = ingest::case_id(&frame_meta.sha256, &engine.definition.name, &engine.model.sha256);
+            frame_meta.case_id = ingest::case_id(&frame_meta.sha256, &self.config.pipeline, &self.config.model_sha256);
             frame_meta.frame = Some(Frame { index, count: frames });
             if frame_meta.ground_truth.is_none() {
                 frame_meta.ground_truth = truths[index as usize].clone();
@@ -156,18 +179,16 @@ impl<'a> Admission<'a> {
         job: Result<Arc<Vec<u8>>, Failure>,
         policy: Policy,
     ) -> Result<(), StoreError> {
-        let engine = self.engine;
         let source = meta.original.display().to_string();
         if let Some(first) = self.seen.get(&meta.case_id) {
             let record = policy.record_same_path || *first != source;
             return self.duplicate(meta, format!("{first}, earlier in this run"), record).await;
         }
         self.seen.insert(meta.case_id.clone(), source.clone());
-        let case = new_case(&meta, &self.run_id, &engine.definition.name, &engine.model.sha256, self.worker.clone());
-        let claim = engine
-            .store
-            .retrying("claiming a case", &self.give_up, || engine.store.claim_case(&case, policy.takeover))
-            .await?;
+        let case = self.new_case(&meta);
+        let store = &self.store;
+        let claim =
+            store.retrying("claiming a case", &self.give_up, || store.claim_case(&case, policy.takeover)).await?;
         match claim {
             Claim::New | Claim::TakenOver => {}
             Claim::Recorded { status, source_path } => {
@@ -180,11 +201,11 @@ impl<'a> Admission<'a> {
         }
         match job {
             Ok(bytes) => {
-                let _ = self.inlet.jobs.send((meta, bytes)).await;
+                let _ = self.outlet.jobs.send((meta, bytes)).await;
             }
             Err(failure) => {
                 let outcome = Outcome::failed(meta, failure.stage, failure.message);
-                let _ = self.inlet.outcomes.send(Message::Outcome(Box::new(outcome))).await;
+                let _ = self.outlet.ended.send(Message::Outcome(Box::new(outcome))).await;
             }
         }
         Ok(())
@@ -193,7 +214,7 @@ impl<'a> Admission<'a> {
     /// Reports (and, if `record`, stores) an input whose bytes are already another case's.
     async fn duplicate(&self, meta: CaseMeta, of: String, record: bool) -> Result<(), StoreError> {
         if record {
-            let store = &self.engine.store;
+            let store = &self.store;
             let source = meta.original.display().to_string();
             store
                 .retrying("recording a duplicate", &self.give_up, || {
@@ -201,7 +222,23 @@ impl<'a> Admission<'a> {
                 })
                 .await?;
         }
-        let _ = self.inlet.outcomes.send(Message::Duplicate { meta, of, recorded: record }).await;
+        let _ = self.outlet.ended.send(Message::Duplicate { meta, of, recorded: record }).await;
         Ok(())
+    }
+
+    /// The case as the store first sees it, at its claim.
+    fn new_case(&self, meta: &CaseMeta) -> NewCase {
+        NewCase {
+            case_id: meta.case_id.clone(),
+            run_id: self.run_id.clone(),
+            pipeline: self.config.pipeline.clone(),
+            model_sha256: self.config.model_sha256.clone(),
+            source_path: meta.source_path(),
+            source_sha256: meta.sha256.clone(),
+            file_sha256: meta.file_sha256.clone(),
+            size_bytes: meta.size_bytes as i64,
+            ground_truth_path: meta.ground_truth.as_ref().map(|p| p.display().to_string()),
+            worker: self.worker.clone(),
+        }
     }
 }
