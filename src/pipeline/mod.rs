@@ -1,4 +1,5 @@
-//! The wiring: the only module that knows every stage.
+//! The wiring: the only module that knows every stage, and the drivers of the commands that run
+//! them ([`run`] for `efen run`, [`watch`] for `efen watch`).
 //!
 //! ```text
 //! ingest ─jobs→ prepare (blocking: decode, preprocess) ─tensors→ infer threads (batches)
@@ -7,12 +8,12 @@
 //! Every channel is bounded. The graph is built back to front and drains front to back: when
 //! ingest drops its senders, each stage finishes what it holds and closes its own output.
 
-mod admit;
-pub mod case;
 pub mod definition;
 mod record;
+pub mod run;
+pub mod run_report;
 pub mod stages;
-pub mod summary;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,18 +22,54 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::case::{CaseMeta, Message, TileJob};
 use crate::config::Config;
 use crate::infer::{self, InferRequest, Inference};
 use crate::ingest::disposition::Transfer;
+use crate::ingest::{Admission, AdmissionConfig, Outlet};
 use crate::model::Model;
 use crate::store::{LedgerState, NewRun, Store};
-pub use admit::{Admission, Policy};
-use case::{CaseMeta, TileJob};
-use definition::{GroundTruthPattern, PipelineDefinition};
-pub use record::Message;
+use definition::PipelineDefinition;
+pub use run::{run, run_once};
+pub use run_report::{CaseObserver, Row, RunReport, Status};
 use stages::StageContext;
-pub use summary::RunReport;
-use tokio_util::sync::CancellationToken;
+pub use watch::watch;
+
+/// The service's `[engine]` section: batches, workers and queues of the stage graph.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Most tiles in one inference call.
+    pub batch_size: usize,
+    /// Longest wait for a partial batch to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Blocking workers for the CPU stages; 0 means one per core.
+    pub workers: usize,
+    /// Capacity of each channel between stages.
+    pub queue: usize,
+    /// Larger inputs are refused (failed at ingest), in MiB.
+    pub max_file_mb: u64,
+}
+
+impl EngineConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.batch_size == 0 {
+            problems.push("engine.batch_size must be at least 1".to_string());
+        }
+        if self.queue == 0 {
+            problems.push("engine.queue must be at least 1".to_string());
+        }
+        problems
+    }
+
+    /// Blocking workers per CPU stage.
+    pub fn workers(&self) -> usize {
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) }
+    }
+}
 
 /// Why a command could not start (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +88,12 @@ pub enum SetupError {
 
 /// A loaded pipeline: definition, checked model, open store and ready sessions.
 pub struct Engine {
-    pub config: Config,
-    pub definition: PipelineDefinition,
-    pub model: Model,
-    pub store: Store,
-    pub patterns: Vec<GroundTruthPattern>,
-    pub provider: String,
+    config: Config,
+    definition: PipelineDefinition,
+    model: Model,
+    store: Store,
+    admission_config: Arc<AdmissionConfig>,
+    provider: String,
     context: Arc<StageContext>,
     sessions: Vec<Inference>,
 }
@@ -108,8 +145,42 @@ impl Engine {
             dicom: definition.dicom.clone(),
         });
         let sessions = sessions.into_iter().map(|session| Inference::new(session, &card)).collect();
-        let patterns = definition.ground_truth_patterns();
-        Ok(Engine { config, definition, model, store, patterns, provider, context, sessions })
+        let admission_config = Arc::new(AdmissionConfig {
+            pipeline: definition.name.clone(),
+            model_sha256: model.sha256.clone(),
+            patterns: definition.ground_truth.patterns(),
+            max_bytes: config.engine.max_file_mb.saturating_mul(1 << 20),
+            patient_ids: config.dicom.clone(),
+        });
+        Ok(Engine { config, definition, model, store, admission_config, provider, context, sessions })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The execution provider the sessions run on.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// Closes the store's connections (at the end of a command).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Records the end of a run.
+    pub async fn finish_run(&self, run_id: &str, summary: &str) -> Result<(), crate::store::StoreError> {
+        self.store.finish_run(run_id, summary).await
+    }
+
+    /// Admission for one run, handing its cases to `outlet` (from [`Engine::spawn`]).
+    fn admission(&self, outlet: Outlet, run_id: &str, worker: Option<String>, give_up: CancellationToken) -> Admission {
+        Admission::new(self.admission_config.clone(), self.store.clone(), outlet, run_id, worker, give_up)
     }
 
     /// The model card as the pipeline uses it (with `preprocess.input_size` applied).
@@ -141,11 +212,11 @@ impl Engine {
         Ok(run_id)
     }
 
-    /// Builds the stage graph. Ingest sends into the returned [`Inlet`]; dropping it drains the
-    /// graph, and the join handle yields the run's report.
-    pub fn spawn(&mut self, run_id: &str, options: SpawnOptions) -> (Inlet, tokio::task::JoinHandle<RunReport>) {
+    /// Builds the stage graph. Ingest sends into the returned [`Outlet`]; dropping it (and every
+    /// clone) drains the graph, and the join handle yields the run's report.
+    fn spawn(&mut self, run_id: &str, options: SpawnOptions) -> (Outlet, tokio::task::JoinHandle<RunReport>) {
         let queue = self.config.engine.queue;
-        let workers = self.config.workers();
+        let workers = self.config.engine.workers();
         let (job_tx, job_rx) = mpsc::channel::<(CaseMeta, Arc<Vec<u8>>)>(queue);
         let (tensor_tx, tensor_rx) = crossbeam_channel::bounded::<InferRequest<TileJob>>(queue);
         let (map_tx, map_rx) = mpsc::channel::<infer::InferResult<TileJob>>(queue);
@@ -158,9 +229,10 @@ impl Engine {
             run_id: run_id.to_string(),
             state_dir: self.config.state_dir(),
             transfer: options.transfer,
-            progress: options.progress,
+            observer: options.observer,
             give_up: options.give_up,
             claimed_root: options.claimed_root,
+            sends: self.config.node.sends_for_received_cases(),
         };
         let record = tokio::spawn(recorder.run(outcome_rx));
         tokio::spawn(finish_stage(self.context.clone(), map_rx, outcome_tx.clone(), workers, ledger.clone()));
@@ -181,19 +253,20 @@ impl Engine {
         }
         drop((tensor_rx, map_tx));
         tokio::spawn(prepare_stage(self.context.clone(), job_rx, tensor_tx, outcome_tx.clone(), workers, ledger));
-        (Inlet { jobs: job_tx, outcomes: outcome_tx }, record)
+        (Outlet { jobs: job_tx, ended: outcome_tx }, record)
     }
 }
 
 /// How a run's graph treats inputs and the database.
-pub struct SpawnOptions {
+struct SpawnOptions {
     /// Watch moves claimed inputs to done/ and failed/; run copies failed inputs only.
-    pub transfer: Transfer,
-    pub progress: summary::Progress,
+    transfer: Transfer,
+    /// Told of every case as it ends.
+    observer: Arc<dyn CaseObserver>,
     /// Cancelled when the record stage should stop waiting for an unavailable database.
-    pub give_up: CancellationToken,
+    give_up: CancellationToken,
     /// The watcher's claim folder, tidied as cases end.
-    pub claimed_root: Option<PathBuf>,
+    claimed_root: Option<PathBuf>,
 }
 
 /// Ledger updates from the compute stages: sent without waiting, written by one task, so no
@@ -228,12 +301,6 @@ impl Ledger {
     fn mark(&self, case_id: &str, state: LedgerState) {
         let _ = self.0.send((case_id.to_string(), state));
     }
-}
-
-/// Where ingest hands cases to the graph: admitted jobs, or messages for the record stage.
-pub struct Inlet {
-    pub jobs: mpsc::Sender<(CaseMeta, Arc<Vec<u8>>)>,
-    pub outcomes: mpsc::Sender<Message>,
 }
 
 async fn prepare_stage(
@@ -293,40 +360,4 @@ async fn finish_stage(
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
-}
-
-/// `efen run`: processes `paths` once and returns the report and the wall time in seconds.
-/// Inputs are read where they are; failed ones are copied to `failed/`.
-pub async fn run_once(engine: &mut Engine, paths: &[PathBuf], show_progress: bool) -> anyhow::Result<(RunReport, f64)> {
-    let candidates =
-        crate::ingest::discover(paths, &engine.patterns).map_err(|e| anyhow::anyhow!("cannot read input {e}"))?;
-    let total = candidates.len();
-    // DICOM SEGs are ground truth for the images they reference; they are admitted last, and only
-    // those no image used become (failed) cases.
-    let (candidates, segs) = crate::ingest::seg_index::SegIndex::split(candidates);
-    let run_id = engine.start_run("run").await?;
-    let progress = if show_progress { summary::Progress::new(Some(total as u64)) } else { summary::Progress::hidden() };
-    let started = progress.started;
-    // A run waits for an unavailable database rather than lose a result (Ctrl-C stops it).
-    let never = CancellationToken::new();
-    let options = SpawnOptions { transfer: Transfer::Copy, progress, give_up: never.clone(), claimed_root: None };
-    let (inlet, report) = engine.spawn(&run_id, options);
-    let mut admission = Admission::new(engine, &inlet, &run_id, None, never);
-    admission.segs = (!segs.is_empty()).then_some(segs);
-    let policy = Policy { takeover: true, record_same_path: false };
-    for candidate in candidates {
-        let read_from = candidate.path.clone();
-        admission.admit(candidate, read_from, policy).await?;
-    }
-    let unused_segs = admission.segs.take().map(|segs| segs.unused()).unwrap_or_default();
-    for candidate in unused_segs {
-        let read_from = candidate.path.clone();
-        admission.admit(candidate, read_from, policy).await?;
-    }
-    drop(admission);
-    drop(inlet);
-    let report = report.await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    engine.store.finish_run(&run_id, &report.counts()).await?;
-    Ok((report, elapsed))
 }

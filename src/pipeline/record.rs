@@ -7,34 +7,24 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::case::{CaseMeta, DicomInput, Outcome};
-use super::summary::{Progress, Row, RunReport};
+use super::run_report::{CaseObserver, Row, RunReport};
+use crate::case::{CaseMeta, DicomInput, Message, Origin, Outcome, Succeeded};
 use crate::ingest::disposition::{self, Transfer};
-use crate::store::{CaseRecord, DicomRecord, NewCase, Store};
-
-/// What reaches the record stage.
-pub enum Message {
-    Outcome(Box<Outcome>),
-    /// The same bytes are already a case for this pipeline and model (`of` describes it);
-    /// `recorded` says whether the repeat went into the `duplicates` table.
-    Duplicate {
-        meta: CaseMeta,
-        of: String,
-        recorded: bool,
-    },
-}
+use crate::store::{CaseRecord, DicomRecord, NewSend, Store};
 
 pub struct Recorder {
     pub store: Store,
     pub run_id: String,
     pub state_dir: PathBuf,
     pub transfer: Transfer,
-    pub progress: Progress,
+    pub observer: std::sync::Arc<dyn CaseObserver>,
     /// Cancelled when waiting for the database should stop: results not yet written stay
     /// claimed and are redone on the next start.
     pub give_up: CancellationToken,
     /// The watcher's claim folder, whose emptied subfolders are removed.
     pub claimed_root: Option<PathBuf>,
+    /// (destination, object) queued with each succeeded case that came in over DICOM.
+    pub sends: Vec<(String, &'static str)>,
 }
 
 impl Recorder {
@@ -56,13 +46,13 @@ impl Recorder {
                     None => {
                         let mut row = Row::from_outcome(&outcome);
                         row.fail_at_record("the store is unavailable; the case will be redone".into());
-                        self.progress.case(&row);
+                        self.observer.case_ended(&row);
                         report.push(row);
                         continue;
                     }
                 },
             };
-            self.progress.case(&row);
+            self.observer.case_ended(&row);
             report.push(row);
             let failure = match meta.frame.filter(|f| f.count > 1) {
                 None => failure,
@@ -80,13 +70,13 @@ impl Recorder {
             };
             self.settle(&meta, failure);
         }
-        self.progress.finish();
+        self.observer.finished();
         report
     }
 
     /// Writes the outcome to the store, retrying while it is away. None if it gave up.
     async fn record(&self, outcome: &Outcome) -> Option<Row> {
-        let record = to_record(outcome, &self.run_id);
+        let record = to_record(outcome, &self.run_id, &self.sends);
         let written = self.store.retrying("recording a result", &self.give_up, || self.store.record(&record)).await;
         match written {
             Ok(_) => Some(Row::from_outcome(outcome)),
@@ -131,30 +121,7 @@ impl Recorder {
     }
 }
 
-/// The recorded source: the file, and the frame for a multi-frame DICOM file.
-pub fn source_path(meta: &CaseMeta) -> String {
-    match meta.frame {
-        Some(frame) => format!("{}#frame={}", meta.original.display(), frame.index + 1),
-        None => meta.original.display().to_string(),
-    }
-}
-
-pub fn new_case(meta: &CaseMeta, run_id: &str, pipeline: &str, model_sha256: &str, worker: Option<String>) -> NewCase {
-    NewCase {
-        case_id: meta.case_id.clone(),
-        run_id: run_id.into(),
-        pipeline: pipeline.into(),
-        model_sha256: model_sha256.into(),
-        source_path: source_path(meta),
-        source_sha256: meta.sha256.clone(),
-        file_sha256: meta.file_sha256.clone(),
-        size_bytes: meta.size_bytes as i64,
-        ground_truth_path: meta.ground_truth.as_ref().map(|p| p.display().to_string()),
-        worker,
-    }
-}
-
-fn to_record(outcome: &Outcome, run_id: &str) -> CaseRecord {
+fn to_record(outcome: &Outcome, run_id: &str, sends: &[(String, &'static str)]) -> CaseRecord {
     let t = &outcome.timings;
     let mut record = CaseRecord {
         case_id: outcome.meta.case_id.clone(),
@@ -192,14 +159,52 @@ fn to_record(outcome: &Outcome, run_id: &str) -> CaseRecord {
                 record.fn_ = Some(e.counts.fn_ as i64);
                 record.tn = Some(e.counts.tn as i64);
             }
+            if outcome.meta.origin == Origin::DicomNode {
+                record.sends = sends.iter().map(|(destination, object)| new_send(destination, object, done)).collect();
+            }
         }
         Err(failure) => {
             record.status = "failed".into();
             record.error_stage = Some(failure.stage.as_str().into());
             record.error_message = Some(failure.message.clone());
+            record.error_reason = Some(reason_without_paths(&failure.message, &outcome.meta));
         }
     }
     record
+}
+
+/// The failure's message with the case's own paths replaced by what they are, so that the same
+/// failure of many files reads (and groups) as one reason.
+fn reason_without_paths(message: &str, meta: &CaseMeta) -> String {
+    let mut reason = message.to_string();
+    let mut paths =
+        vec![(meta.original.display().to_string(), "<input>"), (meta.current.display().to_string(), "<input>")];
+    if let Some(truth) = &meta.ground_truth {
+        paths.push((truth.display().to_string(), "<ground truth>"));
+    }
+    // Longest first, so that a path is never cut by a shorter one inside it.
+    paths.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+    for (path, name) in paths {
+        if !path.is_empty() {
+            reason = reason.replace(&path, name);
+        }
+    }
+    reason
+}
+
+/// A send of `object` to `destination`, or a skipped one when its file was not written.
+fn new_send(destination: &str, object: &str, done: &Succeeded) -> NewSend {
+    let missing = match (&done.outputs.seg, &done.outputs.overlay) {
+        (None, _) => Some("no seg.dcm for this case (empty mask or no DICOM source)"),
+        (Some(_), None) if object == "overlay" => Some("no overlay.png for this case (outputs.overlay is off)"),
+        _ => None,
+    };
+    NewSend {
+        destination: destination.into(),
+        object: object.into(),
+        status: if missing.is_some() { "skipped" } else { "pending" },
+        note: missing.map(String::from),
+    }
 }
 
 fn dicom_record(input: &DicomInput, meta: &CaseMeta) -> DicomRecord {

@@ -7,14 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use image::GrayImage;
-use serde_json::json;
 
-use super::case::{
+use crate::case::{
     Assembly, CaseMeta, CaseWork, DicomInput, Evaluation, Failure, Outcome, Stage, Succeeded, TileJob, Timings,
 };
 use crate::infer::InferError;
 use crate::model::ModelCard;
-use crate::pipeline::definition::OutputSettings;
 use crate::postprocess::Accumulator;
 use crate::preprocess::{Canvas, Fit, Plan, Tiling};
 use crate::{decode, metrics, output, postprocess};
@@ -28,9 +26,9 @@ pub struct StageContext {
     pub fit: Fit,
     pub tiling: Tiling,
     pub threshold: f32,
-    pub outputs: OutputSettings,
+    pub outputs: crate::output::OutputConfig,
     pub out_dir: PathBuf,
-    pub dicom: crate::pipeline::definition::DicomSettings,
+    pub dicom: crate::dicom::DicomConfig,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -149,7 +147,7 @@ pub fn finish(
     let started = Instant::now();
     let dir = ctx.out_dir.join(&meta.case_id);
     let images = output::Images { image, mask: &mask, truth: truth.as_ref(), probabilities: probabilities.as_ref() };
-    let mut outputs = match retry_emit(|| output::write_images(&dir, &images, &ctx.outputs)) {
+    let mut outputs = match output::retrying(|| output::write_images(&dir, &images, &ctx.outputs)) {
         Ok(paths) => paths,
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     };
@@ -165,31 +163,35 @@ pub fn finish(
     }
     let foreground = mask.as_raw().iter().filter(|v| **v > 0).count() as f64 / mask.as_raw().len().max(1) as f64;
     timings.emit_ms = ms(started.elapsed());
-    let summary = json!({
-        "case_id": meta.case_id,
-        "source_path": meta.original,
-        "source_sha256": meta.sha256,
-        "size_bytes": meta.size_bytes,
-        "pipeline": ctx.pipeline,
-        "model": { "name": ctx.card.name, "sha256": ctx.model_sha256 },
-        "efen_version": env!("CARGO_PKG_VERSION"),
-        "image": { "kind": kind, "width": image.width(), "height": image.height() },
-        "status": "succeeded",
-        "threshold": ctx.threshold,
-        "foreground_fraction": foreground,
-        "ground_truth": meta.ground_truth,
-        "metrics": evaluation.map(|e| e.scores),
-        "counts": evaluation.map(|e| json!({"tp": e.counts.tp, "fp": e.counts.fp, "fn": e.counts.fn_, "tn": e.counts.tn})),
-        "timings_ms": timings,
-        "outputs": { "mask": outputs.mask, "overlay": outputs.overlay, "probabilities": outputs.probabilities, "seg": outputs.seg },
-        "frame": meta.frame,
-        "dicom": meta.dicom.as_ref().map(|input| json!({
-            "identity": input.identity,
-            "decoder": input.decoder,
-            "seg": match &seg { Some(SegOutcome::NoFindings) => json!("no findings: empty mask, no SEG written"), Some(SegOutcome::Written(p)) => json!(p), None => json!(null) },
-        })),
-    });
-    match retry_emit(|| output::write_json(&dir, &summary)) {
+    let result = output::CaseResult {
+        case_id: &meta.case_id,
+        source_path: &meta.original,
+        source_sha256: &meta.sha256,
+        size_bytes: meta.size_bytes,
+        pipeline: &ctx.pipeline,
+        model: output::ModelRef { name: &ctx.card.name, sha256: &ctx.model_sha256 },
+        efen_version: env!("CARGO_PKG_VERSION"),
+        image: output::ImageInfo { kind, width: image.width(), height: image.height() },
+        status: "succeeded",
+        threshold: ctx.threshold,
+        foreground_fraction: foreground,
+        ground_truth: meta.ground_truth.as_deref(),
+        metrics: evaluation.map(|e| e.scores),
+        counts: evaluation.map(|e| e.counts.into()),
+        timings_ms: timings,
+        outputs: (&outputs).into(),
+        frame: meta.frame,
+        dicom: meta.dicom.as_ref().map(|input| output::DicomResult {
+            identity: &input.identity,
+            decoder: &input.decoder,
+            seg: match &seg {
+                Some(SegOutcome::NoFindings) => Some("no findings: empty mask, no SEG written".into()),
+                Some(SegOutcome::Written(path)) => Some(path.display().to_string()),
+                None => None,
+            },
+        }),
+    };
+    match output::retrying(|| output::write_result(&dir, &result)) {
         Ok(path) => outputs.result = Some(path),
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     }
@@ -218,28 +220,9 @@ fn write_seg(
         Err(e) => return Err(format!("cannot write the DICOM SEG: {e}")),
     };
     let path = dir.join("seg.dcm");
-    retry_emit(|| output::write_bytes(&path, &bytes)).map_err(|e| e.to_string())?;
+    output::retrying(|| output::write_bytes(&path, &bytes)).map_err(|e| e.to_string())?;
     Ok(SegOutcome::Written(path))
 }
-
-/// Writing can fail for a moment (a full disk being cleaned, a network share): a few attempts with
-/// backoff, then the case fails with the reason.
-fn retry_emit<T>(mut write: impl FnMut() -> Result<T, output::EmitError>) -> Result<T, output::EmitError> {
-    let mut delay = Duration::from_millis(200);
-    for _ in 1..EMIT_ATTEMPTS {
-        match write() {
-            Ok(done) => return Ok(done),
-            Err(e) => {
-                tracing::warn!("writing outputs failed, retrying in {delay:?}: {e}");
-                std::thread::sleep(delay);
-                delay *= 2;
-            }
-        }
-    }
-    write()
-}
-
-const EMIT_ATTEMPTS: u32 = 3;
 
 /// Reads a ground-truth mask: an image, where foreground is any value above half the mask's
 /// maximum (so 0/1, 0/255 and JPEG-compressed masks all read right), or a DICOM SEG, whose frames
@@ -254,16 +237,5 @@ fn load_ground_truth(path: &Path, meta: &CaseMeta) -> Result<GrayImage, String> 
         return crate::dicom::seg_mask(&bytes, uid, frame_number)
             .map_err(|e| format!("cannot read ground truth {}: {e}", path.display()));
     }
-    let image = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?
-        .decode()
-        .map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()))?;
-    let mut gray = image.to_luma16();
-    let max = gray.pixels().map(|p| p.0[0]).max().unwrap_or(0) as u32;
-    let mut mask = GrayImage::new(gray.width(), gray.height());
-    for (out, p) in mask.pixels_mut().zip(gray.pixels_mut()) {
-        out.0[0] = if max > 0 && (p.0[0] as u32) * 2 > max { postprocess::FOREGROUND } else { 0 };
-    }
-    Ok(mask)
+    decode::mask(&bytes).map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()))
 }

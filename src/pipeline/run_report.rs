@@ -1,0 +1,128 @@
+//! What a run knows of its cases as they end: one [`Row`] per case, gathered in the [`RunReport`],
+//! and each handed to a [`CaseObserver`] as it ends. Drawing them is the face's business.
+
+use crate::case::{CaseMeta, Outcome};
+use crate::metrics::{Confusion, Scores};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Succeeded,
+    Failed,
+    Duplicate,
+}
+
+/// One case as the user sees it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub case_id: String,
+    pub file: String,
+    pub status: Status,
+    pub detail: String,
+    pub scores: Option<Scores>,
+    pub counts: Option<Confusion>,
+    pub latency_ms: f64,
+}
+
+impl Row {
+    pub fn from_outcome(outcome: &Outcome) -> Row {
+        let latency_ms = outcome.meta.started.elapsed().as_secs_f64() * 1e3;
+        let (status, detail, evaluation) = match &outcome.result {
+            Ok(done) => {
+                let detail = match &done.evaluation {
+                    Some(_) => String::new(),
+                    None => format!("no ground truth; foreground {:.1}%", done.foreground_fraction * 100.0),
+                };
+                (Status::Succeeded, detail, done.evaluation)
+            }
+            Err(f) => (Status::Failed, format!("{}: {}", f.stage.as_str(), f.message), None),
+        };
+        Row {
+            case_id: outcome.meta.case_id.clone(),
+            file: outcome.meta.source_path(),
+            status,
+            detail,
+            scores: evaluation.map(|e| e.scores),
+            counts: evaluation.map(|e| e.counts),
+            latency_ms,
+        }
+    }
+
+    pub fn duplicate(meta: &CaseMeta, of: &str, recorded: bool) -> Row {
+        let detail = if recorded {
+            format!("duplicate of {of}: recorded as a duplicate, not processed again")
+        } else {
+            format!("already recorded as {of} for this pipeline and model; nothing new recorded")
+        };
+        Row {
+            case_id: meta.case_id.clone(),
+            file: meta.source_path(),
+            status: Status::Duplicate,
+            detail,
+            scores: None,
+            counts: None,
+            latency_ms: 0.0,
+        }
+    }
+
+    pub fn fail_at_record(&mut self, message: String) {
+        self.status = Status::Failed;
+        self.detail = format!("record: {message}");
+    }
+
+    /// The one line printed when the case ends.
+    pub fn line(&self) -> String {
+        match self.status {
+            Status::Failed => format!("FAILED {}: {}", self.file, self.detail),
+            Status::Duplicate => format!("skipped {}: {}", self.file, self.detail),
+            Status::Succeeded => match self.scores {
+                Some(s) => format!(
+                    "ok {}  DSC {:.4}  IoU {:.4}  precision {:.4}  recall {:.4}  ({:.0} ms)",
+                    self.file, s.dsc, s.iou, s.precision, s.recall, self.latency_ms
+                ),
+                None => format!("ok {}  {}  ({:.0} ms)", self.file, self.detail, self.latency_ms),
+            },
+        }
+    }
+}
+
+/// All rows of a run, in the order cases ended.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub rows: Vec<Row>,
+}
+
+impl RunReport {
+    pub fn push(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.rows.iter().filter(|r| r.status == status).count()
+    }
+
+    /// `N succeeded, N failed, N skipped`, for the log and the audit trail.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} succeeded, {} failed, {} skipped",
+            self.count(Status::Succeeded),
+            self.count(Status::Failed),
+            self.count(Status::Duplicate)
+        )
+    }
+}
+
+/// Told of each case as it ends: the face (a progress bar, log lines) or nothing (benchmarks).
+pub trait CaseObserver: Send + Sync {
+    /// `n` more inputs were found (a run's inputs up front, and the SEGs that no image used).
+    fn inputs_found(&self, _n: u64) {}
+    fn case_ended(&self, row: &Row);
+    /// Every case has ended.
+    fn finished(&self) {}
+}
+
+/// Tells nobody.
+pub struct Quiet;
+
+impl CaseObserver for Quiet {
+    fn case_ended(&self, _row: &Row) {}
+}

@@ -1,0 +1,119 @@
+//! `efen watch`: watches a drop folder (and, with `node.listen`, is a DICOM node feeding it) until
+//! SIGINT or SIGTERM, then finishes the cases in flight.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{CaseObserver, Engine, RunReport, SpawnOptions};
+use crate::config::Config;
+use crate::ingest::Policy;
+use crate::ingest::disposition::Transfer;
+use crate::ingest::watch::DropFolder;
+
+/// How long after SIGTERM the drain keeps waiting for an unavailable database. What is not
+/// recorded by then stays claimed and is redone on the next start.
+const STORE_GRACE: Duration = Duration::from_secs(30);
+/// Attempts at admitting one claimed file when the store fails for other reasons than an outage.
+const ADMIT_ATTEMPTS: u32 = 5;
+
+/// Watches `dir` until a signal, and returns the report of what this session processed.
+pub async fn watch(
+    config: Config,
+    pipeline: Option<&Path>,
+    dir: PathBuf,
+    observer: Arc<dyn CaseObserver>,
+) -> anyhow::Result<RunReport> {
+    if !dir.is_dir() {
+        anyhow::bail!("drop folder {} does not exist or is not a folder", dir.display());
+    }
+    let dir = std::fs::canonicalize(&dir)?;
+    // Signals first: a SIGTERM while the model loads still ends in an orderly exit 0.
+    let shutdown = crate::shutdown::on_signal();
+    let mut engine = Engine::open(config, pipeline).await?;
+    let worker = engine.config.watch.worker();
+    let claimed_root = engine.config.state_dir().join("claimed");
+    let folder = DropFolder {
+        dir: dir.clone(),
+        claimed_dir: claimed_root.join(&worker),
+        worker: worker.clone(),
+        patterns: engine.admission_config.patterns.clone(),
+        settings: engine.config.watch.clone(),
+    };
+    let _lock = folder.lock()?;
+    let run_id = engine.start_run("watch").await?;
+    let give_up = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, give_up) = (shutdown.clone(), give_up.clone());
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(STORE_GRACE).await;
+            give_up.cancel();
+        }
+    });
+    observer.inputs_found(0);
+    let options = SpawnOptions {
+        transfer: Transfer::Move,
+        observer,
+        give_up: give_up.clone(),
+        claimed_root: Some(folder.claimed_dir.clone()),
+    };
+    let (outlet, report) = engine.spawn(&run_id, options);
+    let mut admission = engine.admission(outlet, &run_id, Some(worker.clone()), give_up);
+
+    // First what an earlier stop of this worker left half done.
+    let orphans = folder.orphans();
+    if !orphans.is_empty() {
+        tracing::info!(worker = %worker, "redoing {} files claimed before the last stop", orphans.len());
+    }
+    let recovery = Policy { takeover: true, record_same_path: false };
+    for orphan in orphans {
+        if let Err(e) = admission.admit(orphan.candidate, orphan.claimed, recovery).await {
+            tracing::error!("cannot admit a claimed file; it stays claimed for the next start: {e}");
+        }
+    }
+
+    // The DICOM node feeds the same drop folder, so everything below applies to what it receives.
+    let node = if engine.config.node.enabled() {
+        let rules = engine.definition.select.clone();
+        Some(crate::node::start(&engine.config, &engine.store, &dir, rules, shutdown.clone()).await?)
+    } else {
+        None
+    };
+
+    let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::channel(1);
+    let watcher = tokio::spawn(folder.run(claimed_tx, shutdown.clone()));
+    tracing::info!(dir = %dir.display(), worker = %worker, "watching; SIGINT or SIGTERM to stop");
+    let policy = Policy { takeover: false, record_same_path: true };
+    while let Some(claimed) = claimed_rx.recv().await {
+        // A store error that is not a connection problem is retried a few times, then the file
+        // stays claimed and is redone on the next start.
+        for attempt in 1..=ADMIT_ATTEMPTS {
+            match admission.admit(claimed.candidate.clone(), claimed.claimed.clone(), policy).await {
+                Ok(()) => break,
+                Err(e) if attempt < ADMIT_ATTEMPTS && !shutdown.is_cancelled() => {
+                    tracing::warn!(file = %claimed.candidate.path.display(), attempt, "cannot admit, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(file = %claimed.candidate.path.display(), "cannot admit; it stays claimed for the next start: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    watcher.await??;
+    if let Some(node) = node {
+        node.join_all().await;
+    }
+    tracing::info!("stopping: finishing the cases in flight");
+    drop(admission);
+    let report = report.await?;
+    if let Err(e) = engine.finish_run(&run_id, &report.counts()).await {
+        tracing::warn!("cannot record the end of the run: {e}");
+    }
+    engine.close().await;
+    Ok(report)
+}
