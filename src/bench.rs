@@ -5,13 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use image::{Rgb, RgbImage};
 
 use crate::config::Config;
 use crate::infer::Inference;
-use crate::pipeline::Engine;
-use crate::pipeline::summary::Status;
+use crate::pipeline::run_report::Quiet;
+use crate::pipeline::{Engine, Status};
 use crate::preprocess::{Canvas, Plan};
 
 pub struct BenchSettings {
@@ -73,7 +72,12 @@ fn bare(mut inference: Inference, tensors: &[Vec<f32>], tiles: usize, batch: usi
     Ok(spent.mul_f64(tiles as f64 / done as f64))
 }
 
-pub async fn bench(mut config: Config, pipeline: Option<&Path>, settings: BenchSettings) -> anyhow::Result<()> {
+/// Runs the benchmark and returns its figures as (measure, value) rows.
+pub async fn bench(
+    mut config: Config,
+    pipeline: Option<&Path>,
+    settings: BenchSettings,
+) -> anyhow::Result<Vec<(String, String)>> {
     let dir: PathBuf = std::env::temp_dir().join(format!("efen-bench-{}", std::process::id()));
     let drop = dir.join("drop");
     let (gen_dir, cases, width, height) = (drop.clone(), settings.cases, settings.width, settings.height);
@@ -81,7 +85,7 @@ pub async fn bench(mut config: Config, pipeline: Option<&Path>, settings: BenchS
     config.paths.state_dir = dir.join("state");
     config.paths.out_dir = dir.join("out");
     if config.database.url.is_empty() || config.database.url.starts_with("sqlite:") {
-        config.database.url = format!("sqlite://{}?mode=rwc", dir.join("state/bench.db").display());
+        config.database.url = format!("sqlite://{}", dir.join("state/bench.db").display());
     }
 
     let mut engine = Engine::open(config.clone(), pipeline).await?;
@@ -103,13 +107,13 @@ pub async fn bench(mut config: Config, pipeline: Option<&Path>, settings: BenchS
         }
     }
     let total_tiles = tiles_per_case * settings.cases;
-    let (session, provider, _) = crate::runtime::session(&config, &engine.model)?;
+    let (session, provider, _) = crate::runtime::session(&config, engine.model())?;
     let inference = Inference::new(session, &card);
     let bare_time = tokio::task::spawn_blocking(move || bare(inference, &tensors, total_tiles, batch)).await??;
     let bare_rate = settings.cases as f64 / bare_time.as_secs_f64();
 
-    let (report, elapsed) = crate::pipeline::run_once(&mut engine, &[drop], false).await?;
-    engine.store.close().await;
+    let (report, elapsed) = crate::pipeline::run_once(&mut engine, &[drop], std::sync::Arc::new(Quiet)).await?;
+    engine.close().await;
     let succeeded = report.count(Status::Succeeded);
     anyhow::ensure!(
         succeeded == settings.cases,
@@ -121,15 +125,12 @@ pub async fn bench(mut config: Config, pipeline: Option<&Path>, settings: BenchS
     let mut latencies: Vec<f64> = report.rows.iter().map(|r| r.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
 
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["measure", "value"]);
     let threads = match config.runtime.intra_threads {
         0 => "one per core".to_string(),
         n => n.to_string(),
     };
-    let rows = [
-        ("model", format!("{} ({})", card.name, &engine.model.sha256[..12])),
+    let mut rows = vec![
+        ("model", format!("{} ({})", card.name, &engine.model().sha256[..12])),
         ("provider, threads, batch", format!("{provider}, intra {threads}, batch {batch}")),
         (
             "cases × size",
@@ -144,14 +145,10 @@ pub async fn bench(mut config: Config, pipeline: Option<&Path>, settings: BenchS
         ),
         ("peak resident memory", peak_rss_mib().map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "-".into())),
     ];
-    for (k, v) in rows {
-        table.add_row([k.to_string(), v]);
-    }
-    println!("{table}");
     if settings.keep {
-        println!("kept: {}", dir.display());
+        rows.push(("kept", dir.display().to_string()));
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(())
+    Ok(rows.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }

@@ -14,99 +14,54 @@ pub mod outline;
 pub mod summary;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
-
-use clap::{Args, ValueEnum};
 
 use crate::config::Config;
 use crate::store::Store;
 
 pub use load::Filters;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Tables on the terminal.
     Table,
     Csv,
     Parquet,
     Json,
-    /// One self-contained HTML file: tables, charts and the worst and best cases.
     Html,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
-    /// One row per run (the run_summary view).
     Runs,
-    /// One row per case: status, metrics, latency, checksums, output paths.
     Cases,
-    /// Per UTC day, pipeline and model (the daily_summary view).
     Daily,
-    /// Per model SHA-256 (the model_versions view).
     Models,
-    /// Per failing stage and reason, with the latest example.
     Failures,
-    /// The paper's table (DSC, mIoU, recall, precision) per run with ground truth.
     Paper,
 }
 
-/// Reports from the store: summaries, the paper table, exports and an HTML report.
-#[derive(Debug, Clone, Args)]
-pub struct ReportArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+/// What to report, and where to.
+#[derive(Debug, Clone)]
+pub struct Request {
     pub format: Format,
-    /// Which table (csv, parquet, json; default runs). The terminal shows runs, the paper table and
-    /// the failures when no table is given; html always shows them all.
-    #[arg(long, value_enum)]
+    /// None: the terminal shows runs, the paper table and the failures; exports show runs.
     pub table: Option<Table>,
-    /// Output file (default: stdout for table, csv and json; report.html for html; required for parquet).
-    #[arg(long)]
+    /// None: stdout for table, csv and json; report.html for html (parquet needs a file).
     pub out: Option<PathBuf>,
-    /// Only this run.
-    #[arg(long)]
-    pub run: Option<String>,
-    /// Only this pipeline.
-    #[arg(long)]
-    pub pipeline: Option<String>,
-    /// Only this model: its SHA-256 or a prefix of it.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// From this UTC day on (YYYY-MM-DD, inclusive).
-    #[arg(long, value_parser = parse_day)]
-    pub since: Option<String>,
-    /// Up to this UTC day (YYYY-MM-DD, inclusive).
-    #[arg(long, value_parser = parse_day)]
-    pub until: Option<String>,
+    pub filters: Filters,
     /// Worst and best cases shown with their outlines in the HTML report (each).
-    #[arg(long, default_value_t = 3)]
     pub examples: usize,
 }
 
-fn parse_day(text: &str) -> Result<String, String> {
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .map_err(|e| format!("{text:?} is not a day YYYY-MM-DD: {e}"))
-}
-
-/// Runs `efen report`: exit 0, or an error (exit 2) naming what could not be read or written.
-pub async fn run(config: Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
+/// Runs `efen report`, or says what could not be read or written.
+pub async fn run(config: &Config, request: &Request) -> anyhow::Result<()> {
     let url = config.database_url();
     let store = Store::open(&url, 2).await?;
-    let filters = Filters {
-        run: args.run.clone(),
-        pipeline: args.pipeline.clone(),
-        model: args.model.clone(),
-        since: args.since.clone(),
-        until: args.until.clone(),
-    };
-    let result = report(&store, &filters, &args, &config).await;
+    let result = report(&store, &request.filters, request, config).await;
     store.close().await;
-    result?;
-    Ok(ExitCode::SUCCESS)
+    result
 }
 
-async fn report(store: &Store, filters: &Filters, args: &ReportArgs, config: &Config) -> anyhow::Result<()> {
+async fn report(store: &Store, filters: &Filters, args: &Request, config: &Config) -> anyhow::Result<()> {
     match args.format {
         Format::Html => {
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("report.html"));
