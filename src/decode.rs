@@ -5,7 +5,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Limits, RgbImage};
 
 /// Formats the decoder accepts, for messages.
 pub const SUPPORTED: &str = "PNG, JPEG, TIFF, BMP";
@@ -32,6 +32,25 @@ pub struct DecodedImage {
 
 /// Decodes an image from its bytes.
 pub fn decode(bytes: &[u8]) -> Result<DecodedImage, DecodeError> {
+    let image = decode_dynamic(bytes)?;
+    let kind = format!("{}/{:?}", image.1.extensions_str()[0], image.0.color());
+    Ok(DecodedImage { rgb: to_rgb8(image.0), kind })
+}
+
+/// Decodes a ground-truth mask: foreground is any value above half the mask's maximum, so 0/1,
+/// 0/255 and JPEG-compressed masks all read right. Same formats and limits as [`decode`].
+pub fn mask(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
+    let gray = decode_dynamic(bytes)?.0.into_luma16();
+    let max = gray.as_raw().iter().copied().max().unwrap_or(0) as u32;
+    let mut mask = GrayImage::new(gray.width(), gray.height());
+    for (out, &v) in mask.iter_mut().zip(gray.as_raw()) {
+        *out = if max > 0 && (v as u32) * 2 > max { crate::postprocess::FOREGROUND } else { 0 };
+    }
+    Ok(mask)
+}
+
+/// Sniffs the format, refuses what is not PNG, JPEG, TIFF or BMP, and decodes within the limits.
+fn decode_dynamic(bytes: &[u8]) -> Result<(DynamicImage, ImageFormat), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -46,8 +65,7 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage, DecodeError> {
     limits.max_alloc = Some(2 << 30);
     reader.limits(limits);
     let image = reader.decode().map_err(|source| DecodeError::Corrupt { format, source })?;
-    let kind = format!("{}/{:?}", format.extensions_str()[0], image.color());
-    Ok(DecodedImage { rgb: to_rgb8(image), kind })
+    Ok((image, format))
 }
 
 fn to_rgb8(image: DynamicImage) -> RgbImage {
@@ -90,6 +108,16 @@ mod tests {
             assert_eq!(decoded.rgb.dimensions(), (8, 8), "{format:?}");
             assert!(decoded.rgb.get_pixel(4, 4).0[0].abs_diff(90) <= 2, "{format:?}");
         }
+    }
+
+    #[test]
+    fn masks_read_any_scale_of_foreground() {
+        for (on, off) in [(1u8, 0u8), (255, 0)] {
+            let gray = GrayImage::from_fn(4, 1, |x, _| Luma([if x < 2 { on } else { off }]));
+            let mask = mask(&encode(DynamicImage::ImageLuma8(gray), ImageFormat::Png)).unwrap();
+            assert_eq!(mask.as_raw(), &[255, 255, 0, 0]);
+        }
+        assert!(matches!(mask(b"not a mask"), Err(DecodeError::UnknownFormat)));
     }
 
     #[test]

@@ -1,18 +1,38 @@
 //! Emit: a case's files under `<out>/<case id>/`: `mask.png` (0/255), `overlay.png` (the image with
-//! the predicted outline, and the ground-truth outline when there is one) and `result.json`.
-//! Every file is written to a temporary name and renamed, so a reader never sees half a file.
+//! the predicted outline, and the ground-truth outline when there is one) and `result.json`
+//! ([`CaseResult`]). Every file is written to a temporary name and renamed, so a reader never sees
+//! half a file; a write that fails is retried a few times ([`retrying`]).
 
 use std::path::{Path, PathBuf};
 
 use image::{GrayImage, Rgb, RgbImage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::pipeline::definition::OutputSettings;
+use crate::case::{Frame, Timings};
+use crate::metrics::{Confusion, Scores};
+
 use crate::postprocess::Probabilities;
 
+/// The pipeline's `[outputs]` section: which files a case writes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub mask: bool,
+    pub overlay: bool,
+    /// `probabilities.png`: the blended probability map as 16-bit gray (0..65535 = 0..1).
+    #[serde(default)]
+    pub probabilities: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { mask: true, overlay: true, probabilities: false }
+    }
+}
+
 /// Predicted outline: yellow. Ground truth: cyan. Both stay visible on gray and on colour images.
-const PREDICTED: Rgb<u8> = Rgb([255, 221, 0]);
-const TRUTH: Rgb<u8> = Rgb([0, 200, 255]);
+pub const PREDICTED: Rgb<u8> = Rgb([255, 221, 0]);
+pub const TRUTH: Rgb<u8> = Rgb([0, 200, 255]);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
@@ -32,6 +52,87 @@ pub struct OutputPaths {
     pub result: Option<PathBuf>,
 }
 
+/// `result.json`: one case as its folder describes it.
+#[derive(Debug, Serialize)]
+pub struct CaseResult<'a> {
+    pub case_id: &'a str,
+    pub source_path: &'a Path,
+    pub source_sha256: &'a str,
+    pub size_bytes: u64,
+    pub pipeline: &'a str,
+    pub model: ModelRef<'a>,
+    pub efen_version: &'static str,
+    pub image: ImageInfo<'a>,
+    pub status: &'static str,
+    pub threshold: f32,
+    pub foreground_fraction: f64,
+    pub ground_truth: Option<&'a Path>,
+    pub metrics: Option<Scores>,
+    pub counts: Option<Counts>,
+    pub timings_ms: Timings,
+    pub outputs: ResultOutputs<'a>,
+    pub frame: Option<Frame>,
+    pub dicom: Option<DicomResult<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelRef<'a> {
+    pub name: &'a str,
+    pub sha256: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageInfo<'a> {
+    pub kind: &'a str,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The confusion counts under the names users read (`fn`, not `fn_`).
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub tp: u64,
+    pub fp: u64,
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    pub tn: u64,
+}
+
+impl From<Confusion> for Counts {
+    fn from(c: Confusion) -> Counts {
+        Counts { tp: c.tp, fp: c.fp, fn_: c.fn_, tn: c.tn }
+    }
+}
+
+/// The files beside `result.json`.
+#[derive(Debug, Serialize)]
+pub struct ResultOutputs<'a> {
+    pub mask: Option<&'a Path>,
+    pub overlay: Option<&'a Path>,
+    pub probabilities: Option<&'a Path>,
+    pub seg: Option<&'a Path>,
+}
+
+impl<'a> From<&'a OutputPaths> for ResultOutputs<'a> {
+    fn from(p: &'a OutputPaths) -> ResultOutputs<'a> {
+        ResultOutputs {
+            mask: p.mask.as_deref(),
+            overlay: p.overlay.as_deref(),
+            probabilities: p.probabilities.as_deref(),
+            seg: p.seg.as_deref(),
+        }
+    }
+}
+
+/// What `result.json` says of a DICOM input.
+#[derive(Debug, Serialize)]
+pub struct DicomResult<'a> {
+    pub identity: &'a crate::dicom::Identity,
+    pub decoder: &'a str,
+    /// The SEG's path, or why none was written (`no findings: …`).
+    pub seg: Option<String>,
+}
+
 /// What a case's image outputs are made from.
 pub struct Images<'a> {
     pub image: &'a RgbImage,
@@ -42,7 +143,7 @@ pub struct Images<'a> {
 
 /// Writes the mask, the overlay and the probability map as configured; `result.json` is written
 /// by [`write_json`] once everything else about the case is known.
-pub fn write_images(dir: &Path, images: &Images, settings: &OutputSettings) -> Result<OutputPaths, EmitError> {
+pub fn write_images(dir: &Path, images: &Images, settings: &OutputConfig) -> Result<OutputPaths, EmitError> {
     create_dir(dir)?;
     let mut paths = OutputPaths::default();
     if settings.mask {
@@ -64,7 +165,12 @@ pub fn write_images(dir: &Path, images: &Images, settings: &OutputSettings) -> R
     Ok(paths)
 }
 
-pub fn write_json(dir: &Path, value: &impl Serialize) -> Result<PathBuf, EmitError> {
+/// Writes `result.json`.
+pub fn write_result(dir: &Path, result: &CaseResult) -> Result<PathBuf, EmitError> {
+    write_json(dir, result)
+}
+
+fn write_json(dir: &Path, value: &impl Serialize) -> Result<PathBuf, EmitError> {
     create_dir(dir)?;
     let path = dir.join("result.json");
     write_bytes(&path, &serde_json::to_vec_pretty(value).expect("result values serialize"))?;
@@ -125,8 +231,8 @@ pub fn overlay(image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage
     out
 }
 
-/// Paints foreground pixels that lie within `thickness` of the background.
-fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: Rgb<u8>) {
+/// Paints foreground pixels that lie within `thickness` of the background (or of the border).
+pub fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: Rgb<u8>) {
     let (w, h) = mask.dimensions();
     let t = thickness as i64;
     let is_on = |x: i64, y: i64| {
@@ -143,6 +249,25 @@ fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: 
         }
     }
 }
+
+/// Writing can fail for a moment (a full disk being cleaned, a network share): a few attempts with
+/// backoff, then the error.
+pub fn retrying<T>(mut write: impl FnMut() -> Result<T, EmitError>) -> Result<T, EmitError> {
+    let mut delay = std::time::Duration::from_millis(200);
+    for _ in 1..EMIT_ATTEMPTS {
+        match write() {
+            Ok(done) => return Ok(done),
+            Err(e) => {
+                tracing::warn!("writing outputs failed, retrying in {delay:?}: {e}");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+        }
+    }
+    write()
+}
+
+const EMIT_ATTEMPTS: u32 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -170,7 +295,7 @@ mod tests {
         let image = RgbImage::new(4, 4);
         let mask = GrayImage::from_pixel(4, 4, image::Luma([255]));
         let images = Images { image: &image, mask: &mask, truth: Some(&mask), probabilities: None };
-        let settings = OutputSettings { mask: true, overlay: true, probabilities: false };
+        let settings = OutputConfig { mask: true, overlay: true, probabilities: false };
         let paths = write_images(&case, &images, &settings).unwrap();
         write_json(&case, &serde_json::json!({"ok": true})).unwrap();
         assert!(paths.mask.unwrap().is_file() && paths.overlay.unwrap().is_file());

@@ -6,11 +6,12 @@ use std::path::Path;
 
 use base64::Engine;
 use image::imageops::FilterType;
-use image::{GrayImage, Rgb, RgbImage};
+use image::{GrayImage, RgbImage};
 
-/// Same colours as overlay.png: prediction yellow, ground truth cyan.
-pub const PREDICTED: Rgb<u8> = Rgb([255, 221, 0]);
-pub const TRUTH: Rgb<u8> = Rgb([0, 200, 255]);
+use crate::output::{PREDICTED, TRUTH, draw_outline};
+
+/// The outlines are 2 px wide, so they show at any size.
+const OUTLINE_WIDTH: u32 = 2;
 /// Panels are at most this wide in the page (the report stays small).
 const MAX_WIDTH: u32 = 360;
 
@@ -54,9 +55,9 @@ fn outlined(source: &str, mask: Option<&str>, truth: Option<&str>) -> Result<Vec
     let size = small.dimensions();
     let resize = |m: &GrayImage| image::imageops::resize(m, size.0, size.1, FilterType::Nearest);
     let mut predicted = small.clone();
-    draw_outline(&mut predicted, &resize(&mask), PREDICTED);
+    draw_outline(&mut predicted, &resize(&mask), OUTLINE_WIDTH, PREDICTED);
     let mut expected = small;
-    draw_outline(&mut expected, &resize(&truth), TRUTH);
+    draw_outline(&mut expected, &resize(&truth), OUTLINE_WIDTH, TRUTH);
     Ok(vec![
         Panel { caption: "Prediction (yellow outline)".into(), src: data_uri(&predicted) },
         Panel { caption: "Ground truth (cyan outline)".into(), src: data_uri(&expected) },
@@ -82,19 +83,6 @@ fn shrink(image: &RgbImage, filter: FilterType) -> RgbImage {
     }
     let height = ((h as u64 * MAX_WIDTH as u64) / w as u64).max(1) as u32;
     image::imageops::resize(image, MAX_WIDTH, height, filter)
-}
-
-/// Paints foreground pixels next to the background (2 px wide), so the outline shows at any size.
-pub fn draw_outline(image: &mut RgbImage, mask: &GrayImage, colour: Rgb<u8>) {
-    let (w, h) = mask.dimensions();
-    let on =
-        |x: i64, y: i64| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32)[0] > 0;
-    for (x, y, p) in mask.enumerate_pixels() {
-        let (x, y) = (x as i64, y as i64);
-        if p[0] > 0 && (-2..=2).any(|dy| (-2..=2).any(|dx| !on(x + dx, y + dy))) {
-            image.put_pixel(x as u32, y as u32, colour);
-        }
-    }
 }
 
 fn data_uri(image: &RgbImage) -> String {
@@ -127,9 +115,9 @@ mod tests {
                 mask.put_pixel(x, y, image::Luma([255]));
             }
         }
-        draw_outline(&mut image, &mask, TRUTH);
+        draw_outline(&mut image, &mask, OUTLINE_WIDTH, TRUTH);
         assert_eq!(*image.get_pixel(2, 2), TRUTH);
-        assert_eq!(*image.get_pixel(6, 6), Rgb([0, 0, 0]));
-        assert_eq!(*image.get_pixel(0, 0), Rgb([0, 0, 0]));
+        assert_eq!(*image.get_pixel(6, 6), image::Rgb([0, 0, 0]));
+        assert_eq!(*image.get_pixel(0, 0), image::Rgb([0, 0, 0]));
     }
 }
