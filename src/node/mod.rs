@@ -21,8 +21,36 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, NodeConfig};
-pub use series::SelectRules;
+use crate::config::Config;
+pub use series::SelectConfig;
+
+/// The service's `[node]` section: efen as a DICOM node (`efen watch` with `listen` set): Storage SCP, series, outbox.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `host:port` of the Storage SCP; empty: no DICOM node.
+    pub listen: String,
+    /// This node's AE title; associations called for another title are rejected.
+    pub ae_title: String,
+    /// Calling AE titles allowed to associate; empty: anyone.
+    pub allowed_callers: Vec<String>,
+    /// Compressed transfer syntaxes accepted besides Explicit and Implicit VR Little Endian.
+    pub accept_compressed: Vec<String>,
+    /// Largest P-DATA PDU this node receives.
+    pub max_pdu_length: u32,
+    /// A series is complete once no instance has arrived for this long.
+    pub series_quiet_ms: u64,
+    /// Where SEGs are sent: `AE@host:port`.
+    pub destinations: Vec<String>,
+    /// Also send the overlay as a Secondary Capture image, for viewers that do not show SEG.
+    pub send_overlay: bool,
+    /// Attempts per send before it is recorded as failed (retried again after a restart).
+    pub send_attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub send_backoff_ms: u64,
+    /// Limit for one whole send (association, C-STORE, release).
+    pub send_timeout_ms: u64,
+}
 
 /// Starts the SCP, the series collector and the outbox; they stop when `shutdown` is cancelled.
 /// `drop_dir` is the watched drop folder, `rules` the pipeline's `[select]` section, `store` the
@@ -31,7 +59,7 @@ pub async fn start(
     config: &Config,
     store: &crate::store::Store,
     drop_dir: &Path,
-    rules: SelectRules,
+    rules: SelectConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let node = &config.node;
@@ -57,8 +85,7 @@ pub async fn start(
     );
     tasks.spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
 
-    let store = outbox::NodeStore::new(store);
-    let target = drop_dir.join(series::DROP_SUBFOLDER);
+    let target = drop_dir.join(crate::ingest::NODE_INBOX);
     let collector = series::Collector {
         incoming: spool.incoming.clone(),
         target: target.clone(),
@@ -73,20 +100,18 @@ pub async fn start(
         let settings = outbox::OutboxSettings {
             calling_ae: node.ae_title.clone(),
             destinations,
-            objects: if node.send_overlay { vec!["seg", "overlay"] } else { vec!["seg"] },
-            drop_prefix: format!("{}/", target.display()),
             attempts: node.send_attempts.max(1),
             backoff: Duration::from_millis(node.send_backoff_ms),
             timeout: Duration::from_millis(node.send_timeout_ms),
             poll: Duration::from_millis(500),
         };
-        tasks.spawn(outbox::run(store, settings, shutdown));
+        tasks.spawn(outbox::run(store.clone(), settings, shutdown));
     }
     Ok(tasks)
 }
 
 /// Hands complete series over to the drop folder, and logs and audits what it did.
-async fn collect(collector: series::Collector, store: outbox::NodeStore, shutdown: CancellationToken) {
+async fn collect(collector: series::Collector, store: crate::store::Store, shutdown: CancellationToken) {
     let period = (collector.quiet / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         let pass = collector.clone();
@@ -102,7 +127,7 @@ async fn collect(collector: series::Collector, store: outbox::NodeStore, shutdow
                     ("series_ignored", format!("series {series}: {instances} instance(s) not selected: {reason}"))
                 }
             };
-            if let Err(e) = store.audit(None, action, &detail).await {
+            if let Err(e) = store.audit_event(None, action, &detail).await {
                 tracing::warn!("cannot write the audit log: {e}");
             }
         }
@@ -114,9 +139,38 @@ async fn collect(collector: series::Collector, store: outbox::NodeStore, shutdow
 }
 
 impl NodeConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.enabled() {
+            return problems;
+        }
+        let ae = &self.ae_title;
+        if ae.trim().is_empty() || ae.len() > 16 || ae.contains('\\') || !ae.is_ascii() {
+            problems.push(format!("node.ae_title {ae:?} must be 1 to 16 ASCII characters without '\\'"));
+        }
+        if let Err(e) = self.destinations() {
+            problems.push(e.to_string());
+        }
+        if self.max_pdu_length < 4096 {
+            problems.push("node.max_pdu_length must be at least 4096".to_string());
+        }
+        problems
+    }
+
     /// Whether `[node] listen` turns the node on.
     pub fn enabled(&self) -> bool {
         !self.listen.trim().is_empty()
+    }
+
+    /// What the record stage queues for a case that came in over DICOM: each object (the SEG, and
+    /// the overlay as Secondary Capture with `send_overlay`) to each destination.
+    pub fn sends_for_received_cases(&self) -> Vec<(String, &'static str)> {
+        if !self.enabled() {
+            return Vec::new();
+        }
+        let objects: &[&'static str] = if self.send_overlay { &["seg", "overlay"] } else { &["seg"] };
+        let destinations = self.destinations().unwrap_or_default();
+        destinations.iter().flat_map(|d| objects.iter().map(move |o| (d.to_string(), *o))).collect()
     }
 
     pub fn destinations(&self) -> anyhow::Result<Vec<send::Destination>> {

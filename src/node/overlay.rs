@@ -21,15 +21,15 @@ const COPIED: &[dicom_core::Tag] = &[
     tags::REFERRING_PHYSICIAN_NAME,
 ];
 
-/// `<case>/overlay.dcm`, made once from `seg.dcm` and `overlay.png` beside it; a retry sends the
-/// same SOP Instance again.
-pub fn overlay_dicom(case_dir: &Path) -> Result<std::path::PathBuf, String> {
-    let target = case_dir.join("overlay.dcm");
+/// `overlay.dcm` beside the SEG, made once from the SEG (its patient and study) and the overlay
+/// image; a retry sends the same SOP Instance again.
+pub fn overlay_dicom(seg_path: &Path, overlay_path: &Path) -> Result<std::path::PathBuf, String> {
+    let target = seg_path.with_file_name("overlay.dcm");
     if target.is_file() {
         return Ok(target);
     }
-    let seg = dicom_object::open_file(case_dir.join("seg.dcm")).map_err(|e| format!("cannot read seg.dcm: {e}"))?;
-    let overlay = image::open(case_dir.join("overlay.png")).map_err(|e| format!("cannot read overlay.png: {e}"))?;
+    let seg = dicom_object::open_file(seg_path).map_err(|e| format!("cannot read {}: {e}", seg_path.display()))?;
+    let overlay = image::open(overlay_path).map_err(|e| format!("cannot read {}: {e}", overlay_path.display()))?;
     let rgb = overlay.to_rgb8();
     let mut obj = InMemDicomObject::new_empty();
     for tag in COPIED {
@@ -73,7 +73,7 @@ pub fn overlay_dicom(case_dir: &Path) -> Result<std::path::PathBuf, String> {
     obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pixels.into())));
     let file =
         obj.with_meta(crate::dicom::file_meta()).map_err(|e| format!("cannot make the overlay's meta group: {e}"))?;
-    let part = case_dir.join(".overlay.dcm.part");
+    let part = target.with_file_name(".overlay.dcm.part");
     file.write_to_file(&part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
     std::fs::rename(&part, &target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     Ok(target)

@@ -1,10 +1,12 @@
 //! Store: the SQL audit trail and reporting database, PostgreSQL or SQLite through sqlx's Any
-//! driver with one set of `$n` statements. Only ingest (claims, dedupe) and record use it.
+//! driver with one set of `$n` statements. Ingest (claims, dedupe) and record write to it; the DICOM
+//! node's outbox works the send queue through [`sends`]' API; reports read it. Nobody else runs SQL.
 //!
 //! Timestamps are filled in by the database (`DEFAULT now()`), never bound, so the same SQL works
 //! on both backends.
 
 mod records;
+mod sends;
 
 use std::path::PathBuf;
 
@@ -12,6 +14,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use records::{CaseRecord, Claim, DicomRecord, LedgerState, NewCase, NewRun};
+pub use sends::{NewSend, PendingSend, SendAttempt, SendStatus};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -56,6 +59,38 @@ impl StoreError {
     }
 }
 
+/// The service's `[database]` section.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`; empty means `DATABASE_URL`, else SQLite under `state_dir`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_connections == 0 {
+            problems.push("database.max_connections must be at least 1".to_string());
+        }
+        let url = &self.url;
+        if !url.is_empty()
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+            && !url.starts_with("sqlite:")
+        {
+            problems.push(format!("database.url must start with postgres:// or sqlite:// (got {})", redact_url(url)));
+        }
+        problems
+    }
+
+    /// The configured URL, else the embedded SQLite file `efen.db` under `state_dir`.
+    pub fn url_or_embedded(&self, state_dir: &std::path::Path) -> String {
+        if self.url.is_empty() { format!("sqlite://{}", state_dir.join("efen.db").display()) } else { self.url.clone() }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -89,9 +124,13 @@ impl Store {
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
-        if backend == Backend::Sqlite {
+        let url = if backend == Backend::Sqlite {
             create_sqlite_parent(url)?;
-        }
+            creating_sqlite_file(url)
+        } else {
+            url.to_string()
+        };
+        let url = url.as_str();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
@@ -112,7 +151,7 @@ impl Store {
         Ok(Store { pool, backend, actor })
     }
 
-    /// The connection pool, for the read-only queries of `efen report` and the DICOM node's tables.
+    /// The connection pool, for the read-only queries of `efen report`.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -331,6 +370,9 @@ impl Store {
             insert.execute(&mut *tx).await.map_err(query(ACTION))?;
         }
         if inserted {
+            sends::enqueue(&mut tx, &record.case_id, &record.sends).await?;
+        }
+        if inserted {
             let action = if record.status == "succeeded" { "case_succeeded" } else { "case_failed" };
             let detail = match (&record.error_stage, &record.error_message) {
                 (Some(stage), Some(message)) => format!("{stage}: {message}"),
@@ -377,6 +419,18 @@ fn query(action: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { action, source }
 }
 
+/// `sqlite://path` creates the file as users expect: sqlx opens an existing file only unless the
+/// URL says `mode=rwc`, so that is added when the URL names no mode of its own.
+fn creating_sqlite_file(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
 /// SQLite creates the file (`mode=rwc`) but not its folder.
 fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
@@ -399,5 +453,17 @@ mod tests {
         assert_eq!(redact_url("postgres://efen:s3cret@db:5432/efen"), "postgres://efen:***@db:5432/efen");
         assert_eq!(redact_url("postgres://efen@db/efen"), "postgres://efen@db/efen");
         assert_eq!(redact_url("sqlite://state/efen.db"), "sqlite://state/efen.db");
+    }
+
+    #[tokio::test]
+    async fn a_plain_sqlite_url_creates_the_file_and_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/efen.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()), 1).await.unwrap();
+        store.ping().await.unwrap();
+        store.close().await;
+        assert!(path.is_file());
+        assert_eq!(creating_sqlite_file("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+        assert_eq!(creating_sqlite_file("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
     }
 }

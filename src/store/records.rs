@@ -81,6 +81,8 @@ pub struct CaseRecord {
     pub status: String,
     pub error_stage: Option<String>,
     pub error_message: Option<String>,
+    /// The message without the case's own paths: what the `failures` view groups by.
+    pub error_reason: Option<String>,
     pub kind: Option<String>,
     pub width: Option<i64>,
     pub height: Option<i64>,
@@ -107,6 +109,8 @@ pub struct CaseRecord {
     pub tn: Option<i64>,
     /// The identity of a DICOM case, one row of `dicom_cases`.
     pub dicom: Option<DicomRecord>,
+    /// Sends queued with the result (a case that came in over DICOM goes back to the PACS).
+    pub sends: Vec<super::NewSend>,
 }
 
 /// What the store keeps about a DICOM case (the patient ID already pseudonymised or withheld).
@@ -136,9 +140,9 @@ pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments
         "INSERT INTO results (case_id, run_id, status, error_stage, error_message,
              decode_ms, preprocess_ms, infer_ms, postprocess_ms, evaluate_ms, emit_ms, latency_ms,
              mask_path, overlay_path, result_path, has_ground_truth,
-             dsc, iou, miou, \"precision\", recall, tp, fp, fn, tn, seg_path)
+             dsc, iou, miou, \"precision\", recall, tp, fp, fn, tn, seg_path, error_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                 $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
          ON CONFLICT (case_id) DO NOTHING",
     )
     .bind(&r.case_id)
@@ -167,6 +171,7 @@ pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments
     .bind(r.fn_)
     .bind(r.tn)
     .bind(&r.seg_path)
+    .bind(&r.error_reason)
 }
 
 pub(super) fn insert_dicom<'a>(case_id: &'a str, d: &'a DicomRecord) -> Query<'a, sqlx::Any, AnyArguments> {
