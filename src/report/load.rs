@@ -117,6 +117,7 @@ pub const CASES: Spec = Spec {
         col("status", "r.status", Text),
         col("error_stage", "r.error_stage", Text),
         col("error_message", "r.error_message", Text),
+        col("error_reason", "COALESCE(r.error_reason, r.error_message)", Text),
         col("has_ground_truth", "r.has_ground_truth", Bool),
         col("dsc", "r.dsc", Float),
         col("iou", "r.iou", Float),

@@ -91,7 +91,7 @@ pub fn failures(cases: &DataFrame) -> PolarsResult<DataFrame> {
         .lazy()
         .filter(col("status").eq(lit("failed")))
         .sort(["recorded_at", "case_id"], SortMultipleOptions::default().with_order_descending(true))
-        .group_by_stable([col("error_stage").alias("stage"), col("error_message").alias("reason")])
+        .group_by_stable([col("error_stage").alias("stage"), col("error_reason").alias("reason")])
         .agg([
             len().cast(DataType::Int64).alias("cases"),
             col("recorded_at").last().alias("first_seen"),
