@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use efen::dicom::{self, DicomError, SegSettings, WindowSetting};
+use efen::dicom::{self, DicomError, SegConfig, WindowSetting};
 use image::{GrayImage, Luma};
 
 use common::fixtures::{FIXTURE_SCRIPT, dciodvfy_errors, expected_failures, fixtures, manifest, read};
@@ -370,7 +370,7 @@ fn seg_objects_pass_dciodvfy_and_read_back_in_pydicom() {
     ] {
         let source = dicom::open(&read(name)).unwrap();
         let mask = circle_mask(&source);
-        let seg = dicom::write_seg(&source, frame, &mask, &SegSettings::default(), &"ab12".repeat(16)).unwrap();
+        let seg = dicom::write_seg(&source, frame, &mask, &SegConfig::default(), &"ab12".repeat(16)).unwrap();
         let path = dir.path().join(name.replace(".dcm", ".seg.dcm"));
         std::fs::write(&path, &seg).unwrap();
         let errors = dciodvfy_errors(&path);
@@ -409,9 +409,9 @@ fn seg_objects_pass_dciodvfy_and_read_back_in_pydicom() {
 fn empty_masks_are_no_findings_unless_write_empty() {
     let source = dicom::open(&read("syn_gray8.dcm")).unwrap();
     let empty = GrayImage::new(source.columns(), source.rows());
-    let error = dicom::write_seg(&source, 0, &empty, &SegSettings::default(), "ab").unwrap_err();
+    let error = dicom::write_seg(&source, 0, &empty, &SegConfig::default(), "ab").unwrap_err();
     assert!(error.is_no_findings(), "{error}");
-    let settings = SegSettings { write_empty: true, ..SegSettings::default() };
+    let settings = SegConfig { write_empty: true, ..SegConfig::default() };
     let seg = dicom::write_seg(&source, 0, &empty, &settings, "ab").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.seg.dcm");
@@ -420,15 +420,15 @@ fn empty_masks_are_no_findings_unless_write_empty() {
     pydicom_reads_back(&path, &empty);
 
     let wrong = GrayImage::new(7, 5);
-    let error = dicom::write_seg(&source, 0, &wrong, &SegSettings::default(), "ab").unwrap_err();
+    let error = dicom::write_seg(&source, 0, &wrong, &SegConfig::default(), "ab").unwrap_err();
     assert!(error.to_string().starts_with("mask is 7×5 but the source image is"), "{error}");
-    let bad_label = SegSettings { content_label: "lower case".into(), ..SegSettings::default() };
+    let bad_label = SegConfig { content_label: "lower case".into(), ..SegConfig::default() };
     assert!(dicom::write_seg(&source, 0, &circle_mask(&source), &bad_label, "ab").is_err());
 }
 
 #[test]
 fn seg_settings_read_from_toml_with_defaults() {
-    let settings: SegSettings = toml::from_str(
+    let settings: SegConfig = toml::from_str(
         r#"
         segment_label = "polyp"
         write_empty = true
@@ -442,5 +442,5 @@ fn seg_settings_read_from_toml_with_defaults() {
     assert_eq!(settings.segment_label, "polyp");
     assert!(settings.write_empty);
     assert_eq!(settings.algorithm_name, "EFEN");
-    assert!(toml::from_str::<SegSettings>("segment_lable = \"x\"").is_err());
+    assert!(toml::from_str::<SegConfig>("segment_lable = \"x\"").is_err());
 }

@@ -1,22 +1,15 @@
 //! Issue 4 through the real binary: DICOM files in a drop become cases (one per frame), with a
 //! `seg.dcm` that an independent validator accepts; files that hold no image fail with a reason.
 
+#[macro_use]
 mod common;
 
 use common::fixtures::{self, fixtures};
 use common::{Backend, World, count, stderr, stdout};
 
-#[tokio::test]
-async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs_sqlite() {
-    dicom_drop(Backend::Sqlite).await;
-}
+on_both_backends!(a_dicom_drop_yields_cases_per_frame_and_valid_segs);
 
-#[tokio::test]
-async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs_postgres() {
-    dicom_drop(Backend::Postgres).await;
-}
-
-async fn dicom_drop(backend: Backend) {
+async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs(backend: Backend) {
     let world = World::new(backend).await;
     for file in [
         "pydicom_CT_small.dcm",

@@ -5,14 +5,14 @@ mod common;
 mod node_support;
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Backend, World, count, wait_exit};
+use common::{Backend, KillOnDrop, SpawnGuarded, World, count, wait_exit};
 use node_support::*;
 
 /// `efen watch` with the DICOM node on `port`.
-fn start_node(world: &World, name: &str, port: u16, env: &[(&str, String)]) -> Child {
+fn start_node(world: &World, name: &str, port: u16, env: &[(&str, String)]) -> KillOnDrop {
     world
         .efen()
         .env("EFEN_NODE__LISTEN", format!("127.0.0.1:{port}"))
@@ -22,11 +22,11 @@ fn start_node(world: &World, name: &str, port: u16, env: &[(&str, String)]) -> C
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(world.log(name))
-        .spawn()
+        .spawn_guarded()
         .unwrap()
 }
 
-async fn stop(world: &World, mut child: Child) {
+async fn stop(world: &World, mut child: KillOnDrop) {
     common::signal(&child, "TERM");
     let status = wait_exit(&mut child, Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0), "{}", world.logs());
@@ -259,7 +259,7 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
         .args(["-aet", "ARCHIVE", "-od", received.to_str().unwrap(), &pacs_port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_guarded()
         .expect("storescp (Debian dcmtk)");
     assert!(wait_listening(pacs_port, Duration::from_secs(10)).await);
     let child = start_node(&world, "node-2", port, &env);

@@ -4,15 +4,15 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Backend, World, claimed_files, count, names, unique_png, wait_exit};
+use common::{Backend, KillOnDrop, SpawnGuarded, World, claimed_files, count, names, unique_png, wait_exit};
 use sqlx::AnyPool;
 
-fn start_watch(world: &World, worker: &str, env: &[(&str, &str)]) -> Child {
+fn start_watch(world: &World, worker: &str, env: &[(&str, &str)]) -> KillOnDrop {
     world
         .efen()
         .env("EFEN_WATCH__WORKER", worker)
@@ -20,7 +20,7 @@ fn start_watch(world: &World, worker: &str, env: &[(&str, &str)]) -> Child {
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(world.log(worker))
-        .spawn()
+        .spawn_guarded()
         .unwrap()
 }
 
@@ -42,7 +42,7 @@ fn left_in_drop(world: &World) -> usize {
     names(&world.drop_dir()).len()
 }
 
-async fn stop(mut child: Child) {
+async fn stop(mut child: KillOnDrop) {
     common::signal(&child, "TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(60)).await.code(), Some(0));
 }

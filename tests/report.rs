@@ -3,6 +3,7 @@
 //! with plain SQL over the tables (not the views); the exports are read back by polars and by
 //! pandas/pyarrow; the HTML report is opened in headless Chromium.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -224,15 +225,7 @@ async fn report_numbers_equal_the_store(backend: Backend) {
     world.close().await;
 }
 
-#[tokio::test]
-async fn report_numbers_equal_the_store_in_sqlite() {
-    report_numbers_equal_the_store(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn report_numbers_equal_the_store_in_postgres() {
-    report_numbers_equal_the_store(Backend::Postgres).await;
-}
+on_both_backends!(report_numbers_equal_the_store);
 
 fn python_read(runs_csv: &Path, cases_parquet: &Path) -> serde_json::Value {
     let venv = std::env::var_os("EFEN_VENV")
@@ -373,7 +366,7 @@ async fn audit_log_refuses_changes_in_postgres() {
     assert_eq!(output.status.code(), Some(0), "efen as the service role: {}", stderr(&output));
     assert_eq!(count(&service, "SELECT COUNT(*) FROM results").await, 2);
     service.close().await;
-    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(common::repo().join("docs/store.md")).unwrap();
     assert!(squash(&readme).contains(&squash(SERVICE_ROLE_GRANTS)), "the README documents these grants");
     pool.close().await;
     world.close().await;
@@ -428,7 +421,7 @@ async fn documented_queries_answer_the_questions(backend: Backend) {
     let samples = common::repo().join("samples/synthetic");
     assert_eq!(world.run(&["run", samples.to_str().unwrap()]).status.code(), Some(0));
     let pool = world.pool().await;
-    let readme = squash(&std::fs::read_to_string(common::repo().join("README.md")).unwrap());
+    let readme = squash(&std::fs::read_to_string(common::repo().join("docs/store.md")).unwrap());
     for query in [WHICH_MODEL, DICE_BETWEEN_MODELS, BELOW_POSTGRES, BELOW_SQLITE] {
         assert!(readme.contains(&squash(query)), "the README documents {query}");
     }
@@ -508,15 +501,7 @@ async fn documented_queries_answer_the_questions(backend: Backend) {
     world.close().await;
 }
 
-#[tokio::test]
-async fn documented_queries_answer_the_questions_in_sqlite() {
-    documented_queries_answer_the_questions(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn documented_queries_answer_the_questions_in_postgres() {
-    documented_queries_answer_the_questions(Backend::Postgres).await;
-}
+on_both_backends!(documented_queries_answer_the_questions);
 
 /// The audit log refuses changes in SQLite too (triggers).
 #[tokio::test]

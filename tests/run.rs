@@ -1,5 +1,6 @@
 //! `efen run`: the real binary on real images, the bundled model, and both stores.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, World, count, names, stderr, stdout};
@@ -59,15 +60,7 @@ async fn samples_are_recorded_once(backend: Backend) {
     world.close().await;
 }
 
-#[tokio::test]
-async fn samples_are_recorded_once_in_sqlite() {
-    samples_are_recorded_once(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn samples_are_recorded_once_in_postgres() {
-    samples_are_recorded_once(Backend::Postgres).await;
-}
+on_both_backends!(samples_are_recorded_once);
 
 /// Issue 2, bad input: each bad file is one line, a failed case with its stage, a copy in
 /// failed/ beside a reason; every other input still succeeds; exit code 1.

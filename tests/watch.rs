@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Backend, World, count, names, wait_for};
+use common::{Backend, SpawnGuarded, World, count, names, wait_for};
 
 fn sigterm(child: &std::process::Child) {
     common::signal(child, "TERM");
@@ -21,7 +21,7 @@ async fn sigterm_drains_the_cases_in_flight_and_exits_0() {
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_guarded()
         .unwrap();
 
     // Wait until the service is up (its run is in the store), then drop files.
@@ -68,7 +68,7 @@ async fn a_file_still_being_written_is_not_taken_early() {
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let bytes = std::fs::read(common::repo().join("samples/synthetic/case02.png")).unwrap();
     std::fs::copy(common::repo().join("samples/synthetic/case02_mask.png"), world.drop_dir().join("slow_mask.png"))

@@ -1,6 +1,6 @@
 //! Test harness: runs the real `efen` binary in a temporary drop folder against a real store
 //! (a SQLite file, or a fresh PostgreSQL database), and reads the store back with sqlx.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,6 +9,84 @@ pub mod fixtures;
 
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+/// Runs a test body `async fn name(backend: Backend)` once on SQLite and once on PostgreSQL, as two
+/// tests `name::sqlite` and `name::postgres` (the test file declares `#[macro_use] mod common;`).
+macro_rules! on_both_backends {
+    ($($body:ident),+ $(,)?) => {$(
+        mod $body {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$body(crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$body(crate::common::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+/// A child process that is killed (and reaped) when it goes out of scope, so a failing test leaves
+/// nothing running: efen, storescp, storescu, Orthanc.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl KillOnDrop {
+    /// `Child::wait_with_output`, which needs the child by value: both pipes are drained at once
+    /// (stderr on a thread), so neither can fill up and stall the child.
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        use std::io::Read;
+        let stderr = self.0.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                pipe.read_to_end(&mut bytes).map(|_| bytes)
+            })
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = self.0.stdout.take() {
+            pipe.read_to_end(&mut stdout)?;
+        }
+        let stderr = match stderr {
+            Some(reader) => reader.join().expect("stderr reader")?,
+            None => Vec::new(),
+        };
+        let status = self.0.wait()?;
+        Ok(Output { status, stdout, stderr })
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// `Command::spawn`, guarded.
+pub trait SpawnGuarded {
+    fn spawn_guarded(&mut self) -> std::io::Result<KillOnDrop>;
+}
+
+impl SpawnGuarded for Command {
+    fn spawn_guarded(&mut self) -> std::io::Result<KillOnDrop> {
+        self.spawn().map(KillOnDrop)
+    }
+}
 
 /// The repository root (where config/, models/ and samples/ are).
 pub fn repo() -> PathBuf {
@@ -39,7 +117,8 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("drop")).unwrap();
         let (database_url, postgres_db) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("state/efen.db").display()), None),
+            // A plain URL: efen creates the file (and its folder) itself.
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("state/efen.db").display()), None),
             Backend::Postgres => {
                 let name = format!("efen_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = connect(&postgres_admin_url()).await;
@@ -151,15 +230,36 @@ impl World {
         }
     }
 
-    pub async fn close(self) {
-        if let Some(name) = &self.postgres_db {
-            let admin = connect(&postgres_admin_url()).await;
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&admin)
-                .await;
-            admin.close().await;
+    /// Removes the world's PostgreSQL database now (dropping the world does it too).
+    pub async fn close(mut self) {
+        if let Some(name) = self.postgres_db.take() {
+            drop_database(&name).await;
         }
     }
+}
+
+impl Drop for World {
+    /// A test that fails (panics) still removes its PostgreSQL database. Drop cannot wait on the
+    /// test's own runtime, so the removal runs on a thread with a runtime of its own.
+    fn drop(&mut self) {
+        if let Some(name) = self.postgres_db.take() {
+            let removal = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(drop_database(&name));
+            });
+            let _ = removal.join();
+        }
+    }
+}
+
+async fn drop_database(name: &str) {
+    install_default_drivers();
+    let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(&postgres_admin_url()).await else {
+        return;
+    };
+    let _ =
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await;
+    admin.close().await;
 }
 
 pub async fn connect(url: &str) -> AnyPool {

@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::{KillOnDrop, SpawnGuarded};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 
@@ -76,7 +77,7 @@ pub async fn wait_listening(port: u16, timeout: Duration) -> bool {
 
 /// An Orthanc of the test's own: loopback only, no authentication, `efen` as a modality.
 pub struct Orthanc {
-    child: Child,
+    child: KillOnDrop,
     pub http_port: u16,
     pub dicom_port: u16,
     pub dir: tempfile::TempDir,
@@ -109,7 +110,7 @@ impl Orthanc {
             .env("TCP_NODELAY", "1")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .spawn()
+            .spawn_guarded()
             .expect("Orthanc (Debian orthanc)");
         let orthanc = Orthanc { child, http_port, dicom_port, dir };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -165,13 +166,6 @@ impl Orthanc {
     }
 }
 
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The first frame of a SEG (1 bit per pixel, least significant bit first) as 0/1 values.
 pub fn seg_frame(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let object = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..])).expect("SEG readable");
@@ -190,7 +184,7 @@ pub fn mask_bits(path: &Path) -> (u32, u32, Vec<u8>) {
 
 /// Spawns storescu with its verbose log in `log`: which files were acknowledged is read back
 /// with [`acknowledged`].
-pub fn spawn_storescu(calling: &str, port: u16, files: &[PathBuf], log: &Path) -> Child {
+pub fn spawn_storescu(calling: &str, port: u16, files: &[PathBuf], log: &Path) -> KillOnDrop {
     let out = std::fs::File::create(log).unwrap();
     Command::new("storescu")
         // Debian's dcmtk leaves Nagle's algorithm on: ~50 ms per instance on loopback without this.
@@ -200,7 +194,7 @@ pub fn spawn_storescu(calling: &str, port: u16, files: &[PathBuf], log: &Path) -
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .stdin(Stdio::null())
-        .spawn()
+        .spawn_guarded()
         .expect("storescu (Debian dcmtk)")
 }
 
