@@ -70,7 +70,7 @@ run() {
 echo "compare: $images images of $size, $threads intra-op threads, $repeats repeats, $(nproc) cores"
 for rep in $(seq 1 "$repeats"); do
   # efen with a store, state folder and outputs of its own; DATABASE_URL must not override them.
-  efen=(env -u DATABASE_URL "EFEN_DATABASE__URL=sqlite://$tmp/efen-$rep/efen.db?mode=rwc"
+  efen=(env -u DATABASE_URL "EFEN_DATABASE__URL=sqlite://$tmp/efen-$rep/efen.db"
         "EFEN_PATHS__STATE_DIR=$tmp/efen-$rep/state" "EFEN_RUNTIME__INTRA_THREADS=$threads"
         "$EFEN_BIN" run --out "$tmp/efen-$rep/out" "$tmp/images")
   baseline=("$python" bench/baseline.py --threads "$threads" --out "$tmp/python-$rep/out"

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! In the order a case passes through them:
-//! - [`ingest`]: find, vet, claim and hash input files; pair ground truth; case identity.
+//! - [`ingest`]: find, vet, claim and hash input files; pair ground truth; case identity; admit
+//!   each case (claim it in the store, hand it on).
 //! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
 //! - [`dicom`]: DICOM objects: every common transfer syntax → frames (each frame a case), the
 //!   identity for the record, and the DICOM SEG that emit writes.
@@ -11,13 +12,16 @@
 //! - [`postprocess`]: output map → binary mask at the image's size.
 //! - [`metrics`]: DSC, IoU, mIoU, precision, recall against ground truth.
 //! - [`output`]: mask.png, overlay.png, result.json.
-//! - [`store`]: runs, cases, results and the audit log in PostgreSQL or SQLite.
+//! - [`store`]: runs, cases, results, the send queue and the audit log in PostgreSQL or SQLite.
 //!
-//! Around them: [`pipeline`] wires the stages (the only module that knows them all), [`model`]
-//! reads model cards, [`runtime`] loads ONNX Runtime, [`config`] reads settings, [`shutdown`]
+//! Between them travels a [`case`]. Each stage owns its settings (an `XConfig` beside it).
+//! Around them: [`pipeline`] wires the stages (the only module that knows them all) and drives
+//! `efen run` and `efen watch`, [`model`] reads model cards, [`runtime`] loads ONNX Runtime,
+//! [`config`] composes the stages' settings, [`shutdown`]
 //! turns signals into a drain, [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
 //! outbox of SEGs), [`doctor`] checks an installation, [`bench`] measures the pipeline against
-//! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the command line.
+//! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the face on the
+//! terminal (flags, progress, tables, exit codes).
 
 pub mod bench;
 pub mod case;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use efen::dicom::{self, DicomError, SegConfig, WindowSetting};
@@ -315,13 +315,6 @@ fn circle_mask(file: &dicom::DicomFile) -> GrayImage {
     })
 }
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("EFEN_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/efen/venv"));
-    venv.join("bin/python")
-}
-
 /// Reads the SEG back with pydicom and checks its one frame equals the mask.
 fn pydicom_reads_back(seg: &Path, mask: &GrayImage) {
     let raw = seg.with_extension("mask");
@@ -337,7 +330,7 @@ assert frames.shape[0] == 1, frames.shape
 assert (frames[0] == mask).all(), int((frames[0] != mask).sum())
 print("ok", int(mask.sum()))
 "#;
-    let output = Command::new(venv_python())
+    let output = Command::new(common::venv_python())
         .args(["-c", script])
         .arg(seg)
         .arg(&raw)

@@ -1,7 +1,7 @@
 //! `efen report` and the reporting views (issue 6): the real binary on the samples against SQLite
 //! and PostgreSQL; every number the report writes is checked against the store, computed here
-//! with plain SQL over the tables (not the views); the exports are read back by polars and by
-//! pandas/pyarrow; the HTML report is opened in headless Chromium.
+//! with plain SQL over the tables (not the views); the exports are read back by pandas and
+//! pyarrow; the HTML report is opened in headless Chromium.
 
 #[macro_use]
 mod common;
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Backend, World, count, stderr, stdout};
-use polars::prelude::*;
 use sqlx::AnyPool;
 
 /// A run over the 12 samples, two bad inputs (both fail at decode) and one renamed copy of a
@@ -42,26 +41,59 @@ fn report(world: &World, args: &[&str]) -> std::process::Output {
     output
 }
 
-fn read_csv(path: &Path) -> DataFrame {
-    CsvReadOptions::default()
-        .with_has_header(true)
-        .try_into_reader_with_file_path(Some(path.into()))
-        .unwrap()
-        .finish()
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+/// A table as a peer reads it back: pandas for CSV, pyarrow for Parquet (through
+/// tests/report_read.py), as rows of JSON values.
+#[derive(Debug)]
+struct Peer {
+    columns: Vec<String>,
+    rows: Vec<Vec<serde_json::Value>>,
 }
 
-fn read_parquet(path: &Path) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
+impl Peer {
+    fn height(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn at(&self, column: &str, i: usize) -> &serde_json::Value {
+        let c = self.columns.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column {column}: {self:?}"));
+        &self.rows[i][c]
+    }
 }
 
-fn f64_at(frame: &DataFrame, column: &str, i: usize) -> Option<f64> {
-    let c = frame.column(column).unwrap_or_else(|e| panic!("{column}: {e}"));
-    c.cast(&DataType::Float64).unwrap().f64().unwrap().get(i)
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self)
+    }
 }
 
-fn str_at(frame: &DataFrame, column: &str, i: usize) -> String {
-    frame.column(column).unwrap().str().unwrap().get(i).unwrap_or_default().to_string()
+fn read_back(kind: &str, path: &Path) -> Peer {
+    let output = Command::new(common::venv_python())
+        .arg(common::repo().join("tests/report_read.py"))
+        .args(["--table", kind])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("python: {e}; scripts/python-env.sh sets up the venv with pandas and pyarrow"));
+    assert!(output.status.success(), "report_read.py {}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+    let split: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let columns = split["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let rows = split["data"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect();
+    Peer { columns, rows }
+}
+
+fn read_csv(path: &Path) -> Peer {
+    read_back("csv", path)
+}
+
+fn read_parquet(path: &Path) -> Peer {
+    read_back("parquet", path)
+}
+
+fn f64_at(frame: &Peer, column: &str, i: usize) -> Option<f64> {
+    frame.at(column, i).as_f64()
+}
+
+fn str_at(frame: &Peer, column: &str, i: usize) -> String {
+    frame.at(column, i).as_str().unwrap_or_default().to_string()
 }
 
 fn close(a: Option<f64>, b: Option<f64>, what: &str) {
@@ -171,7 +203,7 @@ async fn report_numbers_equal_the_store(backend: Backend) {
     close(f64_at(&paper, "dsc", 1), Some(pooled_dsc), "pooled DSC");
     close(f64_at(&paper, "recall", 1), Some(tp as f64 / (tp + fn_) as f64), "pooled recall");
 
-    // Failures: the report's (polars) and the failures view agree, and both match the results.
+    // Failures: the report's and the failures view agree, and both match the results.
     let failures = read_csv(&failures_csv);
     let view: Vec<(String, String, i64, String)> =
         sqlx::query_as("SELECT stage, reason, cases, latest_case_id FROM failures ORDER BY reason")
@@ -228,10 +260,7 @@ async fn report_numbers_equal_the_store(backend: Backend) {
 on_both_backends!(report_numbers_equal_the_store);
 
 fn python_read(runs_csv: &Path, cases_parquet: &Path) -> serde_json::Value {
-    let venv = std::env::var_os("EFEN_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/efen/venv"));
-    let output = Command::new(venv.join("bin/python"))
+    let output = Command::new(common::venv_python())
         .arg(common::repo().join("tests/report_read.py"))
         .args([runs_csv, cases_parquet])
         .output()

@@ -2,6 +2,7 @@
 cases Parquet with pyarrow. Prints JSON that tests/report.rs compares with the store.
 
 Usage: report_read.py RUNS.csv CASES.parquet
+       report_read.py --table csv|parquet FILE   (the whole table as pandas' split JSON)
 """
 
 import json
@@ -39,5 +40,13 @@ def main(runs_csv, cases_parquet):
     }))
 
 
+def table(kind, path):
+    frame = pd.read_csv(path) if kind == "csv" else pq.read_table(path).to_pandas()
+    print(frame.to_json(orient="split", index=False, double_precision=15))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--table":
+        table(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use comfy_table::{CellAlignment, Table as TextTable, presets::UTF8_FULL_CONDENSED};
-use polars::prelude::*;
 
+use super::frame::{Column, Frame, Value};
 use super::{Format, Table};
 
 /// Columns the terminal shows for the wide tables; files always get every column.
@@ -42,21 +42,19 @@ pub fn title(table: Table) -> &'static str {
 }
 
 /// Writes `frame` as `format` to `out` (stdout for text formats when None).
-pub fn write(frame: &mut DataFrame, table: Table, format: Format, out: Option<&Path>) -> anyhow::Result<()> {
-    let mut bytes = Vec::new();
-    match format {
+pub fn write(frame: &Frame, table: Table, format: Format, out: Option<&Path>) -> anyhow::Result<()> {
+    let bytes = match format {
         Format::Table => return write_text(out, &format!("{}\n{}\n", title(table), terminal(frame, table))),
-        Format::Csv => CsvWriter::new(&mut bytes).include_header(true).finish(frame)?,
-        Format::Json => JsonWriter::new(&mut bytes).with_json_format(JsonFormat::Json).finish(frame)?,
+        Format::Csv => csv(frame).into_bytes(),
+        Format::Json => json(frame),
         Format::Parquet => {
             let Some(out) = out else {
                 anyhow::bail!("--format parquet needs --out FILE (Parquet is binary)");
             };
-            ParquetWriter::new(&mut bytes).finish(frame)?;
-            return write_file(out, &bytes);
+            return write_file(out, &super::parquet::write(frame)?);
         }
         Format::Html => unreachable!("html is written by report::html"),
-    }
+    };
     match out {
         Some(path) => write_file(path, &bytes),
         None => {
@@ -88,28 +86,81 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
-/// The columns people read first (all of them for the narrow tables).
-pub fn shown(frame: &DataFrame, table: Table) -> Vec<&Column> {
+/// CSV (RFC 4180): a header row, numbers at full precision, nulls empty, text quoted when needed.
+pub fn csv(frame: &Frame) -> String {
+    let line = |fields: Vec<String>| fields.join(",") + "\n";
+    let mut out = line(frame.columns.iter().map(|c| csv_field(&c.name)).collect());
+    for row in &frame.rows {
+        out += &line(
+            row.iter()
+                .map(|v| match v {
+                    Value::Null => String::new(),
+                    Value::Text(s) => csv_field(s),
+                    Value::Int(n) => n.to_string(),
+                    Value::Float(x) if x.is_finite() => x.to_string(),
+                    Value::Float(x) => x.to_string().to_lowercase(),
+                    Value::Bool(b) => b.to_string(),
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+/// JSON: an array with one object per row (a number that is not finite becomes null).
+pub fn json(frame: &Frame) -> Vec<u8> {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = frame
+        .rows
+        .iter()
+        .map(|row| {
+            frame
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| {
+                    let value = match v {
+                        Value::Null => serde_json::Value::Null,
+                        Value::Text(s) => serde_json::Value::from(s.as_str()),
+                        Value::Int(n) => serde_json::Value::from(*n),
+                        Value::Float(x) => serde_json::Number::from_f64(*x).map_or(serde_json::Value::Null, Into::into),
+                        Value::Bool(b) => serde_json::Value::from(*b),
+                    };
+                    (c.name.clone(), value)
+                })
+                .collect()
+        })
+        .collect();
+    serde_json::to_vec(&rows).expect("JSON values serialize")
+}
+
+/// The columns people read first (all of them for the narrow tables), by index.
+pub fn shown(frame: &Frame, table: Table) -> Vec<usize> {
     let wanted: &[&str] = match table {
         Table::Runs => TERMINAL_RUNS,
         Table::Cases => TERMINAL_CASES,
         _ => &[],
     };
-    frame.columns().iter().filter(|c| wanted.is_empty() || wanted.contains(&c.name().as_str())).collect()
+    (0..frame.columns.len())
+        .filter(|&c| wanted.is_empty() || wanted.contains(&frame.columns[c].name.as_str()))
+        .collect()
 }
 
 /// A terminal table of `frame`: the main columns, numbers rounded.
-pub fn terminal(frame: &DataFrame, table: Table) -> String {
+pub fn terminal(frame: &Frame, table: Table) -> String {
     let columns = shown(frame, table);
     let percent = table == Table::Paper;
     let mut text = TextTable::new();
     text.load_preset(UTF8_FULL_CONDENSED);
-    text.set_header(columns.iter().map(|c| c.name().to_string()));
-    for i in 0..frame.height() {
-        text.add_row(columns.iter().map(|c| cell(c, i, percent)));
+    text.set_header(columns.iter().map(|&c| frame.columns[c].name.clone()));
+    for row in &frame.rows {
+        text.add_row(columns.iter().map(|&c| cell(&frame.columns[c], &row[c], percent)));
     }
-    for (i, c) in columns.iter().enumerate() {
-        if let Some(column) = text.column_mut(i).filter(|_| c.dtype().is_primitive_numeric()) {
+    for (i, &c) in columns.iter().enumerate() {
+        if let Some(column) = text.column_mut(i).filter(|_| frame.columns[c].kind.is_numeric()) {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
@@ -120,17 +171,51 @@ pub fn terminal(frame: &DataFrame, table: Table) -> String {
 }
 
 /// One value as text: floats to 4 decimals (or as a percentage with 2), ids shortened.
-pub fn cell(column: &Column, i: usize, percent: bool) -> String {
-    match column.get(i) {
-        Ok(AnyValue::Null) | Err(_) => String::new(),
-        Ok(AnyValue::Float64(v)) if percent && column.name().as_str() != "cases" => format!("{:.2}", v * 100.0),
-        Ok(AnyValue::Float64(v)) => format!("{v:.4}"),
-        // Borrowed or owned (group-by results are owned).
-        Ok(v) if v.get_str().is_some() => {
-            let s = v.get_str().unwrap_or_default();
-            let id = column.name().ends_with("_id") || column.name().ends_with("sha256");
-            if id { s.chars().take(12).collect() } else { s.to_string() }
+pub fn cell(column: &Column, value: &Value, percent: bool) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Float(v) if percent && column.name != "cases" => format!("{:.2}", v * 100.0),
+        Value::Float(v) => format!("{v:.4}"),
+        Value::Text(s) if column.name.ends_with("_id") || column.name.ends_with("sha256") => {
+            s.chars().take(12).collect()
         }
-        Ok(other) => other.to_string(),
+        other => full(other),
+    }
+}
+
+/// The untruncated value (for a tooltip).
+pub fn full(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Text(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Bool(b) => b.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::frame::Kind;
+
+    fn sample() -> Frame {
+        let mut frame = Frame::new(&[("name", Kind::Text), ("n", Kind::Int), ("x", Kind::Float), ("ok", Kind::Bool)]);
+        frame.push(vec![Value::Text("a, \"b\"".into()), Value::Int(3), Value::Float(0.1), Value::Bool(true)]);
+        frame.push(vec![Value::Null, Value::Null, Value::Float(f64::NAN), Value::Null]);
+        frame
+    }
+
+    #[test]
+    fn csv_quotes_text_and_leaves_nulls_empty() {
+        assert_eq!(csv(&sample()), "name,n,x,ok\n\"a, \"\"b\"\"\",3,0.1,true\n,,nan,\n");
+    }
+
+    #[test]
+    fn json_has_one_object_per_row() {
+        let value: serde_json::Value = serde_json::from_slice(&json(&sample())).unwrap();
+        assert_eq!(value[0]["name"], "a, \"b\"");
+        assert_eq!(value[0]["n"], 3);
+        assert!(value[1]["x"].is_null() && value[1]["name"].is_null());
     }
 }

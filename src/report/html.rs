@@ -4,9 +4,8 @@
 
 use std::fmt::Write;
 
-use polars::prelude::*;
-
-use super::export::cell;
+use super::export::{cell, full};
+use super::frame::Frame;
 use super::load::{self, Filters};
 use super::outline::{self, Figure};
 use super::{Table, charts, summary};
@@ -14,10 +13,10 @@ use crate::store::Store;
 
 /// Everything the page shows, read once.
 pub struct Data {
-    pub runs: DataFrame,
-    pub cases: DataFrame,
-    pub paper: DataFrame,
-    pub failures: DataFrame,
+    pub runs: Frame,
+    pub cases: Frame,
+    pub paper: Frame,
+    pub failures: Frame,
     pub worst: Vec<Example>,
     pub best: Vec<Example>,
 }
@@ -33,46 +32,44 @@ impl Data {
     pub async fn load(store: &Store, filters: &Filters, examples: usize) -> anyhow::Result<Data> {
         let runs = load::frame(store, &load::RUNS, filters).await?;
         let cases = load::frame(store, &load::CASES, filters).await?;
-        let paper = summary::paper(&cases)?;
-        let failures = summary::failures(&cases)?;
-        let ranked = summary::scored(&cases)?
-            .sort(["dsc", "case_id"], SortMultipleOptions::default().with_order_descending(false))?;
-        let n = ranked.height();
+        let paper = summary::paper(&cases);
+        let failures = summary::failures(&cases);
+        // By DSC, then case id, ascending (cases without a DSC first).
+        let scored = summary::scored(&cases);
+        let mut ranked: Vec<usize> = (0..scored.height()).collect();
+        let key = |i: usize| (scored.float(i, "dsc"), scored.text(i, "case_id"));
+        ranked.sort_by(|&a, &b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+        let n = ranked.len();
         let worst_n = examples.min(n);
         let best_n = examples.min(n - worst_n);
-        let worst = (0..worst_n).map(|i| example(&ranked, i)).collect::<PolarsResult<_>>()?;
-        let best = (0..best_n).map(|i| example(&ranked, n - 1 - i)).collect::<PolarsResult<_>>()?;
+        let worst = ranked[..worst_n].iter().map(|&i| example(&scored, i)).collect();
+        let best = ranked.iter().rev().take(best_n).map(|&i| example(&scored, i)).collect();
         Ok(Data { runs, cases, paper, failures, worst, best })
     }
 }
 
-fn example(ranked: &DataFrame, i: usize) -> PolarsResult<Example> {
-    let text =
-        |name: &str| -> PolarsResult<Option<String>> { Ok(ranked.column(name)?.str()?.get(i).map(str::to_string)) };
-    let source_path = text("source_path")?.unwrap_or_default();
+fn example(scored: &Frame, i: usize) -> Example {
+    let source_path = scored.text(i, "source_path").unwrap_or_default().to_string();
     let figure = outline::figure(
         &source_path,
-        text("mask_path")?.as_deref(),
-        text("ground_truth_path")?.as_deref(),
-        text("overlay_path")?.as_deref(),
+        scored.text(i, "mask_path"),
+        scored.text(i, "ground_truth_path"),
+        scored.text(i, "overlay_path"),
     );
-    Ok(Example {
-        case_id: text("case_id")?.unwrap_or_default(),
-        dsc: ranked.column("dsc")?.f64()?.get(i).unwrap_or(f64::NAN),
+    Example {
+        case_id: scored.text(i, "case_id").unwrap_or_default().to_string(),
+        dsc: scored.float(i, "dsc").unwrap_or(f64::NAN),
         source_path,
         figure,
-    })
+    }
 }
 
 pub fn render(data: &Data, filters: &Filters, store: &str) -> anyhow::Result<String> {
-    let scored = summary::scored(&data.cases)?;
-    let dsc = summary::sorted_values(&scored, "dsc")?;
-    let succeeded = data.cases.clone().lazy().filter(col("status").eq(lit("succeeded"))).collect()?;
-    let latency = summary::sorted_values(&succeeded, "latency_ms")?;
-    let count = |status: &str| -> PolarsResult<usize> {
-        Ok(data.cases.column("status")?.str()?.iter().filter(|s| *s == Some(status)).count())
-    };
-    let duplicates: i64 = data.runs.column("duplicates")?.i64()?.sum().unwrap_or(0);
+    let dsc = summary::scored(&data.cases).sorted_floats("dsc");
+    let latency = data.cases.filter(|f, i| f.text(i, "status") == Some("succeeded")).sorted_floats("latency_ms");
+    let count =
+        |status: &str| (0..data.cases.height()).filter(|&i| data.cases.text(i, "status") == Some(status)).count();
+    let duplicates: i64 = (0..data.runs.height()).filter_map(|i| data.runs.get(i, "duplicates").as_i64()).sum();
 
     let mut page = String::with_capacity(1 << 20);
     page += HEAD;
@@ -84,8 +81,8 @@ pub fn render(data: &Data, filters: &Filters, store: &str) -> anyhow::Result<Str
     let mean = if dsc.is_empty() { None } else { Some(dsc.iter().sum::<f64>() / dsc.len() as f64) };
     let cards: [(&str, String); 7] = [
         ("cases", data.cases.height().to_string()),
-        ("succeeded", count("succeeded")?.to_string()),
-        ("failed", count("failed")?.to_string()),
+        ("succeeded", count("succeeded").to_string()),
+        ("failed", count("failed").to_string()),
         ("duplicates", duplicates.to_string()),
         ("mean DSC", mean.map_or("–".into(), |m| format!("{m:.4}"))),
         ("median DSC", summary::nearest_rank(&dsc, 50).map_or("–".into(), |m| format!("{m:.4}"))),
@@ -173,32 +170,25 @@ fn section(page: &mut String, title: &str, note: &str, body: &str) -> std::fmt::
     writeln!(page, "<section><h2>{}</h2><p class=\"note\">{}</p>{body}</section>", esc(title), esc(note))
 }
 
-fn table(frame: &DataFrame, kind: Table) -> String {
+fn table(frame: &Frame, kind: Table) -> String {
     let percent = kind == Table::Paper;
     let columns = super::export::shown(frame, kind);
     let mut html = String::from("<div class=\"scroll\"><table><thead><tr>");
-    for c in &columns {
-        html += &format!("<th>{}</th>", esc(&c.name().replace('_', " ")));
+    for &c in &columns {
+        html += &format!("<th>{}</th>", esc(&frame.columns[c].name.replace('_', " ")));
     }
     html += "</tr></thead><tbody>";
-    for i in 0..frame.height() {
+    for row in &frame.rows {
         html += "<tr>";
-        for c in &columns {
-            let numeric = c.dtype().is_primitive_numeric();
-            let class = if numeric { " class=\"num\"" } else { "" };
-            html += &format!("<td{class} title=\"{}\">{}</td>", esc(&full(c, i)), esc(&cell(c, i, percent)));
+        for &c in &columns {
+            let column = &frame.columns[c];
+            let class = if column.kind.is_numeric() { " class=\"num\"" } else { "" };
+            let (title, text) = (full(&row[c]), cell(column, &row[c], percent));
+            html += &format!("<td{class} title=\"{}\">{}</td>", esc(&title), esc(&text));
         }
         html += "</tr>";
     }
     html + "</tbody></table></div>"
-}
-
-/// The untruncated value, for the cell's tooltip.
-fn full(column: &Column, i: usize) -> String {
-    match column.get(i) {
-        Ok(AnyValue::Null) | Err(_) => String::new(),
-        Ok(v) => v.get_str().map_or_else(|| v.to_string(), str::to_string),
-    }
 }
 
 fn examples(page: &mut String, title: &str, examples: &[Example]) -> std::fmt::Result {

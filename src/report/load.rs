@@ -1,10 +1,11 @@
-//! Store → polars DataFrames. Each table is a list of columns with their SQL expression and kind;
-//! every column is cast in SQL to a plain scalar (the Any driver knows no timestamps), so both
-//! backends give the same frame: times as ISO-8601 UTC text, days as YYYY-MM-DD.
+//! Store → frames. Each table is a list of columns with their SQL expression and kind; every
+//! column is cast in SQL to a plain scalar (the Any driver knows no timestamps), so both backends
+//! give the same frame: times as ISO-8601 UTC text, days as YYYY-MM-DD.
 
-use polars::prelude::{Column, DataFrame};
 use sqlx::Row;
 
+pub use super::frame::Kind;
+use super::frame::{Frame, Value};
 use crate::store::{Backend, Store};
 
 /// What to keep: each filter applies to the tables that have the column, and is refused by the
@@ -18,16 +19,6 @@ pub struct Filters {
     /// UTC days, YYYY-MM-DD, inclusive.
     pub since: Option<String>,
     pub until: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Int,
-    Float,
-    Bool,
-    /// A timestamp, read as ISO-8601 UTC text (milliseconds in SQLite, microseconds in PostgreSQL).
-    Time,
 }
 
 pub struct Col {
@@ -218,8 +209,8 @@ pub fn select(spec: &Spec, backend: Backend, filters: &Filters) -> anyhow::Resul
     Ok((sql, binds))
 }
 
-/// Reads a table into a DataFrame.
-pub async fn frame(store: &Store, spec: &Spec, filters: &Filters) -> anyhow::Result<DataFrame> {
+/// Reads a table into a frame.
+pub async fn frame(store: &Store, spec: &Spec, filters: &Filters) -> anyhow::Result<Frame> {
     let (sql, binds) = select(spec, store.backend, filters)?;
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
     for value in binds {
@@ -229,33 +220,23 @@ pub async fn frame(store: &Store, spec: &Spec, filters: &Filters) -> anyhow::Res
         .fetch_all(store.pool())
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the {} table from the store: {e}", spec.name))?;
-    let mut columns = Vec::with_capacity(spec.columns.len());
-    for (i, c) in spec.columns.iter().enumerate() {
-        let name = c.name.into();
-        let read = |e: sqlx::Error| anyhow::anyhow!("cannot read column {} of the {} table: {e}", c.name, spec.name);
-        columns.push(match c.kind {
-            Text | Time => Column::new(
-                name,
-                rows.iter().map(|r| r.try_get::<Option<String>, _>(i)).collect::<Result<Vec<_>, _>>().map_err(read)?,
-            ),
-            Int => Column::new(
-                name,
-                rows.iter().map(|r| r.try_get::<Option<i64>, _>(i)).collect::<Result<Vec<_>, _>>().map_err(read)?,
-            ),
-            Float => Column::new(
-                name,
-                rows.iter().map(|r| r.try_get::<Option<f64>, _>(i)).collect::<Result<Vec<_>, _>>().map_err(read)?,
-            ),
-            Bool => Column::new(
-                name,
-                rows.iter()
-                    .map(|r| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v != 0)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(read)?,
-            ),
-        });
+    let columns: Vec<(&str, Kind)> = spec.columns.iter().map(|c| (c.name, c.kind)).collect();
+    let mut frame = Frame::new(&columns);
+    for row in &rows {
+        let mut values = Vec::with_capacity(spec.columns.len());
+        for (i, c) in spec.columns.iter().enumerate() {
+            let read =
+                |e: sqlx::Error| anyhow::anyhow!("cannot read column {} of the {} table: {e}", c.name, spec.name);
+            values.push(match c.kind {
+                Text | Time => Value::from(row.try_get::<Option<String>, _>(i).map_err(read)?),
+                Int => Value::from(row.try_get::<Option<i64>, _>(i).map_err(read)?),
+                Float => Value::from(row.try_get::<Option<f64>, _>(i).map_err(read)?),
+                Bool => row.try_get::<Option<i64>, _>(i).map_err(read)?.map_or(Value::Null, |v| Value::Bool(v != 0)),
+            });
+        }
+        frame.push(values);
     }
-    Ok(DataFrame::new(rows.len(), columns)?)
+    Ok(frame)
 }
 
 /// The expression cast to what the Any driver reads on `backend`.

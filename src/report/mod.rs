@@ -1,16 +1,18 @@
-//! `efen report`: reads the store into polars DataFrames and shows them as a terminal table, or
-//! writes CSV, Parquet, JSON or one self-contained HTML file.
+//! `efen report`: reads the store into frames and shows them as a terminal table, or writes CSV,
+//! Parquet, JSON or one self-contained HTML file.
 //!
-//! - [`load`]: store → DataFrames (the reporting views and the per-case rows), with the filters.
-//! - [`summary`]: what is computed in polars: the paper table, the failures, percentiles.
-//! - [`export`]: CSV, Parquet, JSON and the terminal table.
+//! - [`load`]: store → [`frame::Frame`]s (the reporting views and the per-case rows), with the filters.
+//! - [`summary`]: what is computed from the cases: the paper table, the failures, percentiles.
+//! - [`export`]: CSV, JSON and the terminal table; [`parquet`]: Parquet.
 //! - [`html`], [`charts`], [`outline`]: the HTML report, its SVG charts and its case images.
 
 pub mod charts;
 pub mod export;
+pub mod frame;
 pub mod html;
 pub mod load;
 pub mod outline;
+pub mod parquet;
 pub mod summary;
 
 use std::path::PathBuf;
@@ -81,20 +83,20 @@ async fn report(store: &Store, filters: &Filters, args: &Request, config: &Confi
         }
         format => {
             let table = args.table.unwrap_or(Table::Runs);
-            let mut frame = table_frame(store, filters, table).await?;
-            export::write(&mut frame, table, format, args.out.as_deref())
+            let frame = table_frame(store, filters, table).await?;
+            export::write(&frame, table, format, args.out.as_deref())
         }
     }
 }
 
-/// One table as a DataFrame, with the filters applied.
-pub async fn table_frame(store: &Store, filters: &Filters, table: Table) -> anyhow::Result<polars::prelude::DataFrame> {
+/// One table as a frame, with the filters applied.
+pub async fn table_frame(store: &Store, filters: &Filters, table: Table) -> anyhow::Result<frame::Frame> {
     Ok(match table {
         Table::Runs => load::frame(store, &load::RUNS, filters).await?,
         Table::Cases => load::frame(store, &load::CASES, filters).await?,
         Table::Daily => load::frame(store, &load::DAILY, filters).await?,
         Table::Models => load::frame(store, &load::MODELS, filters).await?,
-        Table::Failures => summary::failures(&load::frame(store, &load::CASES, filters).await?)?,
-        Table::Paper => summary::paper(&load::frame(store, &load::CASES, filters).await?)?,
+        Table::Failures => summary::failures(&load::frame(store, &load::CASES, filters).await?),
+        Table::Paper => summary::paper(&load::frame(store, &load::CASES, filters).await?),
     })
 }

@@ -1,8 +1,7 @@
-//! What the report computes in polars from the per-case frame: the paper table and the failures
-//! (so both follow every filter), and nearest-rank percentiles as the SQL views define them.
+//! What the report computes from the per-case frame: the paper table and the failures (so both
+//! follow every filter), and nearest-rank percentiles as the SQL views define them.
 
-use polars::prelude::*;
-
+use super::frame::{Frame, Kind, Value};
 use crate::metrics::Confusion;
 
 /// The p-th percentile, nearest-rank: the k-th smallest of n values, k = ceil(p·n/100), in
@@ -16,95 +15,118 @@ pub fn nearest_rank(sorted: &[f64], p: u32) -> Option<f64> {
     Some(sorted[k - 1])
 }
 
-/// The non-null values of a float column, ascending.
-pub fn sorted_values(frame: &DataFrame, column: &str) -> PolarsResult<Vec<f64>> {
-    let mut values: Vec<f64> = frame.column(column)?.f64()?.iter().flatten().collect();
-    values.sort_by(f64::total_cmp);
-    Ok(values)
+/// Succeeded cases with ground truth: the ones with metrics.
+pub fn scored(cases: &Frame) -> Frame {
+    cases
+        .filter(|f, i| f.text(i, "status") == Some("succeeded") && f.get(i, "has_ground_truth").as_bool() == Some(true))
 }
 
-/// Succeeded cases with ground truth: the ones with metrics.
-pub fn scored(cases: &DataFrame) -> PolarsResult<DataFrame> {
-    cases.clone().lazy().filter(col("status").eq(lit("succeeded")).and(col("has_ground_truth"))).collect()
+/// Rows grouped by a key, groups in the order their first row appears.
+fn groups<K: PartialEq>(frame: &Frame, key: impl Fn(usize) -> K) -> Vec<(K, Vec<usize>)> {
+    let mut groups: Vec<(K, Vec<usize>)> = Vec::new();
+    for i in 0..frame.height() {
+        let k = key(i);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, rows)) => rows.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    groups
+}
+
+/// The mean of the non-null values, or null when there are none.
+fn mean(frame: &Frame, rows: &[usize], name: &str) -> Option<f64> {
+    let values: Vec<f64> = rows.iter().filter_map(|&i| frame.float(i, name)).collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn sum(frame: &Frame, rows: &[usize], name: &str) -> u64 {
+    rows.iter().filter_map(|&i| frame.get(i, name).as_i64()).sum::<i64>().max(0) as u64
 }
 
 /// The paper's table (its Tables 2, 4 and 5: DSC, mIoU, recall, precision), two rows per run with
 /// ground truth: the mean of per-case values, and the values of the pixel counts pooled over the
 /// run's cases.
-pub fn paper(cases: &DataFrame) -> PolarsResult<DataFrame> {
-    let per_run = scored(cases)?
-        .lazy()
-        .group_by_stable([col("run_id"), col("model_name")])
-        .agg([
-            len().cast(DataType::Int64).alias("cases"),
-            col("dsc").mean(),
-            col("miou").mean(),
-            col("recall").mean(),
-            col("precision").mean(),
-            col("tp").sum(),
-            col("fp").sum(),
-            col("fn").sum(),
-            col("tn").sum(),
-        ])
-        .collect()?;
-    let text = |name: &str, i: usize| -> PolarsResult<String> {
-        Ok(per_run.column(name)?.str()?.get(i).unwrap_or_default().to_string())
-    };
-    let int = |name: &str, i: usize| -> PolarsResult<i64> { Ok(per_run.column(name)?.i64()?.get(i).unwrap_or(0)) };
-    let float = |name: &str, i: usize| -> PolarsResult<Option<f64>> { Ok(per_run.column(name)?.f64()?.get(i)) };
-    let mut rows: Vec<(String, String, i64, &str, [Option<f64>; 4])> = Vec::new();
-    for i in 0..per_run.height() {
-        let (run, model, n) = (text("run_id", i)?, text("model_name", i)?, int("cases", i)?);
-        let mean = [float("dsc", i)?, float("miou", i)?, float("recall", i)?, float("precision", i)?];
-        let pooled = Confusion {
-            tp: int("tp", i)? as u64,
-            fp: int("fp", i)? as u64,
-            fn_: int("fn", i)? as u64,
-            tn: int("tn", i)? as u64,
-        }
-        .scores();
-        rows.push((run.clone(), model.clone(), n, "mean of per-case values", mean));
-        let pooled = [Some(pooled.dsc), Some(pooled.miou), Some(pooled.recall), Some(pooled.precision)];
-        rows.push((run, model, n, "pooled over all pixels", pooled));
+pub fn paper(cases: &Frame) -> Frame {
+    let scored = scored(cases);
+    let mut table = Frame::new(&[
+        ("run_id", Kind::Text),
+        ("model_name", Kind::Text),
+        ("cases", Kind::Int),
+        ("aggregate", Kind::Text),
+        ("dsc", Kind::Float),
+        ("miou", Kind::Float),
+        ("recall", Kind::Float),
+        ("precision", Kind::Float),
+    ]);
+    let key = |i: usize| (scored.text(i, "run_id").map(String::from), scored.text(i, "model_name").map(String::from));
+    for ((run, model), rows) in groups(&scored, key) {
+        let n = Value::Int(rows.len() as i64);
+        let mean = |name| Value::from(mean(&scored, &rows, name));
+        table.push(vec![
+            Value::from(run.clone()),
+            Value::from(model.clone()),
+            n.clone(),
+            Value::Text("mean of per-case values".into()),
+            mean("dsc"),
+            mean("miou"),
+            mean("recall"),
+            mean("precision"),
+        ]);
+        let sum = |name| sum(&scored, &rows, name);
+        let pooled = Confusion { tp: sum("tp"), fp: sum("fp"), fn_: sum("fn"), tn: sum("tn") }.scores();
+        table.push(vec![
+            Value::from(run),
+            Value::from(model),
+            n,
+            Value::Text("pooled over all pixels".into()),
+            Value::Float(pooled.dsc),
+            Value::Float(pooled.miou),
+            Value::Float(pooled.recall),
+            Value::Float(pooled.precision),
+        ]);
     }
-    let metric = |j: usize| rows.iter().map(|r| r.4[j]).collect::<Vec<_>>();
-    DataFrame::new(
-        rows.len(),
-        vec![
-            Column::new("run_id".into(), rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
-            Column::new("model_name".into(), rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>()),
-            Column::new("cases".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
-            Column::new("aggregate".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
-            Column::new("dsc".into(), metric(0)),
-            Column::new("miou".into(), metric(1)),
-            Column::new("recall".into(), metric(2)),
-            Column::new("precision".into(), metric(3)),
-        ],
-    )
+    table
 }
 
 /// Failed cases per stage and reason: how many, first and last seen, and the latest case as an
 /// example (latest by record time, then case id, as in the failures view). Most frequent first.
-pub fn failures(cases: &DataFrame) -> PolarsResult<DataFrame> {
-    cases
-        .clone()
-        .lazy()
-        .filter(col("status").eq(lit("failed")))
-        .sort(["recorded_at", "case_id"], SortMultipleOptions::default().with_order_descending(true))
-        .group_by_stable([col("error_stage").alias("stage"), col("error_reason").alias("reason")])
-        .agg([
-            len().cast(DataType::Int64).alias("cases"),
-            col("recorded_at").last().alias("first_seen"),
-            col("recorded_at").first().alias("last_seen"),
-            col("case_id").first().alias("latest_case_id"),
-            col("source_path").first().alias("latest_source_path"),
-            col("run_id").first().alias("latest_run_id"),
-        ])
-        .sort_by_exprs(
-            [col("cases"), col("stage"), col("reason")],
-            SortMultipleOptions::default().with_order_descending_multi([true, false, false]),
-        )
-        .collect()
+pub fn failures(cases: &Frame) -> Frame {
+    let failed = cases.filter(|f, i| f.text(i, "status") == Some("failed"));
+    // Latest first: by record time, then case id, both descending.
+    let mut order: Vec<usize> = (0..failed.height()).collect();
+    let recency = |i: usize| (failed.text(i, "recorded_at"), failed.text(i, "case_id"));
+    order.sort_by(|&a, &b| recency(b).cmp(&recency(a)));
+    let failed =
+        Frame { columns: failed.columns.clone(), rows: order.iter().map(|&i| failed.rows[i].clone()).collect() };
+    let key =
+        |i: usize| (failed.text(i, "error_stage").map(String::from), failed.text(i, "error_reason").map(String::from));
+    let mut table = Frame::new(&[
+        ("stage", Kind::Text),
+        ("reason", Kind::Text),
+        ("cases", Kind::Int),
+        ("first_seen", Kind::Time),
+        ("last_seen", Kind::Time),
+        ("latest_case_id", Kind::Text),
+        ("latest_source_path", Kind::Text),
+        ("latest_run_id", Kind::Text),
+    ]);
+    let mut grouped = groups(&failed, key);
+    grouped.sort_by(|(a, ra), (b, rb)| rb.len().cmp(&ra.len()).then_with(|| a.cmp(b)));
+    for ((stage, reason), rows) in grouped {
+        let (latest, earliest) = (rows[0], rows[rows.len() - 1]);
+        table.push(vec![
+            Value::from(stage),
+            Value::from(reason),
+            Value::Int(rows.len() as i64),
+            failed.get(earliest, "recorded_at").clone(),
+            failed.get(latest, "recorded_at").clone(),
+            failed.get(latest, "case_id").clone(),
+            failed.get(latest, "source_path").clone(),
+            failed.get(latest, "run_id").clone(),
+        ]);
+    }
+    table
 }
 
 #[cfg(test)]
@@ -124,26 +146,59 @@ mod tests {
 
     #[test]
     fn paper_table_has_the_mean_and_the_pooled_row() {
-        let cases = df!(
-            "run_id" => ["r", "r", "r"],
-            "model_name" => ["m", "m", "m"],
-            "status" => ["succeeded", "succeeded", "failed"],
-            "has_ground_truth" => [true, true, true],
-            "dsc" => [Some(1.0), Some(0.5), None],
-            "miou" => [Some(1.0), Some(0.5), None],
-            "recall" => [Some(1.0), Some(0.5), None],
-            "precision" => [Some(1.0), Some(0.5), None],
-            "tp" => [Some(10i64), Some(0), None],
-            "fp" => [Some(0i64), Some(10), None],
-            "fn" => [Some(0i64), Some(0), None],
-            "tn" => [Some(90i64), Some(90), None],
-        )
-        .unwrap();
-        let table = paper(&cases).unwrap();
+        let mut cases = Frame::new(&[
+            ("run_id", Kind::Text),
+            ("model_name", Kind::Text),
+            ("status", Kind::Text),
+            ("has_ground_truth", Kind::Bool),
+            ("dsc", Kind::Float),
+            ("miou", Kind::Float),
+            ("recall", Kind::Float),
+            ("precision", Kind::Float),
+            ("tp", Kind::Int),
+            ("fp", Kind::Int),
+            ("fn", Kind::Int),
+            ("tn", Kind::Int),
+        ]);
+        let text = |s: &str| Value::Text(s.into());
+        for (status, score, counts) in [
+            ("succeeded", Some(1.0), Some([10, 0, 0, 90])),
+            ("succeeded", Some(0.5), Some([0, 10, 0, 90])),
+            ("failed", None, None),
+        ] {
+            let mut row = vec![text("r"), text("m"), text(status), Value::Bool(true)];
+            row.extend([score; 4].map(Value::from));
+            row.extend((0..4).map(|k| Value::from(counts.map(|c: [i64; 4]| c[k]))));
+            cases.push(row);
+        }
+        let table = paper(&cases);
         assert_eq!(table.height(), 2);
-        let dsc = table.column("dsc").unwrap().f64().unwrap();
-        assert_eq!(dsc.get(0), Some(0.75));
-        assert_eq!(dsc.get(1), Some(2.0 * 10.0 / (2.0 * 10.0 + 10.0)));
-        assert_eq!(table.column("cases").unwrap().i64().unwrap().get(0), Some(2));
+        assert_eq!(table.float(0, "dsc"), Some(0.75));
+        assert_eq!(table.float(1, "dsc"), Some(2.0 * 10.0 / (2.0 * 10.0 + 10.0)));
+        assert_eq!(table.get(0, "cases"), &Value::Int(2));
+    }
+
+    #[test]
+    fn failures_group_by_stage_and_reason_most_frequent_first() {
+        let mut cases = Frame::new(&[
+            ("case_id", Kind::Text),
+            ("run_id", Kind::Text),
+            ("source_path", Kind::Text),
+            ("status", Kind::Text),
+            ("error_stage", Kind::Text),
+            ("error_reason", Kind::Text),
+            ("recorded_at", Kind::Time),
+        ]);
+        let text = |s: &str| Value::Text(s.into());
+        for (id, stage, reason, at) in
+            [("a", "decode", "empty", "t1"), ("b", "ingest", "too large", "t2"), ("c", "decode", "empty", "t3")]
+        {
+            cases.push(vec![text(id), text("r"), text(id), text("failed"), text(stage), text(reason), text(at)]);
+        }
+        let table = failures(&cases);
+        assert_eq!(table.height(), 2);
+        assert_eq!((table.text(0, "reason"), table.get(0, "cases")), (Some("empty"), &Value::Int(2)));
+        assert_eq!((table.text(0, "latest_case_id"), table.text(0, "first_seen")), (Some("c"), Some("t1")));
+        assert_eq!(table.text(1, "stage"), Some("ingest"));
     }
 }

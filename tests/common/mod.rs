@@ -93,6 +93,15 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Python of the project's venv (scripts/python-env.sh), for peers written in Python: pydicom,
+/// pandas, pyarrow, highdicom.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("EFEN_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/efen/venv"));
+    venv.join("bin/python")
+}
+
 /// Admin URL for creating test databases; `.ci/run` starts a server when none answers.
 pub fn postgres_admin_url() -> String {
     std::env::var("EFEN_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
