@@ -1,7 +1,7 @@
 //! Identity: what a case record keeps about a DICOM input, with the patient ID pseudonymised.
 
 use dicom_dictionary_std::tags;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
