@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub intra_threads: usize,
     /// Threads across independent operators.
     pub inter_threads: usize,
+    /// Let ONNX Runtime's idle threads spin-wait for the next work item instead of sleeping. Off:
+    /// on a CPU the spinning threads take the cores that decode and emit need between batches.
+    pub spinning: bool,
     /// ONNX Runtime sessions, each on its own inference thread serving the shared tile queue.
     pub sessions: usize,
 }
@@ -156,6 +159,8 @@ fn build_session(environment: &Environment, config: &Config, provider: &str, byt
     let mut builder = Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_inter_threads(config.runtime.inter_threads.max(1))?
+        .with_intra_op_spinning(config.runtime.spinning)?
+        .with_inter_op_spinning(config.runtime.spinning)?
         .with_execution_providers([dispatch])?;
     if config.runtime.intra_threads > 0 {
         builder = builder.with_intra_threads(config.runtime.intra_threads)?;
