@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 # Debian packages (dcmtk, dicom3tools, chromium, orthanc, cmake), then the Python environment:
-# the DICOM fixtures are made and checked with pydicom.
+# the DICOM fixtures are made and checked with pydicom, the series fixtures with highdicom.
 scripts/system-packages.sh
 scripts/python-env.sh
 scripts/dicom-fixtures.sh
+scripts/series-fixtures.sh
 scripts/setup.sh
 scripts/postgres.sh
 

@@ -18,6 +18,7 @@
 mod codec;
 mod config;
 mod error;
+mod geometry;
 mod identity;
 mod lengths;
 mod pixels;
@@ -28,6 +29,7 @@ mod window;
 
 pub use config::{DicomConfig, PatientIdConfig};
 pub use error::DicomError;
+pub use geometry::{SliceHeader, SlicePlane, Stack, nifti_affine, stacks};
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DicomFile;
 use super::error::{DicomError, chain};
-use super::read::{floats, string, strings as strings_of};
+use super::read::{string, strings as strings_of};
 
 /// A coded concept: (code value, coding scheme designator, code meaning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -433,25 +433,8 @@ impl Geometry {
         let Some(frame_of_reference) = string(src, tags::FRAME_OF_REFERENCE_UID) else {
             return Ok(None);
         };
-        let per_frame = src
-            .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
-            .and_then(|e| e.value().items())
-            .and_then(|items| items.get(frame as usize));
-        let shared = src
-            .get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
-            .and_then(|e| e.value().items())
-            .and_then(|items| items.first());
-        let find = |group: Tag, tag: Tag| -> Vec<f64> {
-            for fg in [per_frame, shared].into_iter().flatten() {
-                if let Some(inner) = fg.get(group).and_then(|e| e.value().items()).and_then(|i| i.first()) {
-                    let values = floats(inner, tag).unwrap_or_default();
-                    if !values.is_empty() {
-                        return values;
-                    }
-                }
-            }
-            floats(src, tag).unwrap_or_default()
-        };
+        let groups = super::geometry::FrameGroups::of(src, frame);
+        let find = |group: Tag, tag: Tag| groups.floats(group, tag);
         let position = find(tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT);
         let orientation = find(tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT);
         let spacing = find(tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING);

@@ -1,0 +1,378 @@
+//! Where slices lie, and how a series falls into stacks: what a DICOM series case is made of.
+//!
+//! Each slice (a classic instance, or one frame of an enhanced multi-frame object) has a plane:
+//! Image Position and Orientation (Patient) and Pixel Spacing, read from the frame's own functional
+//! groups, then the shared ones, then the top level. Slices that differ in orientation, size, or
+//! temporal/echo/diffusion position are different stacks. Within a stack, slices are ordered by
+//! their distance along the slice normal (row direction × column direction), else by Instance
+//! Number; irregular spacing, a gap, duplicate positions and a gantry tilt become warnings.
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+use super::DicomFile;
+use super::read::{floats, string};
+
+/// Positions closer than this along the normal are the same position (mm).
+const SAME_POSITION_MM: f64 = 0.01;
+/// A step this many times the typical one is a gap (a missing slice).
+const GAP_FACTOR: f64 = 1.5;
+/// Steps that differ from the typical one by more than this fraction are irregular.
+const IRREGULAR_FRACTION: f64 = 0.1;
+/// Between the slice normal and the line through the positions, more than this is a tilt.
+const TILT_DEGREES: f64 = 0.5;
+
+/// Where one slice lies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlicePlane {
+    /// Image Position (Patient): the centre of the first pixel, in mm (LPS).
+    pub position: [f64; 3],
+    /// Image Orientation (Patient): the direction of the rows (along which the column index
+    /// grows), then of the columns.
+    pub orientation: [f64; 6],
+    /// Pixel Spacing: between rows, then between columns, in mm.
+    pub spacing: [f64; 2],
+    pub thickness: Option<f64>,
+}
+
+impl SlicePlane {
+    pub fn normal(&self) -> [f64; 3] {
+        let (r, c) = (&self.orientation[..3], &self.orientation[3..]);
+        [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]]
+    }
+}
+
+/// What grouping and ordering need to know of one slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceHeader {
+    /// None when the slice has no usable geometry.
+    pub plane: Option<SlicePlane>,
+    pub instance_number: Option<i64>,
+    pub rows: u32,
+    pub columns: u32,
+    /// Temporal position, echo or diffusion b-value: slices that differ here are different stacks.
+    pub dimension: Option<String>,
+}
+
+impl SliceHeader {
+    /// The header of frame `frame` (0-based) of `file`.
+    pub fn of(file: &DicomFile, frame: u32) -> SliceHeader {
+        let obj = file.object();
+        let groups = FrameGroups::of(obj, frame);
+        let plane = (|| {
+            let position: [f64; 3] =
+                groups.floats(tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT).try_into().ok()?;
+            let orientation: [f64; 6] =
+                groups.floats(tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT).try_into().ok()?;
+            let spacing: [f64; 2] =
+                groups.floats(tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING).try_into().ok()?;
+            let thickness = groups.floats(tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS).first().copied();
+            let plane = SlicePlane { position, orientation, spacing, thickness: thickness.filter(|t| *t > 0.0) };
+            let unit = |v: &[f64]| (v.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() < 1e-3;
+            let usable = unit(&orientation[..3]) && unit(&orientation[3..]) && spacing.iter().all(|s| *s > 0.0);
+            usable.then_some(plane)
+        })();
+        let instance_number = string(obj, tags::INSTANCE_NUMBER).and_then(|s| s.parse::<f64>().ok()).map(|n| n as i64);
+        let dimension = [
+            ("temporal position", groups.text(tags::FRAME_CONTENT_SEQUENCE, tags::TEMPORAL_POSITION_INDEX)),
+            ("temporal position", string(obj, tags::TEMPORAL_POSITION_IDENTIFIER)),
+            ("echo", groups.text(tags::MR_ECHO_SEQUENCE, tags::EFFECTIVE_ECHO_TIME)),
+            ("echo", string(obj, tags::ECHO_NUMBERS)),
+            ("b-value", groups.text(tags::MR_DIFFUSION_SEQUENCE, tags::DIFFUSION_B_VALUE)),
+            ("b-value", string(obj, tags::DIFFUSION_B_VALUE)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| format!("{name} {v}")))
+        .collect::<Vec<_>>();
+        SliceHeader {
+            plane,
+            instance_number,
+            rows: file.rows(),
+            columns: file.columns(),
+            dimension: (!dimension.is_empty()).then(|| dimension.join(", ")),
+        }
+    }
+}
+
+/// A frame's functional groups: its own item of the Per-frame Functional Groups Sequence and the
+/// Shared one (enhanced objects), with the top level of the object as the last resort.
+pub(crate) struct FrameGroups<'a> {
+    per_frame: Option<&'a InMemDicomObject>,
+    shared: Option<&'a InMemDicomObject>,
+    top: &'a InMemDicomObject,
+}
+
+impl<'a> FrameGroups<'a> {
+    pub(crate) fn of(obj: &'a InMemDicomObject, frame: u32) -> FrameGroups<'a> {
+        let items = |tag| obj.get(tag).and_then(|e| e.value().items());
+        FrameGroups {
+            per_frame: items(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.get(frame as usize)),
+            shared: items(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first()),
+            top: obj,
+        }
+    }
+
+    /// The first item of `group` in the frame's groups, then in the shared ones.
+    fn items(&self, group: Tag) -> impl Iterator<Item = &'a InMemDicomObject> {
+        [self.per_frame, self.shared]
+            .into_iter()
+            .flatten()
+            .filter_map(move |g| g.get(group).and_then(|e| e.value().items()).and_then(|i| i.first()))
+    }
+
+    /// `tag` from the functional group `group`, else from the top level; empty when absent or
+    /// unreadable.
+    pub(crate) fn floats(&self, group: Tag, tag: Tag) -> Vec<f64> {
+        self.items(group)
+            .map(|item| floats(item, tag).unwrap_or_default())
+            .find(|v| !v.is_empty())
+            .unwrap_or_else(|| floats(self.top, tag).unwrap_or_default())
+    }
+
+    fn text(&self, group: Tag, tag: Tag) -> Option<String> {
+        self.items(group).find_map(|item| string(item, tag))
+    }
+}
+
+/// Slices of one series that belong together, in spatial order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    /// Indices into the headers given to [`stacks`], in spatial order.
+    pub slices: Vec<usize>,
+    /// What sets this stack apart from the series' others (None when the series is one stack).
+    pub distinct: Option<String>,
+    /// The typical distance between neighbouring slices along the normal, in mm.
+    pub spacing: Option<f64>,
+    /// Geometry problems that do not stop the case: gaps, irregular spacing, duplicates, tilt.
+    pub warnings: Vec<String>,
+}
+
+/// Splits a series' slices into stacks (by orientation, size and temporal/echo/diffusion
+/// position) and orders each along its normal. Stacks come in the order of their first slice.
+pub fn stacks(headers: &[SliceHeader]) -> Vec<Stack> {
+    let mut groups: Vec<(StackKey, Vec<usize>)> = Vec::new();
+    for (i, header) in headers.iter().enumerate() {
+        let key = StackKey::of(header);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let split = groups.len() > 1;
+    groups
+        .into_iter()
+        .map(|(key, members)| {
+            let mut stack = order(headers, members);
+            stack.distinct = split.then(|| key.describe());
+            stack
+        })
+        .collect()
+}
+
+/// What tells stacks apart. Orientations are compared to 1e-3 (a rounding difference between
+/// slices of one acquisition is not a new stack).
+#[derive(Debug, Clone, PartialEq)]
+struct StackKey {
+    orientation: Option<[i64; 6]>,
+    size: (u32, u32),
+    dimension: Option<String>,
+}
+
+impl StackKey {
+    fn of(header: &SliceHeader) -> StackKey {
+        StackKey {
+            orientation: header.plane.as_ref().map(|p| p.orientation.map(|v| (v * 1000.0).round() as i64)),
+            size: (header.rows, header.columns),
+            dimension: header.dimension.clone(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let orientation = match &self.orientation {
+            Some(o) => o.iter().map(|v| format!("{}", *v as f64 / 1000.0)).collect::<Vec<_>>().join("\\"),
+            None => "none".into(),
+        };
+        let mut text = format!("orientation {orientation}, {}×{}", self.size.1, self.size.0);
+        if let Some(dimension) = &self.dimension {
+            text += &format!(", {dimension}");
+        }
+        text
+    }
+}
+
+/// Orders one stack's slices and checks their spacing.
+fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
+    let instance = |i: usize| headers[i].instance_number.unwrap_or(i64::MAX);
+    let planes: Option<Vec<&SlicePlane>> = members.iter().map(|&i| headers[i].plane.as_ref()).collect();
+    let Some(planes) = planes else {
+        members.sort_by_key(|&i| (instance(i), i));
+        let warning =
+            "no usable geometry (Image Position/Orientation (Patient), Pixel Spacing): ordered by Instance Number";
+        return Stack { slices: members, distinct: None, spacing: None, warnings: vec![warning.into()] };
+    };
+    let normal = planes[0].normal();
+    let along = |i: usize| dot(&headers[i].plane.as_ref().expect("every slice has a plane").position, &normal);
+    members.sort_by(|&a, &b| along(a).total_cmp(&along(b)).then(instance(a).cmp(&instance(b))));
+    let positions: Vec<[f64; 3]> =
+        members.iter().map(|&i| headers[i].plane.as_ref().expect("plane").position).collect();
+    let (spacing, warnings) = check_spacing(&positions, &normal);
+    Stack { slices: members, distinct: None, spacing, warnings }
+}
+
+/// The typical step between ordered positions and what is wrong with the steps.
+fn check_spacing(positions: &[[f64; 3]], normal: &[f64; 3]) -> (Option<f64>, Vec<String>) {
+    let steps: Vec<f64> = positions.windows(2).map(|w| dot(&w[1], normal) - dot(&w[0], normal)).collect();
+    let mut warnings = Vec::new();
+    let duplicates = steps.iter().filter(|s| **s < SAME_POSITION_MM).count();
+    if duplicates > 0 {
+        warnings.push(format!("{duplicates} slice(s) share a position with their neighbour"));
+    }
+    let mut distinct: Vec<f64> = steps.iter().copied().filter(|s| *s >= SAME_POSITION_MM).collect();
+    distinct.sort_by(f64::total_cmp);
+    let Some(&typical) = distinct.get(distinct.len() / 2) else {
+        return (None, warnings);
+    };
+    for (k, step) in steps.iter().enumerate().filter(|(_, s)| **s >= SAME_POSITION_MM) {
+        if *step > GAP_FACTOR * typical {
+            warnings.push(format!(
+                "a gap of {step:.2} mm between slices {} and {} (spacing {typical:.2} mm): a slice may be missing",
+                k + 1,
+                k + 2
+            ));
+        } else if (step - typical).abs() > IRREGULAR_FRACTION * typical {
+            warnings.push(format!(
+                "irregular spacing: {step:.2} mm between slices {} and {} (spacing {typical:.2} mm)",
+                k + 1,
+                k + 2
+            ));
+        }
+    }
+    if let (Some(first), Some(last)) = (positions.first(), positions.last()) {
+        let line = [last[0] - first[0], last[1] - first[1], last[2] - first[2]];
+        let length = dot(&line, &line).sqrt();
+        if length > SAME_POSITION_MM {
+            let angle = (dot(&line, normal).abs() / length).clamp(-1.0, 1.0).acos().to_degrees();
+            if angle > TILT_DEGREES {
+                warnings.push(format!("the slices are tilted {angle:.1}° from their normal (gantry tilt)"));
+            }
+        }
+    }
+    (Some(typical), warnings)
+}
+
+fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Voxel (column, row, slice) → mm in RAS+, as NIfTI wants it: rows of a 3×4 matrix. The slice
+/// axis runs from the first position to the last (so a tilt is kept), or along the normal by the
+/// slice thickness for a single slice. DICOM's LPS becomes RAS by negating x and y.
+pub fn nifti_affine(planes: &[&SlicePlane]) -> Option<[[f64; 4]; 3]> {
+    let first = planes.first()?;
+    let last = planes.last()?;
+    let (row_dir, col_dir) = (&first.orientation[..3], &first.orientation[3..]);
+    let [row_spacing, column_spacing] = first.spacing;
+    let slice_step: [f64; 3] = if planes.len() > 1 {
+        let n = (planes.len() - 1) as f64;
+        std::array::from_fn(|a| (last.position[a] - first.position[a]) / n)
+    } else {
+        first.normal().map(|v| v * first.thickness.unwrap_or(1.0))
+    };
+    let mut affine = [[0.0; 4]; 3];
+    for a in 0..3 {
+        let sign = if a < 2 { -1.0 } else { 1.0 };
+        affine[a] = [
+            sign * row_dir[a] * column_spacing,
+            sign * col_dir[a] * row_spacing,
+            sign * slice_step[a],
+            sign * first.position[a],
+        ];
+    }
+    Some(affine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn axial(z: f64, instance: i64) -> SliceHeader {
+        SliceHeader {
+            plane: Some(SlicePlane {
+                position: [-100.0, -100.0, z],
+                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                spacing: [0.8, 0.7],
+                thickness: Some(2.5),
+            }),
+            instance_number: Some(instance),
+            rows: 64,
+            columns: 64,
+            dimension: None,
+        }
+    }
+
+    #[test]
+    fn slices_are_ordered_along_the_normal_whatever_their_instance_numbers() {
+        let headers = vec![axial(5.0, 1), axial(0.0, 3), axial(2.5, 2)];
+        let stacks = stacks(&headers);
+        assert_eq!(stacks.len(), 1);
+        assert_eq!(stacks[0].slices, vec![1, 2, 0]);
+        assert_eq!(stacks[0].spacing, Some(2.5));
+        assert!(stacks[0].warnings.is_empty(), "{:?}", stacks[0].warnings);
+        assert_eq!(stacks[0].distinct, None);
+    }
+
+    #[test]
+    fn a_gap_duplicates_and_a_tilt_are_warnings() {
+        let mut headers: Vec<SliceHeader> = [0.0, 2.5, 5.0, 10.0, 10.0].iter().map(|&z| axial(z, 0)).collect();
+        let stack = &stacks(&headers)[0];
+        assert!(
+            stack.warnings.iter().any(|w| w.contains("gap of 5.00 mm between slices 3 and 4")),
+            "{:?}",
+            stack.warnings
+        );
+        assert!(stack.warnings.iter().any(|w| w.contains("share a position")), "{:?}", stack.warnings);
+        headers = (0..4).map(|k| axial(2.5 * k as f64, 0)).collect();
+        for (k, h) in headers.iter_mut().enumerate() {
+            h.plane.as_mut().unwrap().position[1] += 0.5 * k as f64; // 11.3° off the normal
+        }
+        assert!(stacks(&headers)[0].warnings.iter().any(|w| w.contains("gantry tilt")));
+    }
+
+    #[test]
+    fn orientation_size_and_time_split_stacks_and_say_why() {
+        let mut coronal = axial(0.0, 4);
+        coronal.plane.as_mut().unwrap().orientation = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0];
+        let mut small = axial(0.0, 5);
+        small.rows = 32;
+        let mut later = axial(0.0, 6);
+        later.dimension = Some("temporal position 2".into());
+        let stacks = stacks(&[axial(0.0, 1), coronal, small, later, axial(2.5, 2)]);
+        assert_eq!(stacks.len(), 4);
+        assert_eq!(stacks[0].slices, vec![0, 4]);
+        assert!(stacks[1].distinct.as_deref().unwrap().contains("orientation 1\\0\\0\\0\\0\\-1"));
+        assert!(stacks[2].distinct.as_deref().unwrap().contains("64×32"));
+        assert!(stacks[3].distinct.as_deref().unwrap().contains("temporal position 2"));
+    }
+
+    #[test]
+    fn without_geometry_instance_number_orders() {
+        let mut headers: Vec<SliceHeader> = (0..3).map(|k| axial(0.0, 3 - k)).collect();
+        for h in &mut headers {
+            h.plane = None;
+        }
+        let stack = &stacks(&headers)[0];
+        assert_eq!(stack.slices, vec![2, 1, 0]);
+        assert!(stack.warnings[0].contains("ordered by Instance Number"));
+    }
+
+    #[test]
+    fn the_affine_maps_voxels_to_ras() {
+        let (a, b) = (axial(0.0, 1), axial(5.0, 2));
+        let affine = nifti_affine(&[a.plane.as_ref().unwrap(), b.plane.as_ref().unwrap()]).unwrap();
+        // Column index along x by the column spacing, row index along y by the row spacing; LPS → RAS.
+        assert_eq!(affine[0], [-0.7, -0.0, -0.0, 100.0]);
+        assert_eq!(affine[1], [-0.0, -0.8, -0.0, 100.0]);
+        assert_eq!(affine[2], [0.0, 0.0, 5.0, 0.0]);
+    }
+}
