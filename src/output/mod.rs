@@ -1,7 +1,10 @@
 //! Emit: a case's files under `<out>/<case id>/`: `mask.png` (0/255), `overlay.png` (the image with
 //! the predicted outline, and the ground-truth outline when there is one) and `result.json`
 //! ([`CaseResult`]). Every file is written to a temporary name and renamed, so a reader never sees
-//! half a file; a write that fails is retried a few times ([`retrying`]).
+//! half a file; a write that fails is retried a few times ([`retrying`]). `nifti.rs`: a series'
+//! mask volume as `mask.nii.gz`.
+
+pub mod nifti;
 
 use std::path::{Path, PathBuf};
 
