@@ -33,7 +33,7 @@ pub use geometry::{SliceHeader, SlicePlane, Stack, nifti_affine, stacks};
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
-pub use seg::{Code, SegConfig, new_uid, write_seg};
+pub use seg::{Code, SegConfig, SegSlice, new_uid, write_seg, write_series_seg};
 pub use truth::{SegReference, may_be_seg, seg_mask, seg_references};
 pub use window::WindowSetting;
 

@@ -1,4 +1,5 @@
-//! SEG: one predicted mask → a binary DICOM Segmentation (Part 10 bytes) for one source frame.
+//! SEG: predicted masks → a binary DICOM Segmentation (Part 10 bytes): one frame for one source
+//! frame ([`write_seg`]), or one frame per slice of a stack ([`write_series_seg`]).
 //!
 //! The SEG copies the source's Patient and General Study modules (it belongs to the same study),
 //! starts a new series, references the source instance and frame (Derivation Image, Source Image,
@@ -125,8 +126,16 @@ pub fn new_uid() -> String {
     format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
 }
 
-/// Writes a binary SEG for `mask` (0 background, anything else foreground) over frame `frame`
-/// (from 0) of `source`. The mask must have the source's size.
+/// One frame of a SEG: the mask (0 background, anything else foreground) over frame `frame`
+/// (from 0) of `source`, at the source's size.
+#[derive(Debug, Clone, Copy)]
+pub struct SegSlice<'a> {
+    pub source: &'a DicomFile,
+    pub frame: u32,
+    pub mask: &'a GrayImage,
+}
+
+/// Writes a binary SEG for `mask` over frame `frame` (from 0) of `source`.
 pub fn write_seg(
     source: &DicomFile,
     frame: u32,
@@ -134,23 +143,47 @@ pub fn write_seg(
     settings: &SegConfig,
     model_sha256: &str,
 ) -> Result<Vec<u8>, DicomError> {
-    let info = &source.info;
-    if frame >= info.frames {
-        return Err(DicomError::FrameOutOfRange { frame, frames: info.frames });
+    write_series_seg(&[SegSlice { source, frame, mask }], None, settings, model_sha256)
+}
+
+/// Writes one binary SEG for a stack: `slices` in spatial order, one SEG frame for each slice with
+/// foreground (each slice with `write_empty`), each placed at its source's position and referencing
+/// its source instance (and frame, for a multi-frame source). Patient, study and equipment come
+/// from the first slice's source; the Referenced Series Sequence lists every source instance.
+pub fn write_series_seg(
+    slices: &[SegSlice],
+    spacing_between_slices: Option<f64>,
+    settings: &SegConfig,
+    model_sha256: &str,
+) -> Result<Vec<u8>, DicomError> {
+    let invalid = |reason: String| Err(DicomError::WriteSeg { reason });
+    let Some(first) = slices.first() else {
+        return invalid("a SEG needs at least one slice".into());
+    };
+    for slice in slices {
+        let info = &slice.source.info;
+        if slice.frame >= info.frames {
+            return Err(DicomError::FrameOutOfRange { frame: slice.frame, frames: info.frames });
+        }
+        if slice.mask.dimensions() != (info.columns, info.rows)
+            || (info.rows, info.columns) != (first.source.info.rows, first.source.info.columns)
+        {
+            return Err(DicomError::MaskSize {
+                mask_width: slice.mask.width(),
+                mask_height: slice.mask.height(),
+                columns: info.columns,
+                rows: info.rows,
+            });
+        }
     }
-    if mask.dimensions() != (info.columns, info.rows) {
-        return Err(DicomError::MaskSize {
-            mask_width: mask.width(),
-            mask_height: mask.height(),
-            columns: info.columns,
-            rows: info.rows,
-        });
-    }
-    let empty = mask.as_raw().iter().all(|v| *v == 0);
-    if empty && !settings.write_empty {
+    // Which slices get a frame: those with foreground, or all of them with write_empty.
+    let framed: Vec<usize> = (0..slices.len())
+        .filter(|&k| settings.write_empty || slices[k].mask.as_raw().iter().any(|v| *v != 0))
+        .collect();
+    if framed.is_empty() {
         return Err(DicomError::EmptyMask);
     }
-    let invalid = |reason: String| Err(DicomError::WriteSeg { reason });
+    let (source, info) = (first.source, &first.source.info);
     let label = &settings.content_label;
     if label.is_empty()
         || label.len() > 16
@@ -162,10 +195,17 @@ pub fn write_seg(
         return invalid("segment_label and algorithm_name must not be empty".into());
     }
     let src = source.object();
-    let Some(source_sop_instance) = string(src, tags::SOP_INSTANCE_UID) else {
-        return invalid("the source has no SOP Instance UID to reference".into());
-    };
-    let source_sop_class = string(src, tags::SOP_CLASS_UID).unwrap_or_default();
+    let mut references = Vec::with_capacity(slices.len());
+    for slice in slices {
+        let obj = slice.source.object();
+        let Some(instance) = string(obj, tags::SOP_INSTANCE_UID) else {
+            return invalid("a source has no SOP Instance UID to reference".into());
+        };
+        let class = string(obj, tags::SOP_CLASS_UID).unwrap_or_default();
+        let series = string(obj, tags::SERIES_INSTANCE_UID);
+        references.push(SourceRef { class, instance, series });
+    }
+    let source_sop_instance = references[0].instance.clone();
     // A source without a Study Instance UID (not conformant) gets one derived from its instance,
     // so that every SEG of that instance lands in the same study.
     let study_uid = string(src, tags::STUDY_INSTANCE_UID).unwrap_or_else(|| derived_uid("study", &source_sop_instance));
@@ -198,18 +238,14 @@ pub fn write_seg(
         (tags::STUDY_ID, VR::SH),
         (tags::ACCESSION_NUMBER, VR::SH),
     ] {
-        let value = string(src, tag).unwrap_or_default();
-        let value = match vr {
-            VR::DA => date_value(&value),
-            VR::TM => time_value(&value),
-            _ => value,
-        };
+        let value = copied_value(tag, vr, &string(src, tag).unwrap_or_default());
         put(tag, vr, value.into());
     }
     for (tag, vr) in
         [(tags::ISSUER_OF_PATIENT_ID, VR::LO), (tags::STUDY_DESCRIPTION, VR::LO), (tags::PATIENT_AGE, VR::AS)]
     {
-        if let Some(value) = string(src, tag) {
+        let value = copied_value(tag, vr, &string(src, tag).unwrap_or_default());
+        if !value.is_empty() {
             put(tag, vr, value.into());
         }
     }
@@ -232,7 +268,15 @@ pub fn write_seg(
 
     // Geometry: only when the source gives all of it (a Frame of Reference without positions
     // would be a SEG that claims a space it cannot place its frame in).
-    let geometry = Geometry::of(source, frame)?;
+    let geometries: Option<Vec<Geometry>> = slices
+        .iter()
+        .map(|slice| Geometry::of(slice.source, slice.frame))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .collect();
+    // One frame of reference for all, or no geometry at all.
+    let geometries = geometries.filter(|all| all.iter().all(|g| g.frame_of_reference == all[0].frame_of_reference));
+    let geometry = geometries.as_ref().map(|all| &all[0]);
     if geometry.is_none() {
         // General Image: type 2C when there is no Image Orientation/Position (Patient).
         let orientation = strings_of(src, tags::PATIENT_ORIENTATION);
@@ -243,7 +287,7 @@ pub fn write_seg(
         };
         put(tags::PATIENT_ORIENTATION, VR::CS, value);
     }
-    if let Some(g) = &geometry {
+    if let Some(g) = geometry {
         put(tags::FRAME_OF_REFERENCE_UID, VR::UI, g.frame_of_reference.clone().into());
         put(tags::POSITION_REFERENCE_INDICATOR, VR::LO, g.position_reference.clone().into());
     }
@@ -267,7 +311,7 @@ pub fn write_seg(
     put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00".into());
     put(tags::SEGMENTATION_TYPE, VR::CS, "BINARY".into());
     put(tags::SEGMENTS_OVERLAP, VR::CS, "NO".into());
-    put(tags::NUMBER_OF_FRAMES, VR::IS, "1".into());
+    put(tags::NUMBER_OF_FRAMES, VR::IS, framed.len().to_string().into());
     if info.rows > u16::MAX as u32 || info.columns > u16::MAX as u32 {
         return invalid(format!("{}×{} does not fit Rows/Columns (US)", info.columns, info.rows));
     }
@@ -321,12 +365,12 @@ pub fn write_seg(
             "Image Position Patient",
         ));
     }
-    let index_values: Vec<u32> = vec![1; indices.len()];
+    let with_position = indices.len() > 1;
     obj.put(seq(tags::DIMENSION_INDEX_SEQUENCE, indices));
 
     // Shared functional groups: orientation and pixel measures.
     let shared = item(|o| {
-        if let Some(g) = &geometry {
+        if let Some(g) = geometry {
             o.put(seq(
                 tags::PLANE_ORIENTATION_SEQUENCE,
                 vec![item(|p| p.put(decimals(tags::IMAGE_ORIENTATION_PATIENT, &g.orientation)))],
@@ -336,6 +380,9 @@ pub fn write_seg(
                 vec![item(|p| {
                     p.put(decimals(tags::PIXEL_SPACING, &g.spacing));
                     p.put(decimals(tags::SLICE_THICKNESS, &[g.thickness]));
+                    if let Some(between) = spacing_between_slices.filter(|s| *s > 0.0) {
+                        p.put(decimals(tags::SPACING_BETWEEN_SLICES, &[between]));
+                    }
                 })],
             ));
         }
@@ -346,69 +393,98 @@ pub fn write_seg(
     // A frame is named only in a multi-frame instance of a class that may hold several frames
     // (a single-frame class with Number of Frames > 1 is not conformant; naming its frame would
     // make the SEG invalid too).
-    let multi_frame_source = info.frames > 1 && !SINGLE_FRAME_CLASSES.contains(&source_sop_class.as_str());
-    let source_image = item(|o| {
-        o.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &source_sop_class));
-        o.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &source_sop_instance));
-        if multi_frame_source {
-            o.put(DataElement::new(
-                tags::REFERENCED_FRAME_NUMBER,
-                VR::IS,
-                PrimitiveValue::from((frame + 1).to_string()),
-            ));
-        }
-        o.put(seq(
-            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-            vec![code_item(&Code::new("121322", "DCM", "Source image for image processing operation"))],
-        ));
-    });
-    let derivation = item(|o| {
-        o.put(seq(tags::DERIVATION_CODE_SEQUENCE, vec![code_item(&Code::new("113076", "DCM", "Segmentation"))]));
-        o.put(seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]));
-    });
-    let per_frame = item(|o| {
-        o.put(seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]));
-        o.put(seq(
-            tags::FRAME_CONTENT_SEQUENCE,
-            vec![item(|p| {
-                p.put(DataElement::new(
-                    tags::DIMENSION_INDEX_VALUES,
-                    VR::UL,
-                    PrimitiveValue::U32(index_values.iter().copied().collect()),
-                ))
-            })],
-        ));
-        if let Some(g) = &geometry {
-            o.put(seq(
-                tags::PLANE_POSITION_SEQUENCE,
-                vec![item(|p| p.put(decimals(tags::IMAGE_POSITION_PATIENT, &g.position)))],
-            ));
-        }
-        o.put(seq(
-            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-            vec![item(|p| {
-                p.put(DataElement::new(tags::REFERENCED_SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16)))
-            })],
-        ));
-    });
-    obj.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, vec![per_frame]));
+    let per_frame: Vec<InMemDicomObject> = framed
+        .iter()
+        .map(|&k| {
+            let (slice, reference) = (&slices[k], &references[k]);
+            let multi_frame_source =
+                slice.source.info.frames > 1 && !SINGLE_FRAME_CLASSES.contains(&reference.class.as_str());
+            let source_image = item(|o| {
+                o.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &reference.class));
+                o.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &reference.instance));
+                if multi_frame_source {
+                    o.put(DataElement::new(
+                        tags::REFERENCED_FRAME_NUMBER,
+                        VR::IS,
+                        PrimitiveValue::from((slice.frame + 1).to_string()),
+                    ));
+                }
+                o.put(seq(
+                    tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                    vec![code_item(&Code::new("121322", "DCM", "Source image for image processing operation"))],
+                ));
+            });
+            let derivation = item(|o| {
+                o.put(seq(
+                    tags::DERIVATION_CODE_SEQUENCE,
+                    vec![code_item(&Code::new("113076", "DCM", "Segmentation"))],
+                ));
+                o.put(seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]));
+            });
+            // Dimension index values: segment 1, then the slice's place in the stack.
+            let index_values: Vec<u32> = if with_position { vec![1, k as u32 + 1] } else { vec![1] };
+            item(|o| {
+                o.put(seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]));
+                o.put(seq(
+                    tags::FRAME_CONTENT_SEQUENCE,
+                    vec![item(|p| {
+                        p.put(DataElement::new(
+                            tags::DIMENSION_INDEX_VALUES,
+                            VR::UL,
+                            PrimitiveValue::U32(index_values.iter().copied().collect()),
+                        ))
+                    })],
+                ));
+                if let Some(g) = geometries.as_ref().map(|all| &all[k]) {
+                    o.put(seq(
+                        tags::PLANE_POSITION_SEQUENCE,
+                        vec![item(|p| p.put(decimals(tags::IMAGE_POSITION_PATIENT, &g.position)))],
+                    ));
+                }
+                o.put(seq(
+                    tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                    vec![item(|p| {
+                        p.put(DataElement::new(tags::REFERENCED_SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16)))
+                    })],
+                ));
+            })
+        })
+        .collect();
+    obj.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
 
-    // Common Instance Reference.
-    obj.put(seq(
-        tags::REFERENCED_SERIES_SEQUENCE,
-        vec![item(|o| {
-            o.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &source_series));
-            o.put(seq(
-                tags::REFERENCED_INSTANCE_SEQUENCE,
-                vec![item(|p| {
-                    p.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &source_sop_class));
-                    p.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &source_sop_instance));
-                })],
-            ));
-        })],
-    ));
+    // Common Instance Reference: every source instance, by series.
+    let mut by_series: Vec<(String, Vec<&SourceRef>)> = Vec::new();
+    for reference in &references {
+        let series = reference.series.clone().unwrap_or_else(|| source_series.clone());
+        match by_series.iter_mut().find(|(s, _)| *s == series) {
+            Some((_, refs)) if refs.iter().any(|r| r.instance == reference.instance) => {}
+            Some((_, refs)) => refs.push(reference),
+            None => by_series.push((series, vec![reference])),
+        }
+    }
+    let series_items = by_series
+        .into_iter()
+        .map(|(series, refs)| {
+            item(|o| {
+                o.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &series));
+                o.put(seq(
+                    tags::REFERENCED_INSTANCE_SEQUENCE,
+                    refs.iter()
+                        .map(|r| {
+                            item(|p| {
+                                p.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &r.class));
+                                p.put(text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &r.instance));
+                            })
+                        })
+                        .collect(),
+                ));
+            })
+        })
+        .collect();
+    obj.put(seq(tags::REFERENCED_SERIES_SEQUENCE, series_items));
 
-    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pack_bits(mask).into())));
+    let masks: Vec<&GrayImage> = framed.iter().map(|&k| slices[k].mask).collect();
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pack_bits(&masks).into())));
 
     let file = obj.with_meta(super::file_meta()).map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
     let mut bytes = Vec::new();
@@ -454,11 +530,12 @@ impl Geometry {
     }
 }
 
-/// 1 bit per pixel, first pixel in the least significant bit, padded to an even length.
-fn pack_bits(mask: &GrayImage) -> Vec<u8> {
-    let pixels = mask.as_raw();
-    let mut bytes = vec![0u8; pixels.len().div_ceil(8)];
-    for (i, v) in pixels.iter().enumerate() {
+/// 1 bit per pixel, first pixel in the least significant bit, frame after frame with no padding
+/// between them (PS3.5 8.1.1), the whole padded to an even length.
+fn pack_bits(masks: &[&GrayImage]) -> Vec<u8> {
+    let total: usize = masks.iter().map(|m| m.as_raw().len()).sum();
+    let mut bytes = vec![0u8; total.div_ceil(8)];
+    for (i, v) in masks.iter().flat_map(|m| m.as_raw().iter()).enumerate() {
         if *v != 0 {
             bytes[i / 8] |= 1 << (i % 8);
         }
@@ -467,6 +544,41 @@ fn pack_bits(mask: &GrayImage) -> Vec<u8> {
         bytes.push(0);
     }
     bytes
+}
+
+/// A source instance a SEG references.
+struct SourceRef {
+    class: String,
+    instance: String,
+    series: Option<String>,
+}
+
+/// A value copied from a source into the SEG, made valid for its VR or left empty, so that a
+/// SEG never inherits an error of its source: one value where the VR allows one (a two-valued
+/// Accession Number), an age as nnnD/W/M/Y, a sex of M, F or O, dates and times as DA and TM.
+fn copied_value(tag: Tag, vr: VR, text: &str) -> String {
+    let first = text.split('\\').next().unwrap_or_default().trim();
+    let limit = |max: usize| first.chars().take(max).collect::<String>();
+    match vr {
+        VR::DA => date_value(first),
+        VR::TM => time_value(first),
+        VR::SH => limit(16),
+        VR::LO => limit(64),
+        VR::AS => {
+            let b = first.as_bytes();
+            let valid = b.len() == 4 && b[..3].iter().all(u8::is_ascii_digit) && b"DWMY".contains(&b[3]);
+            if valid { first.to_string() } else { String::new() }
+        }
+        VR::CS if tag == tags::PATIENT_SEX => {
+            if ["M", "F", "O"].contains(&first) {
+                first.to_string()
+            } else {
+                String::new()
+            }
+        }
+        // PN keeps its components (^) and groups (=); only one value.
+        _ => limit(64),
+    }
 }
 
 fn item<R>(fill: impl FnOnce(&mut InMemDicomObject) -> R) -> InMemDicomObject {
@@ -546,7 +658,19 @@ mod tests {
     #[test]
     fn bits_pack_lsb_first_and_even() {
         let mask = GrayImage::from_raw(3, 3, vec![255, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
-        assert_eq!(pack_bits(&mask), vec![0b0000_0001, 0b0000_0001]);
+        assert_eq!(pack_bits(&[&mask]), vec![0b0000_0001, 0b0000_0001]);
+        // Two frames of 9 pixels: the second starts at bit 9, with no padding between frames.
+        assert_eq!(pack_bits(&[&mask, &mask]), vec![0b0000_0001, 0b0000_0011, 0b0000_0010, 0]);
+    }
+
+    #[test]
+    fn copied_values_never_carry_a_source_error() {
+        assert_eq!(copied_value(tags::ACCESSION_NUMBER, VR::SH, "A1\\A2"), "A1");
+        assert_eq!(copied_value(tags::PATIENT_AGE, VR::AS, "75Y "), "");
+        assert_eq!(copied_value(tags::PATIENT_AGE, VR::AS, "075Y"), "075Y");
+        assert_eq!(copied_value(tags::PATIENT_SEX, VR::CS, "N/A"), "");
+        assert_eq!(copied_value(tags::PATIENT_SEX, VR::CS, "F"), "F");
+        assert_eq!(copied_value(tags::STUDY_DATE, VR::DA, "1997.04.24"), "19970424");
     }
 
     #[test]
