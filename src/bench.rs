@@ -14,11 +14,25 @@ use crate::pipeline::{Engine, Status};
 use crate::preprocess::{Canvas, Plan};
 
 pub struct BenchSettings {
+    /// The user's images instead of synthetic ones (read where they are; `cases` and the size are
+    /// then what the folder holds).
+    pub from: Option<PathBuf>,
     pub cases: usize,
     pub width: u32,
     pub height: u32,
     /// Keep the generated drop, outputs and store (printed at the end).
     pub keep: bool,
+}
+
+/// CPU time (user + system) the whole process has used so far: every thread, ONNX Runtime's too.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// The process's peak resident memory so far (VmHWM), in MiB.
@@ -48,6 +62,23 @@ fn generate(dir: &Path, cases: usize, width: u32, height: u32) -> anyhow::Result
     Ok(())
 }
 
+/// Up to 16 decoded images of `dir` (for the bare runs) and how many inputs it holds (ground-truth
+/// masks are not inputs).
+fn real_sample(dir: &Path, patterns: &[crate::ingest::GroundTruthPattern]) -> anyhow::Result<(Vec<RgbImage>, usize)> {
+    let files =
+        crate::ingest::discover(&[dir.to_path_buf()], patterns).map_err(|e| anyhow::anyhow!("cannot read {e}"))?;
+    anyhow::ensure!(!files.is_empty(), "{} holds no files", dir.display());
+    let mut sample = Vec::new();
+    for candidate in files.iter().take(16) {
+        let bytes = std::fs::read(&candidate.path)?;
+        let image = crate::decode::decode(&bytes).map_err(|e| {
+            anyhow::anyhow!("{}: {e} (bench --from takes PNG, JPEG, TIFF or BMP)", candidate.path.display())
+        })?;
+        sample.push(image.rgb);
+    }
+    Ok((sample, files.len()))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -56,9 +87,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Bare ONNX Runtime: `tiles` runs of preprocessed tensors in batches, timing only `run`.
-fn bare(mut inference: Inference, tensors: &[Vec<f32>], tiles: usize, batch: usize) -> anyhow::Result<Duration> {
+/// Returns the time and the process's CPU time for `tiles` tiles (after one warm-up batch).
+fn bare(
+    mut inference: Inference,
+    tensors: &[Vec<f32>],
+    tiles: usize,
+    batch: usize,
+) -> anyhow::Result<(Duration, Duration)> {
     let batches: Vec<Vec<&[f32]>> = tensors.chunks(batch).map(|c| c.iter().map(Vec::as_slice).collect()).collect();
     inference.run(&batches[0])?; // warm-up, as the pipeline's first batch also pays it
+    let cpu_before = process_cpu();
     let (mut done, mut spent) = (0, Duration::ZERO);
     for batch in batches.iter().cycle() {
         if done >= tiles {
@@ -69,7 +107,9 @@ fn bare(mut inference: Inference, tensors: &[Vec<f32>], tiles: usize, batch: usi
         spent += started.elapsed();
         done += batch.len();
     }
-    Ok(spent.mul_f64(tiles as f64 / done as f64))
+    // Scaled to `tiles`: the loop may run a batch past them.
+    let scale = tiles as f64 / done as f64;
+    Ok((spent.mul_f64(scale), (process_cpu() - cpu_before).mul_f64(scale)))
 }
 
 /// Runs the benchmark and returns its figures as (measure, value) rows.
@@ -79,9 +119,15 @@ pub async fn bench(
     settings: BenchSettings,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let dir: PathBuf = std::env::temp_dir().join(format!("efen-bench-{}", std::process::id()));
-    let drop = dir.join("drop");
-    let (gen_dir, cases, width, height) = (drop.clone(), settings.cases, settings.width, settings.height);
-    tokio::task::spawn_blocking(move || generate(&gen_dir, cases, width, height)).await??;
+    let drop = match &settings.from {
+        Some(from) => from.clone(),
+        None => {
+            let drop = dir.join("drop");
+            let (gen_dir, cases, width, height) = (drop.clone(), settings.cases, settings.width, settings.height);
+            tokio::task::spawn_blocking(move || generate(&gen_dir, cases, width, height)).await??;
+            drop
+        }
+    };
     config.paths.state_dir = dir.join("state");
     config.paths.out_dir = dir.join("out");
     if config.database.url.is_empty() || config.database.url.starts_with("sqlite:") {
@@ -94,8 +140,13 @@ pub async fn bench(
     let batch = config.engine.batch_size;
 
     // The same preprocessing as the pipeline, done up front for the bare runs.
-    let sample: Vec<RgbImage> =
-        (0..settings.cases.min(16)).map(|i| synthetic(i, settings.width, settings.height)).collect();
+    let (sample, cases) = match &settings.from {
+        Some(from) => real_sample(from, engine.ground_truth_patterns())?,
+        None => {
+            let sample = (0..settings.cases.min(16)).map(|i| synthetic(i, settings.width, settings.height)).collect();
+            (sample, settings.cases)
+        }
+    };
     let mut tensors = Vec::new();
     let mut tiles_per_case = 0;
     for image in sample {
@@ -106,22 +157,22 @@ pub async fn bench(
             tensors.push(canvas.tile(t, &card));
         }
     }
-    let total_tiles = tiles_per_case * settings.cases;
+    let total_tiles = tiles_per_case * cases;
     let (session, provider, _) = crate::runtime::session(&config, engine.model())?;
     let inference = Inference::new(session, &card);
-    let bare_time = tokio::task::spawn_blocking(move || bare(inference, &tensors, total_tiles, batch)).await??;
-    let bare_rate = settings.cases as f64 / bare_time.as_secs_f64();
+    let (bare_time, bare_cpu) =
+        tokio::task::spawn_blocking(move || bare(inference, &tensors, total_tiles, batch)).await??;
+    let bare_rate = cases as f64 / bare_time.as_secs_f64();
 
+    let cpu_before = process_cpu();
     let (report, elapsed) = crate::pipeline::run_once(&mut engine, &[drop], std::sync::Arc::new(Quiet)).await?;
+    let run_cpu = process_cpu() - cpu_before;
     engine.close().await;
     let succeeded = report.count(Status::Succeeded);
-    anyhow::ensure!(
-        succeeded == settings.cases,
-        "only {succeeded} of {} cases succeeded: {}",
-        settings.cases,
-        report.counts()
-    );
-    let rate = settings.cases as f64 / elapsed;
+    anyhow::ensure!(succeeded == cases, "only {succeeded} of {cases} cases succeeded: {}", report.counts());
+    let rate = cases as f64 / elapsed;
+    let per_case = |cpu: Duration| cpu.as_secs_f64() * 1e3 / cases.max(1) as f64;
+    let outside = per_case(run_cpu) - per_case(bare_cpu);
     let mut latencies: Vec<f64> = report.rows.iter().map(|r| r.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
 
@@ -129,16 +180,35 @@ pub async fn bench(
         0 => "one per core".to_string(),
         n => n.to_string(),
     };
+    let runtime = &config.runtime;
+    let settings_used = format!(
+        "intra {threads}, inter {}, spinning {}, {} session(s), {} CPU worker(s) per stage, {} core(s)",
+        runtime.inter_threads,
+        if runtime.spinning { "on" } else { "off" },
+        runtime.sessions,
+        config.engine.workers(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let size = match &settings.from {
+        Some(from) => format!("{cases} images from {}", from.display()),
+        None => format!("{cases} × {}×{}", settings.width, settings.height),
+    };
     let mut rows = vec![
         ("model", format!("{} ({})", card.name, &engine.model().sha256[..12])),
-        ("provider, threads, batch", format!("{provider}, intra {threads}, batch {batch}")),
-        (
-            "cases × size",
-            format!("{} × {}×{} ({tiles_per_case} tile(s) each)", settings.cases, settings.width, settings.height),
-        ),
+        ("provider, batch", format!("{provider}, batch {batch}")),
+        ("threads", settings_used),
+        ("cases", format!("{size} ({tiles_per_case} tile(s) each)")),
         ("bare ONNX Runtime", format!("{bare_rate:.2} cases/s ({:.1} tiles/s)", bare_rate * tiles_per_case as f64)),
         ("efen end to end (store on)", format!("{rate:.2} cases/s")),
         ("ratio end-to-end / bare", format!("{:.3}", rate / bare_rate)),
+        (
+            "CPU per case: end to end / bare inference",
+            format!("{:.1} / {:.1} ms", per_case(run_cpu), per_case(bare_cpu)),
+        ),
+        (
+            "CPU outside inference per case",
+            format!("{outside:.1} ms ({:.0}% of the CPU)", 100.0 * outside / per_case(run_cpu).max(1e-9)),
+        ),
         (
             "latency p50 / p95 (all dropped at once)",
             format!("{:.0} / {:.0} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.95)),

@@ -65,14 +65,18 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
-    /// Measure end-to-end throughput, latency and peak memory against bare ONNX Runtime on the same
-    /// model, threads and batch size (synthetic images in a temporary folder and store).
+    /// Measure end-to-end throughput, latency, CPU per case and peak memory against bare ONNX
+    /// Runtime on the same model, threads and batch size (synthetic images, or --from your own, with
+    /// a temporary output folder and store).
     Bench {
         #[arg(long)]
         pipeline: Option<PathBuf>,
         /// Number of cases.
         #[arg(long, default_value_t = 200)]
         cases: usize,
+        /// Your own images (PNG, JPEG, TIFF, BMP) instead of synthetic ones, read where they are.
+        #[arg(long)]
+        from: Option<PathBuf>,
         /// Image size, WIDTHxHEIGHT.
         #[arg(long, default_value = "384x288", value_parser = parse_size)]
         size: (u32, u32),
@@ -171,8 +175,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { command: ModelCommand::Inspect { model } } => crate::doctor::inspect_model(&config, &model),
-        Command::Bench { pipeline, cases, size: (width, height), keep } => {
-            let settings = crate::bench::BenchSettings { cases, width, height, keep };
+        Command::Bench { pipeline, cases, from, size: (width, height), keep } => {
+            let from = from.map(std::path::absolute).transpose()?;
+            let settings = crate::bench::BenchSettings { from, cases, width, height, keep };
             let rows = crate::bench::bench(config, pipeline.as_deref(), settings).await?;
             println!("{}", progress::two_columns(["measure", "value"], rows));
             Ok(ExitCode::SUCCESS)

@@ -163,6 +163,11 @@ impl Engine {
         &self.model
     }
 
+    /// Where the pipeline finds ground truth (and which files of a folder are masks, not inputs).
+    pub fn ground_truth_patterns(&self) -> &[crate::ingest::GroundTruthPattern] {
+        &self.admission_config.patterns
+    }
+
     /// The execution provider the sessions run on.
     pub fn provider(&self) -> &str {
         &self.provider
