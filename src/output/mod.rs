@@ -236,19 +236,38 @@ pub fn overlay(image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage
 
 /// Paints foreground pixels that lie within `thickness` of the background (or of the border).
 pub fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: Rgb<u8>) {
-    let (w, h) = mask.dimensions();
-    let t = thickness as i64;
-    let is_on = |x: i64, y: i64| {
-        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32).0[0] > 0
-    };
-    for (x, y, p) in mask.enumerate_pixels() {
-        if p.0[0] == 0 {
-            continue;
+    // A pixel is inside when its whole (2t+1)² window is foreground: an erosion by a square, done
+    // as a row pass then a column pass (linear in t, not quadratic; the border counts as background).
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let t = thickness as usize;
+    let on: Vec<bool> = mask.as_raw().iter().map(|v| *v > 0).collect();
+    let window_all = |line: &[bool], out: &mut [bool]| {
+        // out[i] = every line[j] with |i - j| ≤ t, using the run of `true` that ends at each place.
+        let n = line.len();
+        let mut run = vec![0usize; n];
+        let mut count = 0;
+        for i in 0..n {
+            count = if line[i] { count + 1 } else { 0 };
+            run[i] = count;
         }
-        let (x, y) = (x as i64, y as i64);
-        let edge = (-t..=t).any(|dy| (-t..=t).any(|dx| !is_on(x + dx, y + dy)));
-        if edge {
-            image.put_pixel(x as u32, y as u32, colour);
+        for i in 0..n {
+            out[i] = i >= t && i + t < n && run[i + t] > 2 * t;
+        }
+    };
+    let mut rows_inside = vec![false; w * h];
+    for y in 0..h {
+        window_all(&on[y * w..(y + 1) * w], &mut rows_inside[y * w..(y + 1) * w]);
+    }
+    let (mut column, mut inside) = (vec![false; h], vec![false; h]);
+    for x in 0..w {
+        for y in 0..h {
+            column[y] = rows_inside[y * w + x];
+        }
+        window_all(&column, &mut inside);
+        for y in 0..h {
+            if on[y * w + x] && !inside[y] {
+                image.put_pixel(x as u32, y as u32, colour);
+            }
         }
     }
 }
@@ -289,6 +308,29 @@ mod tests {
         assert_eq!(*out.get_pixel(2, 2), PREDICTED);
         assert_eq!(*out.get_pixel(4, 4), Rgb([0, 0, 0]), "interior untouched");
         assert_eq!(*out.get_pixel(0, 0), Rgb([0, 0, 0]), "background untouched");
+    }
+
+    #[test]
+    fn a_thick_outline_is_the_band_within_thickness_of_the_background() {
+        let mut mask = GrayImage::new(12, 10);
+        for y in 1..9 {
+            for x in 2..11 {
+                mask.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+        let mut image = RgbImage::new(12, 10);
+        draw_outline(&mut image, &mask, 2, PREDICTED);
+        // The brute-force definition: foreground with background (or the border) within 2 pixels.
+        for (x, y, p) in mask.enumerate_pixels() {
+            let near_background = (-2i64..=2).any(|dy| {
+                (-2i64..=2).any(|dx| {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    nx < 0 || ny < 0 || nx >= 12 || ny >= 10 || mask.get_pixel(nx as u32, ny as u32).0[0] == 0
+                })
+            });
+            let painted = *image.get_pixel(x, y) == PREDICTED;
+            assert_eq!(painted, p.0[0] > 0 && near_background, "pixel ({x}, {y})");
+        }
     }
 
     #[test]
