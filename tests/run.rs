@@ -141,3 +141,35 @@ async fn configuration_errors_exit_2() {
     assert!(stderr(&output).contains("cannot read input"), "{}", stderr(&output));
     world.close().await;
 }
+
+/// With EFEN_LOG_FORMAT=json every stderr line is one JSON object, and each case's line carries its
+/// case id and file, the run id (in its span) and, when it failed, the stage.
+#[tokio::test]
+async fn json_logs_carry_the_case_run_and_stage() {
+    let world = World::new(Backend::Sqlite).await;
+    let drop = world.drop_dir();
+    std::fs::copy(common::repo().join("samples/synthetic/case01.png"), drop.join("good.png")).unwrap();
+    std::fs::write(drop.join("bad.png"), b"not an image").unwrap();
+    let output = world.efen().env("EFEN_LOG_FORMAT", "json").args(["run", drop.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = stderr(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let case = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["file"].as_str().is_some_and(|f| f.ends_with(name)))
+            .unwrap_or_else(|| panic!("{lines:?}"))
+    };
+    let (good, bad) = (case("good.png"), case("bad.png"));
+    assert_eq!(good["level"], "INFO");
+    assert_eq!(bad["stage"], "decode", "{bad}");
+    assert_eq!(good["case_id"].as_str().unwrap().len(), 24, "{good}");
+    let pool = world.pool().await;
+    let (run_id,): (String,) = sqlx::query_as("SELECT run_id FROM runs").fetch_one(&pool).await.unwrap();
+    assert_eq!(good["span"]["run_id"], run_id.as_str());
+    assert_eq!(bad["span"]["run_id"], run_id.as_str());
+    pool.close().await;
+    world.close().await;
+}

@@ -22,8 +22,18 @@ pub struct Cli {
     /// Configuration file (default: config/default.toml in the current folder or a parent).
     #[arg(long, global = true, env = "EFEN_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines on stderr as text, or as one JSON object per line (with the case id, run id and
+    /// failing stage as fields) for log shippers.
+    #[arg(long, global = true, env = "EFEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,27 +131,31 @@ type Fatal = anyhow::Error;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log_format = cli.log_format;
+    init_tracing(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             // Every efen error message already names its cause; print the outermost one.
-            eprintln!("error: {e}");
+            match log_format {
+                LogFormat::Text => eprintln!("error: {e}"),
+                LogFormat::Json => tracing::error!("{e}"),
+            }
             ExitCode::from(2)
         }
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("EFEN_LOG").unwrap_or_else(|_| "info,ort=warn,sqlx=warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // One object per line; the event's fields at the top level, the run's in "span".
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {

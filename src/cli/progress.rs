@@ -113,8 +113,11 @@ impl CaseObserver for Progress {
                 bar.println(row.line());
                 bar.inc(1);
             }
-            None if row.status == Status::Failed => tracing::warn!("{}", row.line()),
-            None => tracing::info!("{}", row.line()),
+            // The case's fields ride along for log shippers (EFEN_LOG_FORMAT=json).
+            None if row.status == Status::Failed => {
+                tracing::warn!(case_id = %row.case_id, file = %row.file, stage = row.stage.unwrap_or(""), "{}", row.line())
+            }
+            None => tracing::info!(case_id = %row.case_id, file = %row.file, "{}", row.line()),
         }
     }
 

@@ -239,7 +239,9 @@ impl Engine {
             claimed_root: options.claimed_root,
             sends: self.config.node.sends_for_received_cases(),
         };
-        let record = tokio::spawn(recorder.run(outcome_rx));
+        // Every case's lines carry the run's id (a field of this span in JSON logs).
+        let span = tracing::info_span!("run", run_id = %run_id);
+        let record = tokio::spawn(tracing::Instrument::instrument(recorder.run(outcome_rx), span));
         tokio::spawn(finish_stage(self.context.clone(), map_rx, outcome_tx.clone(), workers, ledger.clone()));
         let batch_size = self.config.engine.batch_size;
         let batch_wait = Duration::from_millis(self.config.engine.batch_wait_ms);

@@ -17,6 +17,8 @@ pub struct Row {
     pub case_id: String,
     pub file: String,
     pub status: Status,
+    /// The stage a failed case failed in.
+    pub stage: Option<&'static str>,
     pub detail: String,
     pub scores: Option<Scores>,
     pub counts: Option<Confusion>,
@@ -40,6 +42,7 @@ impl Row {
             case_id: outcome.meta.case_id.clone(),
             file: outcome.meta.source_path(),
             status,
+            stage: outcome.result.as_ref().err().map(|f| f.stage.as_str()),
             detail,
             scores: evaluation.map(|e| e.scores),
             counts: evaluation.map(|e| e.counts),
@@ -57,6 +60,7 @@ impl Row {
             case_id: meta.case_id.clone(),
             file: meta.source_path(),
             status: Status::Duplicate,
+            stage: None,
             detail,
             scores: None,
             counts: None,
@@ -66,6 +70,7 @@ impl Row {
 
     pub fn fail_at_record(&mut self, message: String) {
         self.status = Status::Failed;
+        self.stage = Some("record");
         self.detail = format!("record: {message}");
     }
 
