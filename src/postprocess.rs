@@ -108,10 +108,12 @@ impl Accumulator {
             Resizer::new().resize_typed(&canvas, &mut resized, &options).expect("F32 to F32 resize cannot fail");
             resized.pixels().iter().map(|p| p.0).collect()
         };
-        let at = |x: u32, y: u32| values[(y * sw + x) as usize];
-        let mask = GrayImage::from_fn(sw, sh, |x, y| Luma([if at(x, y) >= threshold { FOREGROUND } else { 0 }]));
+        // Straight over the buffer: `from_fn`'s per-pixel (x, y) calls cost more than the threshold.
+        let bytes = values.iter().map(|&v| if v >= threshold { FOREGROUND } else { 0 }).collect();
+        let mask = GrayImage::from_raw(sw, sh, bytes).expect("one value per pixel");
         let map = probabilities.then(|| {
-            Probabilities::from_fn(sw, sh, |x, y| Luma([(at(x, y).clamp(0.0, 1.0) * 65535.0).round() as u16]))
+            let levels = values.iter().map(|&v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16).collect();
+            Probabilities::from_raw(sw, sh, levels).expect("one value per pixel")
         });
         (mask, map)
     }
