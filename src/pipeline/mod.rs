@@ -140,6 +140,7 @@ impl Engine {
             fit: definition.preprocess.fit,
             tiling: definition.preprocess.tiling,
             threshold,
+            cleanup: definition.postprocess.cleanup(),
             outputs: definition.outputs.clone(),
             out_dir: config.out_dir(),
             dicom: definition.dicom.clone(),

@@ -26,6 +26,8 @@ pub struct StageContext {
     pub fit: Fit,
     pub tiling: Tiling,
     pub threshold: f32,
+    /// Small components, the largest only, holes: applied to the mask after the threshold.
+    pub cleanup: crate::postprocess::Cleanup,
     pub outputs: crate::output::OutputConfig,
     pub out_dir: PathBuf,
     pub dicom: crate::dicom::DicomConfig,
@@ -113,7 +115,8 @@ pub fn add_tile(
         return Some(work.outcome(timings, Err(Failure { stage: Stage::Infer, message: e.to_string() })));
     }
     let started = Instant::now();
-    let (mask, probabilities) = accumulator.finish(ctx.threshold, ctx.outputs.probabilities);
+    let (mut mask, probabilities) = accumulator.finish(ctx.threshold, ctx.outputs.probabilities);
+    ctx.cleanup.apply(&mut mask);
     timings.postprocess_ms += ms(started.elapsed());
     Some(finish(ctx, work, mask, probabilities, timings))
 }

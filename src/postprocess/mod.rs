@@ -19,9 +19,27 @@ use serde::{Deserialize, Serialize};
 pub struct PostprocessConfig {
     /// Probability threshold; the model card's when absent.
     pub threshold: Option<f32>,
+    /// Remove connected components of the mask smaller than this many pixels (0: keep all).
+    #[serde(default)]
+    pub min_component_px: u32,
+    /// Keep only the largest connected component.
+    #[serde(default)]
+    pub largest_component_only: bool,
+    /// Fill background enclosed by foreground.
+    #[serde(default)]
+    pub fill_holes: bool,
 }
 
 impl PostprocessConfig {
+    /// The mask clean-up these settings ask for.
+    pub fn cleanup(&self) -> Cleanup {
+        Cleanup {
+            min_component_px: self.min_component_px,
+            largest_component_only: self.largest_component_only,
+            fill_holes: self.fill_holes,
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         match self.threshold {
             Some(t) if !(0.0..=1.0).contains(&t) => {
@@ -31,6 +49,10 @@ impl PostprocessConfig {
         }
     }
 }
+
+mod components;
+
+pub use components::Cleanup;
 
 /// Foreground value in masks written by efen.
 pub const FOREGROUND: u8 = 255;
