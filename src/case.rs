@@ -145,6 +145,8 @@ impl CaseWork {
 pub struct TileJob {
     pub work: Arc<CaseWork>,
     pub index: usize,
+    /// How the tile was flipped for this pass (test-time mirroring), to flip its output back.
+    pub flip: crate::preprocess::Flip,
 }
 
 /// The comparison with ground truth.

@@ -30,6 +30,63 @@ pub struct PreprocessConfig {
     /// Model input (and tile) size `[height, width]` instead of the card's, for models with
     /// dynamic height and width.
     pub input_size: Option<[u32; 2]>,
+    /// Test-time mirroring: each tile is also inferred flipped along these axes (every
+    /// combination, batched with the other tiles), and the flipped-back outputs are averaged in
+    /// probability space.
+    #[serde(default)]
+    pub mirror: Vec<Mirror>,
+}
+
+/// An axis of test-time mirroring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mirror {
+    /// Left–right.
+    Horizontal,
+    /// Top–bottom.
+    Vertical,
+}
+
+/// One pass of a tile through the model: as it is, or flipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flip {
+    pub horizontal: bool,
+    pub vertical: bool,
+}
+
+impl Flip {
+    /// Every combination of the mirrored axes, the unflipped pass first.
+    pub fn passes(mirror: &[Mirror]) -> Vec<Flip> {
+        let (h, v) = (mirror.contains(&Mirror::Horizontal), mirror.contains(&Mirror::Vertical));
+        let mut passes = vec![Flip::default()];
+        if h {
+            passes.push(Flip { horizontal: true, vertical: false });
+        }
+        if v {
+            passes.push(Flip { horizontal: false, vertical: true });
+        }
+        if h && v {
+            passes.push(Flip { horizontal: true, vertical: true });
+        }
+        passes
+    }
+
+    /// Flips every `width`×`height` plane of `data` in place. Flipping twice restores it, so the
+    /// same call flips a tile before inference and its output back after.
+    pub fn apply(self, data: &mut [f32], (width, height): (u32, u32)) {
+        let (w, h) = (width as usize, height as usize);
+        for plane in data.chunks_exact_mut(w * h) {
+            if self.horizontal {
+                plane.chunks_exact_mut(w).for_each(<[f32]>::reverse);
+            }
+            if self.vertical {
+                for y in 0..h / 2 {
+                    let (top, bottom) = plane.split_at_mut((h - 1 - y) * w);
+                    top[y * w..(y + 1) * w].swap_with_slice(&mut bottom[..w]);
+                }
+            }
+        }
+    }
 }
 
 impl PreprocessConfig {
@@ -41,6 +98,13 @@ impl PreprocessConfig {
         }
         if self.input_size.is_some_and(|[h, w]| h == 0 || w == 0) {
             problems.push("preprocess.input_size must be positive".to_string());
+        }
+        let mut seen = Vec::new();
+        for axis in &self.mirror {
+            if seen.contains(axis) {
+                problems.push(format!("preprocess.mirror names {axis:?} twice"));
+            }
+            seen.push(*axis);
         }
         if self.tiling.sigma_scale <= 0.0 {
             problems.push("preprocess.tiling.sigma_scale must be positive".to_string());

@@ -139,6 +139,7 @@ impl Engine {
             pipeline: definition.name.clone(),
             fit: definition.preprocess.fit,
             tiling: definition.preprocess.tiling,
+            passes: crate::preprocess::Flip::passes(&definition.preprocess.mirror),
             threshold,
             cleanup: definition.postprocess.cleanup(),
             outputs: definition.outputs.clone(),

@@ -14,7 +14,7 @@ use crate::case::{
 use crate::infer::InferError;
 use crate::model::ModelCard;
 use crate::postprocess::Accumulator;
-use crate::preprocess::{Canvas, Fit, Plan, Tiling};
+use crate::preprocess::{Canvas, Fit, Flip, Plan, Tiling};
 use crate::{decode, metrics, output, postprocess};
 
 /// Everything the CPU stages need, shared by all cases of a run.
@@ -25,6 +25,8 @@ pub struct StageContext {
     pub pipeline: String,
     pub fit: Fit,
     pub tiling: Tiling,
+    /// The passes of every tile: unflipped, then the mirrored ones (`preprocess.mirror`).
+    pub passes: Vec<Flip>,
     pub threshold: f32,
     /// Small components, the largest only, holes: applied to the mask after the threshold.
     pub cleanup: crate::postprocess::Cleanup,
@@ -53,7 +55,7 @@ pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<C
     let started = Instant::now();
     let (w, h) = rgb.dimensions();
     let plan = Plan::new(w, h, &ctx.card, ctx.fit, &ctx.tiling);
-    let accumulator = Accumulator::new(plan.clone());
+    let accumulator = Accumulator::with_passes(plan.clone(), ctx.passes.len());
     let (canvas, original) = Canvas::new(rgb, plan);
     let timings = Timings { decode_ms, preprocess_ms: ms(started.elapsed()), ..Default::default() };
     let assembly = Mutex::new(Assembly { accumulator: Some(accumulator), timings, error: None });
@@ -78,7 +80,13 @@ pub fn cut_tiles(ctx: &StageContext, work: &Arc<CaseWork>, mut send: impl FnMut(
         let started = Instant::now();
         let tensor = work.canvas.tile(index, &ctx.card);
         work.assembly.lock().expect("assembly lock").timings.preprocess_ms += ms(started.elapsed());
-        send(tensor, TileJob { work: work.clone(), index });
+        // Test-time mirroring: the same tile again, flipped (each pass is a tensor of the batch).
+        for &flip in &ctx.passes[1..] {
+            let mut flipped = tensor.clone();
+            flip.apply(&mut flipped, work.canvas.plan.tile);
+            send(flipped, TileJob { work: work.clone(), index, flip });
+        }
+        send(tensor, TileJob { work: work.clone(), index, flip: Flip::default() });
     }
 }
 
@@ -93,7 +101,8 @@ pub fn add_tile(
     let mut assembly = job.work.assembly.lock().expect("assembly lock");
     assembly.timings.infer_ms += ms(infer_time);
     let complete = match output {
-        Ok(map) => {
+        Ok(mut map) => {
+            job.flip.apply(&mut map, job.work.canvas.plan.tile);
             let accumulator = assembly.accumulator.as_mut().expect("accumulator until the last tile");
             accumulator.add(job.index, &map, ctx.card.output.activation)
         }

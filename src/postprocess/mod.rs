@@ -68,9 +68,15 @@ pub struct Accumulator {
 
 impl Accumulator {
     pub fn new(plan: Plan) -> Accumulator {
+        Accumulator::with_passes(plan, 1)
+    }
+
+    /// An accumulator that waits for `passes` outputs of every tile (test-time mirroring: the
+    /// outputs, flipped back, are averaged by the same weighted mean that blends the tiles).
+    pub fn with_passes(plan: Plan, passes: usize) -> Accumulator {
         let (w, h) = plan.canvas;
         let tile_weights = weights(plan.tile, plan.weights, plan.sigma_scale);
-        let remaining = plan.tiles.len();
+        let remaining = plan.tiles.len() * passes.max(1);
         Accumulator {
             plan,
             tile_weights,
@@ -196,6 +202,21 @@ mod tests {
         assert!(mask.pixels().all(|p| p.0[0] == FOREGROUND), "sigmoid(2) = 0.88 ≥ 0.85");
         let mask = single((2, 2), (2, 2), &map, Activation::Logits, 0.9);
         assert!(mask.pixels().all(|p| p.0[0] == 0));
+    }
+
+    #[test]
+    fn mirrored_passes_average_in_probability_space() {
+        let card = card(4, 4);
+        let plan = Plan::new(4, 4, &card, Fit::Resize, &Tiling::default());
+        let mut acc = Accumulator::with_passes(plan, 2);
+        let left: Vec<f32> = (0..16).map(|i| if i % 4 < 2 { 1.0 } else { 0.0 }).collect();
+        let mut right_flipped_back = left.clone(); // a model that saw the mirror and said the same
+        crate::preprocess::Flip { horizontal: true, vertical: false }.apply(&mut right_flipped_back, (4, 4));
+        assert!(!acc.add(0, &left, Activation::Sigmoid), "one pass of two");
+        assert!(acc.add(0, &right_flipped_back, Activation::Sigmoid));
+        let (mask, _) = acc.finish(0.4, false);
+        // Every pixel is 0.5 after averaging: all foreground at threshold 0.4, none at 0.6.
+        assert!(mask.as_raw().iter().all(|v| *v == FOREGROUND));
     }
 
     #[test]
