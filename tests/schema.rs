@@ -12,47 +12,25 @@ use sqlx::AnyPool;
 /// Table or view name → (kind, column names in order).
 type Schema = BTreeMap<String, (String, Vec<String>)>;
 
-async fn postgres_schema(pool: &AnyPool) -> Schema {
-    let relations: Vec<(String, String)> = sqlx::query_as(
-        "SELECT table_name::TEXT, CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END
-         FROM information_schema.tables WHERE table_schema = 'public'",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+/// The schema as a backend's catalogue tells it: `relations` lists (name, 'table' | 'view'),
+/// `columns` lists one relation's column names in order, its name bound to `$1`.
+async fn schema(pool: &AnyPool, relations: &'static str, columns: &'static str) -> Schema {
+    let relations: Vec<(String, String)> = sqlx::query_as(relations).fetch_all(pool).await.unwrap();
     let mut schema = Schema::new();
     for (name, kind) in relations {
-        let columns: Vec<(String,)> = sqlx::query_as(
-            "SELECT column_name::TEXT FROM information_schema.columns
-             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
-        )
-        .bind(&name)
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        schema.insert(name, (kind, columns.into_iter().map(|(c,)| c).collect()));
+        let names: Vec<(String,)> = sqlx::query_as(columns).bind(&name).fetch_all(pool).await.unwrap();
+        schema.insert(name, (kind, names.into_iter().map(|(c,)| c).collect()));
     }
     schema
 }
 
-async fn sqlite_schema(pool: &AnyPool) -> Schema {
-    let relations: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let mut schema = Schema::new();
-    for (name, kind) in relations {
-        let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info($1) ORDER BY cid")
-            .bind(&name)
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        schema.insert(name, (kind, columns.into_iter().map(|(c,)| c).collect()));
-    }
-    schema
-}
+const POSTGRES_RELATIONS: &str = "SELECT table_name::TEXT, CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END
+     FROM information_schema.tables WHERE table_schema = 'public'";
+const POSTGRES_COLUMNS: &str = "SELECT column_name::TEXT FROM information_schema.columns
+     WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position";
+const SQLITE_RELATIONS: &str =
+    "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'";
+const SQLITE_COLUMNS: &str = "SELECT name FROM pragma_table_info($1) ORDER BY cid";
 
 #[tokio::test]
 async fn postgres_and_sqlite_have_the_same_tables_views_and_columns() {
@@ -62,8 +40,8 @@ async fn postgres_and_sqlite_have_the_same_tables_views_and_columns() {
         assert_eq!(world.run(&["db", "migrate"]).status.code(), Some(0));
         let pool = world.pool().await;
         let mut schema = match backend {
-            Backend::Postgres => postgres_schema(&pool).await,
-            Backend::Sqlite => sqlite_schema(&pool).await,
+            Backend::Postgres => schema(&pool, POSTGRES_RELATIONS, POSTGRES_COLUMNS).await,
+            Backend::Sqlite => schema(&pool, SQLITE_RELATIONS, SQLITE_COLUMNS).await,
         };
         // sqlx's own bookkeeping differs by backend and is not ours.
         schema.remove("_sqlx_migrations");

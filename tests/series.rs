@@ -20,25 +20,39 @@ fn manifest() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(series().join("manifest.json")).unwrap()).unwrap()
 }
 
-/// Every slice of a fixture (a folder of instances, or one multi-frame file): its SOP Instance UID,
-/// its 1-based frame number and its header.
-fn slices(path: &Path) -> Vec<(String, u32, SliceHeader)> {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut out = Vec::new();
-    for file in files {
-        let parsed = dicom::open(&std::fs::read(&file).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let uid = parsed.identity(None).sop_instance_uid.unwrap();
-        for frame in 0..parsed.frame_count() {
-            out.push((uid.clone(), frame + 1, SliceHeader::of(&parsed, frame)));
-        }
+/// A fixture (a folder of instances, or one multi-frame file), parsed, and every slice of it: its
+/// file and frame (from 0), and its header.
+struct Fixture {
+    files: Vec<dicom::DicomFile>,
+    slices: Vec<(usize, u32)>,
+    headers: Vec<SliceHeader>,
+}
+
+impl Fixture {
+    fn load(path: &Path) -> Fixture {
+        let mut paths: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect()
+        } else {
+            vec![path.to_path_buf()]
+        };
+        paths.sort();
+        let files: Vec<dicom::DicomFile> = paths
+            .iter()
+            .map(|p| dicom::open(&std::fs::read(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+            .collect();
+        let slices: Vec<(usize, u32)> = files
+            .iter()
+            .enumerate()
+            .flat_map(|(f, file)| (0..file.frame_count()).map(move |frame| (f, frame)))
+            .collect();
+        let headers = slices.iter().map(|&(f, frame)| SliceHeader::of(&files[f], frame)).collect();
+        Fixture { files, slices, headers }
     }
-    out
+
+    /// The SOP Instance UID of slice `i`.
+    fn uid(&self, i: usize) -> String {
+        self.files[self.slices[i].0].identity(None).sop_instance_uid.unwrap()
+    }
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -50,12 +64,11 @@ fn shuffled_files_become_one_stack_in_spatial_order() {
     let manifest = manifest();
     for name in ["ct_sphere", "gap"] {
         let fixture = &manifest["fixtures"][name];
-        let slices = slices(&series().join(fixture["path"].as_str().unwrap()));
-        let headers: Vec<SliceHeader> = slices.iter().map(|s| s.2.clone()).collect();
-        let stacks = dicom::stacks(&headers);
+        let fixture_files = Fixture::load(&series().join(fixture["path"].as_str().unwrap()));
+        let stacks = dicom::stacks(&fixture_files.headers);
         assert_eq!(stacks.len(), 1, "{name}");
         let expected = &fixture["expected_stacks"][0];
-        let order: Vec<&str> = stacks[0].slices.iter().map(|&i| slices[i].0.as_str()).collect();
+        let order: Vec<String> = stacks[0].slices.iter().map(|&i| fixture_files.uid(i)).collect();
         let wanted: Vec<&str> =
             expected["slice_order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(order, wanted, "{name}: slice order");
@@ -76,12 +89,13 @@ fn shuffled_files_become_one_stack_in_spatial_order() {
 fn the_frames_of_an_enhanced_mr_are_placed_by_their_own_plane_positions() {
     let manifest = manifest();
     let fixture = &manifest["fixtures"]["enhanced_mr"];
-    let slices = slices(&series().join(fixture["path"].as_str().unwrap()));
-    assert_eq!(slices.len(), 176);
-    let headers: Vec<SliceHeader> = slices.iter().map(|s| s.2.clone()).collect();
-    let stacks = dicom::stacks(&headers);
+    let mr = Fixture::load(&series().join(fixture["path"].as_str().unwrap()));
+    assert_eq!(mr.slices.len(), 176);
+    let headers = &mr.headers;
+    let stacks = dicom::stacks(headers);
     assert_eq!(stacks.len(), 1);
-    let order: Vec<u64> = stacks[0].slices.iter().map(|&i| u64::from(slices[i].1)).collect();
+    // 1-based frame numbers, as the manifest gives them.
+    let order: Vec<u64> = stacks[0].slices.iter().map(|&i| u64::from(mr.slices[i].1 + 1)).collect();
     let wanted: Vec<u64> =
         fixture["expected_stacks"][0]["frame_order"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     assert_eq!(order, wanted, "frames in spatial order");
@@ -101,18 +115,17 @@ fn the_frames_of_an_enhanced_mr_are_placed_by_their_own_plane_positions() {
 fn two_orientations_in_one_series_are_two_stacks() {
     let manifest = manifest();
     let fixture = &manifest["fixtures"]["two_orientations"];
-    let slices = slices(&series().join(fixture["path"].as_str().unwrap()));
-    let headers: Vec<SliceHeader> = slices.iter().map(|s| s.2.clone()).collect();
-    let stacks = dicom::stacks(&headers);
+    let two = Fixture::load(&series().join(fixture["path"].as_str().unwrap()));
+    let stacks = dicom::stacks(&two.headers);
     assert_eq!(stacks.len(), 2);
     for expected in fixture["expected_stacks"].as_array().unwrap() {
         let wanted: Vec<&str> =
             expected["slice_order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         let stack = stacks
             .iter()
-            .find(|s| slices[s.slices[0]].0 == wanted[0])
+            .find(|s| two.uid(s.slices[0]) == wanted[0])
             .unwrap_or_else(|| panic!("no stack starts with {}", wanted[0]));
-        let order: Vec<&str> = stack.slices.iter().map(|&i| slices[i].0.as_str()).collect();
+        let order: Vec<String> = stack.slices.iter().map(|&i| two.uid(i)).collect();
         assert_eq!(order, wanted);
         assert!(stack.distinct.as_deref().unwrap().starts_with("orientation "), "{:?}", stack.distinct);
     }
@@ -127,28 +140,15 @@ fn seg_and_nifti_pass_the_peers(name: &str) {
     let fixture = &manifest["fixtures"][name];
     let source = series().join(fixture["path"].as_str().unwrap());
     let truth_seg = std::fs::read(series().join(fixture["seg"]["file"].as_str().unwrap())).unwrap();
-    let files: Vec<PathBuf> = if source.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        files
-    } else {
-        vec![source.clone()]
-    };
-    let parsed: Vec<dicom::DicomFile> =
-        files.iter().map(|f| dicom::open(&std::fs::read(f).unwrap()).unwrap()).collect();
-    let mut slices = Vec::new(); // (file index, frame)
-    for (f, file) in parsed.iter().enumerate() {
-        slices.extend((0..file.frame_count()).map(|frame| (f, frame)));
-    }
-    let headers: Vec<SliceHeader> = slices.iter().map(|&(f, frame)| SliceHeader::of(&parsed[f], frame)).collect();
-    let stack = &dicom::stacks(&headers)[0];
+    let fx = Fixture::load(&source);
+    let (parsed, slices, headers) = (&fx.files, &fx.slices, &fx.headers);
+    let stack = &dicom::stacks(headers)[0];
     let masks: Vec<image::GrayImage> = stack
         .slices
         .iter()
         .map(|&i| {
             let (f, frame) = slices[i];
-            let uid = parsed[f].identity(None).sop_instance_uid.unwrap();
-            dicom::seg_mask(&truth_seg, &uid, frame + 1)
+            dicom::seg_mask(&truth_seg, &fx.uid(i), frame + 1)
                 .unwrap_or_else(|_| image::GrayImage::new(parsed[f].columns(), parsed[f].rows()))
         })
         .collect();
