@@ -145,7 +145,7 @@ pub struct Images<'a> {
 }
 
 /// Writes the mask, the overlay and the probability map as configured; `result.json` is written
-/// by [`write_json`] once everything else about the case is known.
+/// by [`write_result`] once everything else about the case is known.
 pub fn write_images(dir: &Path, images: &Images, settings: &OutputConfig) -> Result<OutputPaths, EmitError> {
     create_dir(dir)?;
     let mut paths = OutputPaths::default();

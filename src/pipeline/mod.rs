@@ -157,10 +157,6 @@ impl Engine {
         Ok(Engine { config, definition, model, store, admission_config, provider, context, sessions })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub fn model(&self) -> &Model {
         &self.model
     }
@@ -168,11 +164,6 @@ impl Engine {
     /// Where the pipeline finds ground truth (and which files of a folder are masks, not inputs).
     pub fn ground_truth_patterns(&self) -> &[crate::ingest::GroundTruthPattern] {
         &self.admission_config.patterns
-    }
-
-    /// The execution provider the sessions run on.
-    pub fn provider(&self) -> &str {
-        &self.provider
     }
 
     /// Closes the store's connections (at the end of a command).
