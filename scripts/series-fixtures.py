@@ -42,6 +42,32 @@ def uid(name):
     return f"2.25.{int.from_bytes(hashlib.sha256(f'efen series {name}'.encode()).digest()[:16], 'big')}"
 
 
+def truth_seg(source_images, mask, name, series_number, **extra):
+    """The ground truth as a highdicom binary SEG with one manual "lesion" segment."""
+    return hd.seg.Segmentation(
+        source_images=source_images,
+        pixel_array=mask.astype(bool),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[hd.seg.SegmentDescription(
+            segment_number=1,
+            segment_label="lesion",
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Lesion,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )],
+        series_instance_uid=uid(f"{name} seg series"),
+        series_number=series_number,
+        sop_instance_uid=uid(f"{name} seg instance"),
+        instance_number=1,
+        manufacturer="efen fixtures",
+        manufacturer_model_name="series-fixtures.py",
+        software_versions=f"highdicom {hd.__version__}",
+        device_serial_number="1",
+        content_label="TRUTH",
+        **extra,
+    )
+
+
 def file_name(sop_uid):
     """A name that says nothing about the slice's place: a hash of its SOP Instance UID."""
     return hashlib.sha256(sop_uid.encode()).hexdigest()[:16] + ".dcm"
@@ -232,28 +258,8 @@ names = write_shuffled(out / "ct_sphere", datasets, rng)
 np.save(out / "ct_sphere_truth.npy", truth)
 voxels = int(truth.sum())
 
-seg = hd.seg.Segmentation(
-    source_images=datasets,
-    pixel_array=truth.astype(bool),
-    segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-    segment_descriptions=[hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label="lesion",
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-    )],
-    series_instance_uid=uid("ct_sphere seg series"),
-    series_number=901,
-    sop_instance_uid=uid("ct_sphere seg instance"),
-    instance_number=1,
-    manufacturer="efen fixtures",
-    manufacturer_model_name="series-fixtures.py",
-    software_versions=f"highdicom {hd.__version__}",
-    device_serial_number="1",
-    content_label="TRUTH",
-    content_description="exact sphere mask (voxel centres within the radius)",
-)
+seg = truth_seg(datasets, truth, "ct_sphere", 901,
+                content_description="exact sphere mask (voxel centres within the radius)")
 seg.save_as(out / "ct_sphere_seg.dcm")
 
 manifest["fixtures"]["ct_sphere"] = {
@@ -453,27 +459,7 @@ np.save(out / "enhanced_mr_volume.npy", mr_stored)
 frame_order = [int(f) + 1 for f in np.argsort(mr_order)]  # frame numbers in spatial order
 
 # A highdicom SEG over the enhanced MR (frames referenced by number), for the multi-frame path.
-mr_seg = hd.seg.Segmentation(
-    source_images=[mr],
-    pixel_array=mr_lesion[mr_order].astype(bool),  # in the source's frame order
-    segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-    segment_descriptions=[hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label="lesion",
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-    )],
-    series_instance_uid=uid("enhanced_mr seg series"),
-    series_number=902,
-    sop_instance_uid=uid("enhanced_mr seg instance"),
-    instance_number=1,
-    manufacturer="efen fixtures",
-    manufacturer_model_name="series-fixtures.py",
-    software_versions=f"highdicom {hd.__version__}",
-    device_serial_number="1",
-    content_label="TRUTH",
-)
+mr_seg = truth_seg([mr], mr_lesion[mr_order], "enhanced_mr", 902)  # in the source's frame order
 mr_seg.save_as(out / "enhanced_mr_seg.dcm")
 np.save(out / "enhanced_mr_truth.npy", mr_lesion)
 mr_voxels = int(mr_lesion.sum())
