@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-pub use records::{CaseRecord, Claim, DicomRecord, LedgerState, NewCase, NewRun};
+pub use records::{CaseRecord, Claim, DicomRecord, LedgerState, NewCase, NewRun, SeriesRecord, SliceRecord};
 pub use sends::{NewSend, PendingSend, SendAttempt, SendStatus};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -107,8 +107,17 @@ pub struct CaseRecord {
     pub fp: Option<i64>,
     pub fn_: Option<i64>,
     pub tn: Option<i64>,
-    /// The identity of a DICOM case, one row of `dicom_cases`.
+    /// The identity of a DICOM case, one row of `dicom_cases` (for a series case: its first slice).
     pub dicom: Option<DicomRecord>,
+    /// Slices segmented in a series case (None for an image or one DICOM frame).
+    pub n_frames: Option<i64>,
+    /// Predicted volume in mL: foreground voxels × pixel spacing × slice spacing (series cases
+    /// whose geometry gives all three).
+    pub volume_ml: Option<f64>,
+    /// The ground truth's volume in mL, likewise.
+    pub truth_volume_ml: Option<f64>,
+    /// A series case: one row of `dicom_series`, and its slices rows of `series_slices`.
+    pub series: Option<SeriesRecord>,
     /// Sends queued with the result (a case that came in over DICOM goes back to the PACS).
     pub sends: Vec<super::NewSend>,
 }
@@ -133,6 +142,51 @@ pub struct DicomRecord {
     pub photometric_interpretation: String,
     pub pixel_spacing: Option<[f64; 2]>,
     pub decoder: String,
+}
+
+/// What the store keeps about the series (or one stack of it) that a series case is made of.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesRecord {
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: String,
+    /// 1-based stack number within the series, and what sets the stack apart (None when the
+    /// series is one stack).
+    pub stack: i64,
+    pub stack_reason: Option<String>,
+    pub modality: Option<String>,
+    /// Source instances (files) and slices (frames) in the stack.
+    pub instances: i64,
+    pub frames: i64,
+    /// Typical distance between neighbouring slices along the normal, in mm.
+    pub slice_spacing_mm: Option<f64>,
+    /// Pixel Spacing (row, column) in mm.
+    pub pixel_spacing: Option<[f64; 2]>,
+    /// Image Orientation (Patient), six numbers.
+    pub orientation: Option<[f64; 6]>,
+    /// Geometry problems that did not stop the case (gap, irregular spacing, duplicates, tilt).
+    pub warnings: Vec<String>,
+    /// Every slice in spatial order.
+    pub slices: Vec<SliceRecord>,
+}
+
+/// One slice of a series case: where it came from and what was found on it.
+#[derive(Debug, Clone, Default)]
+pub struct SliceRecord {
+    /// 0-based place in the stack's spatial order.
+    pub index: i64,
+    pub sop_instance_uid: Option<String>,
+    /// 1-based frame within its instance.
+    pub frame_number: i64,
+    /// Image Position (Patient) along the slice normal, in mm, when there is geometry.
+    pub position_mm: Option<f64>,
+    pub foreground_px: Option<i64>,
+    /// Against ground truth, when the slice has some.
+    pub tp: Option<i64>,
+    pub fp: Option<i64>,
+    pub fn_: Option<i64>,
+    pub tn: Option<i64>,
+    /// Why this slice was left out (it failed to decode); the case went on without it.
+    pub error: Option<String>,
 }
 
 pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments> {
