@@ -73,8 +73,11 @@ pub struct CaseMeta {
     pub ground_truth: Option<PathBuf>,
     /// The frame of a multi-frame DICOM file this case is (each frame is a case of its own).
     pub frame: Option<Frame>,
-    /// A DICOM input, parsed once at ingest and shared by its frames.
+    /// A DICOM input, parsed once at ingest and shared by its frames. For a series case: its
+    /// first instance (the identity the record keeps).
     pub dicom: Option<Arc<DicomInput>>,
+    /// A DICOM series (one stack of it) as one case: its instances and slices in order.
+    pub series: Option<Arc<crate::series::SeriesCase>>,
     pub started: Instant,
 }
 
@@ -119,6 +122,14 @@ pub struct CaseWork {
     /// The decoded image when the canvas is a rescaled copy of it (for the overlay).
     pub original: Option<RgbImage>,
     pub assembly: Mutex<Assembly>,
+    /// Set when this image is one slice of a series case: where its mask goes.
+    pub slice: Option<SliceOf>,
+}
+
+/// Slice `index` of a series case.
+pub struct SliceOf {
+    pub series: Arc<crate::series::SeriesWork>,
+    pub index: usize,
 }
 
 /// What the finish stage fills in as tile outputs arrive.
@@ -137,7 +148,7 @@ impl CaseWork {
     /// How this case ended, with what is known of its image.
     pub fn outcome(&self, timings: Timings, result: Result<Succeeded, Failure>) -> Outcome {
         let size = Some(self.image().dimensions());
-        Outcome { meta: self.meta.clone(), kind: Some(self.kind.clone()), size, timings, result }
+        Outcome { meta: self.meta.clone(), kind: Some(self.kind.clone()), size, timings, result, series: None }
     }
 }
 
@@ -169,6 +180,16 @@ pub struct Outcome {
     pub size: Option<(u32, u32)>,
     pub timings: Timings,
     pub result: Result<Succeeded, Failure>,
+    /// What a series case's slices came to (None for images and single frames).
+    pub series: Option<Box<SeriesSummary>>,
+}
+
+/// A series case's volumes and slices, for the record.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesSummary {
+    pub volume_ml: Option<f64>,
+    pub truth_volume_ml: Option<f64>,
+    pub slices: Vec<crate::series::assembly::SliceOutcome>,
 }
 
 pub struct Succeeded {
@@ -190,8 +211,12 @@ pub enum Message {
 }
 
 impl CaseMeta {
-    /// The recorded source: the file, and the frame for a multi-frame DICOM file.
+    /// The recorded source: the file, and the frame for a multi-frame DICOM file; for a series,
+    /// its folder, series and stack.
     pub fn source_path(&self) -> String {
+        if let Some(series) = &self.series {
+            return series.source_path();
+        }
         match self.frame {
             Some(frame) => format!("{}#frame={}", self.original.display(), frame.index + 1),
             None => self.original.display().to_string(),
@@ -207,6 +232,7 @@ impl Outcome {
             size: None,
             timings: Timings::default(),
             result: Err(Failure { stage, message: message.into() }),
+            series: None,
         }
     }
 }

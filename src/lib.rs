@@ -41,5 +41,6 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
+pub mod series;
 pub mod shutdown;
 pub mod store;

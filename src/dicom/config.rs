@@ -17,6 +17,21 @@ pub struct DicomConfig {
     /// The Segmentation's segment label, codes, algorithm and what to do with an empty mask.
     #[serde(default)]
     pub seg: SegConfig,
+    /// What one case is: a series (every instance with the same Series Instance UID, one stack at
+    /// a time) or each instance's frame on its own.
+    #[serde(default)]
+    pub unit: Unit,
+}
+
+/// The unit of work for DICOM inputs (`[dicom] unit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// One case per series (per stack of it): one multi-frame SEG, one volume, one row.
+    #[default]
+    Series,
+    /// One case per frame of each instance, as 2D images.
+    Instance,
 }
 
 /// The service's `[dicom]` section (config/default.toml): how Patient IDs reach the record.

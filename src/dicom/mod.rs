@@ -27,14 +27,14 @@ mod seg;
 mod truth;
 mod window;
 
-pub use config::{DicomConfig, PatientIdConfig};
+pub use config::{DicomConfig, PatientIdConfig, Unit};
 pub use error::DicomError;
 pub use geometry::{SliceHeader, SlicePlane, Stack, nifti_affine, stacks};
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
 pub use seg::{Code, SegConfig, SegSlice, new_uid, write_seg, write_series_seg};
-pub use truth::{SegReference, may_be_seg, seg_mask, seg_references};
+pub use truth::{SegReference, SegTruth, may_be_seg, seg_mask, seg_references};
 pub use window::WindowSetting;
 
 use dicom_object::DefaultDicomObject;
@@ -201,6 +201,12 @@ impl DicomFile {
         } else {
             format!("efen native ({name}{framing}; parsed by {DICOM_RS})")
         }
+    }
+
+    /// Forgets the pixel data and keeps the header: what a gathered series holds of each instance
+    /// until its slices are decoded (from the file again), so a series costs its headers only.
+    pub fn drop_pixel_data(&mut self) {
+        self.obj.remove_element(dicom_dictionary_std::tags::PIXEL_DATA);
     }
 
     /// The parsed object, for callers that need an attribute this module does not expose.

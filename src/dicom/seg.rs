@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::DicomFile;
 use super::error::{DicomError, chain};
 use super::read::{string, strings as strings_of};
+use crate::postprocess::{PackedMask, concat_bits};
 
 /// A coded concept: (code value, coding scheme designator, code meaning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +133,7 @@ pub fn new_uid() -> String {
 pub struct SegSlice<'a> {
     pub source: &'a DicomFile,
     pub frame: u32,
-    pub mask: &'a GrayImage,
+    pub mask: &'a PackedMask,
 }
 
 /// Writes a binary SEG for `mask` over frame `frame` (from 0) of `source`.
@@ -143,7 +144,8 @@ pub fn write_seg(
     settings: &SegConfig,
     model_sha256: &str,
 ) -> Result<Vec<u8>, DicomError> {
-    write_series_seg(&[SegSlice { source, frame, mask }], None, settings, model_sha256)
+    let mask = PackedMask::from_gray(mask);
+    write_series_seg(&[SegSlice { source, frame, mask: &mask }], None, settings, model_sha256)
 }
 
 /// Writes one binary SEG for a stack: `slices` in spatial order, one SEG frame for each slice with
@@ -165,12 +167,13 @@ pub fn write_series_seg(
         if slice.frame >= info.frames {
             return Err(DicomError::FrameOutOfRange { frame: slice.frame, frames: info.frames });
         }
-        if slice.mask.dimensions() != (info.columns, info.rows)
+        let (mask_width, mask_height) = slice.mask.dimensions();
+        if (mask_width, mask_height) != (info.columns, info.rows)
             || (info.rows, info.columns) != (first.source.info.rows, first.source.info.columns)
         {
             return Err(DicomError::MaskSize {
-                mask_width: slice.mask.width(),
-                mask_height: slice.mask.height(),
+                mask_width,
+                mask_height,
                 columns: info.columns,
                 rows: info.rows,
             });
@@ -178,7 +181,7 @@ pub fn write_series_seg(
     }
     // Which slices get a frame: those with foreground, or all of them with write_empty.
     let framed: Vec<usize> = (0..slices.len())
-        .filter(|&k| settings.write_empty || slices[k].mask.as_raw().iter().any(|v| *v != 0))
+        .filter(|&k| settings.write_empty || slices[k].mask.any())
         .collect();
     if framed.is_empty() {
         return Err(DicomError::EmptyMask);
@@ -483,8 +486,8 @@ pub fn write_series_seg(
         .collect();
     obj.put(seq(tags::REFERENCED_SERIES_SEQUENCE, series_items));
 
-    let masks: Vec<&GrayImage> = framed.iter().map(|&k| slices[k].mask).collect();
-    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pack_bits(&masks).into())));
+    let masks: Vec<&PackedMask> = framed.iter().map(|&k| slices[k].mask).collect();
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(concat_bits(&masks).into())));
 
     let file = obj.with_meta(super::file_meta()).map_err(|e| DicomError::WriteSeg { reason: chain(&e) })?;
     let mut bytes = Vec::new();
@@ -528,22 +531,6 @@ impl Geometry {
             thickness: thickness.first().copied().filter(|t| *t > 0.0).unwrap_or(1.0),
         }))
     }
-}
-
-/// 1 bit per pixel, first pixel in the least significant bit, frame after frame with no padding
-/// between them (PS3.5 8.1.1), the whole padded to an even length.
-fn pack_bits(masks: &[&GrayImage]) -> Vec<u8> {
-    let total: usize = masks.iter().map(|m| m.as_raw().len()).sum();
-    let mut bytes = vec![0u8; total.div_ceil(8)];
-    for (i, v) in masks.iter().flat_map(|m| m.as_raw().iter()).enumerate() {
-        if *v != 0 {
-            bytes[i / 8] |= 1 << (i % 8);
-        }
-    }
-    if bytes.len() % 2 == 1 {
-        bytes.push(0);
-    }
-    bytes
 }
 
 /// A source instance a SEG references.
@@ -654,14 +641,6 @@ fn now_utc() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bits_pack_lsb_first_and_even() {
-        let mask = GrayImage::from_raw(3, 3, vec![255, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
-        assert_eq!(pack_bits(&[&mask]), vec![0b0000_0001, 0b0000_0001]);
-        // Two frames of 9 pixels: the second starts at bit 9, with no padding between frames.
-        assert_eq!(pack_bits(&[&mask, &mask]), vec![0b0000_0001, 0b0000_0011, 0b0000_0010, 0]);
-    }
 
     #[test]
     fn copied_values_never_carry_a_source_error() {

@@ -44,29 +44,54 @@ pub fn seg_references(bytes: &[u8]) -> Option<Vec<Vec<SegReference>>> {
 /// The ground-truth mask of frame `frame_number` (1-based) of instance `sop_instance_uid`: the
 /// union of every segment's frame derived from it, 255 inside and 0 outside.
 pub fn seg_mask(bytes: &[u8], sop_instance_uid: &str, frame_number: u32) -> Result<GrayImage, DicomError> {
-    let file = super::open(bytes)?;
-    if string(&file.obj, tags::SOP_CLASS_UID).as_deref() != Some(SEGMENTATION_STORAGE) {
-        return Err(DicomError::NotSegmentation);
+    SegTruth::parse(bytes)?.mask(sop_instance_uid, frame_number)
+}
+
+/// A ground-truth SEG parsed once, for the many slices of a series that it covers.
+pub struct SegTruth {
+    file: super::DicomFile,
+    references: Vec<Vec<SegReference>>,
+}
+
+impl SegTruth {
+    pub fn parse(bytes: &[u8]) -> Result<SegTruth, DicomError> {
+        let file = super::open(bytes)?;
+        if string(&file.obj, tags::SOP_CLASS_UID).as_deref() != Some(SEGMENTATION_STORAGE) {
+            return Err(DicomError::NotSegmentation);
+        }
+        let references = frame_references(&file.obj);
+        Ok(SegTruth { file, references })
     }
-    let frames: Vec<u32> = frame_references(&file.obj)
-        .iter()
-        .enumerate()
-        .filter(|(_, refs)| refs.iter().any(|r| r.covers(sop_instance_uid, frame_number)))
-        .map(|(index, _)| index as u32)
-        .collect();
-    if frames.is_empty() {
-        return Err(DicomError::NotReferenced { sop_instance_uid: sop_instance_uid.into(), frame_number });
-    }
-    let mut mask = GrayImage::new(file.columns(), file.rows());
-    for frame in frames {
-        let samples = file.frame_samples(frame)?;
-        for (out, value) in mask.iter_mut().zip(&samples.values) {
-            if *value > 0 {
-                *out = INSIDE;
+
+    /// The mask of one source frame; [`DicomError::NotReferenced`] when no frame of the SEG was
+    /// derived from it (for a series, a slice where the truth has nothing).
+    pub fn mask(&self, sop_instance_uid: &str, frame_number: u32) -> Result<GrayImage, DicomError> {
+        let frames: Vec<u32> = self
+            .references
+            .iter()
+            .enumerate()
+            .filter(|(_, refs)| refs.iter().any(|r| r.covers(sop_instance_uid, frame_number)))
+            .map(|(index, _)| index as u32)
+            .collect();
+        if frames.is_empty() {
+            return Err(DicomError::NotReferenced { sop_instance_uid: sop_instance_uid.into(), frame_number });
+        }
+        let mut mask = GrayImage::new(self.file.columns(), self.file.rows());
+        for frame in frames {
+            let samples = self.file.frame_samples(frame)?;
+            for (out, value) in mask.iter_mut().zip(&samples.values) {
+                if *value > 0 {
+                    *out = INSIDE;
+                }
             }
         }
+        Ok(mask)
     }
-    Ok(mask)
+
+    /// The size of its frames (columns, rows).
+    pub fn dimensions(&self) -> (u32, u32) {
+        (self.file.columns(), self.file.rows())
+    }
 }
 
 /// Per frame, the Source Image Sequence of its Derivation Image Sequence. A SEG without per-frame

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
 
 use super::{Candidate, GroundTruthPattern};
+use crate::series::{Gatherer, Instance, SeriesCase, SliceTruth};
 use crate::case::{CaseMeta, DicomInput, Failure, Frame, Message, Outcome, Stage};
 use crate::ingest;
 use crate::store::{Claim, NewCase, Store, StoreError};
@@ -26,6 +27,9 @@ pub struct AdmissionConfig {
     /// Larger files fail at ingest.
     pub max_bytes: u64,
     pub patient_ids: crate::dicom::PatientIdConfig,
+    /// A series per case (instances wait in the gatherer for the rest of their series), or a
+    /// frame per case.
+    pub unit: crate::dicom::Unit,
 }
 
 /// Where admitted cases go: jobs to decode, and cases that end at ingest to record. Dropping every
@@ -62,6 +66,8 @@ pub struct Admission {
     seen: HashMap<String, String>,
     /// DICOM SEGs among the run's inputs, by the instances they reference (`efen run`).
     pub segs: Option<crate::ingest::seg_index::SegIndex>,
+    /// Instances waiting for the rest of their series.
+    gatherer: Gatherer,
 }
 
 impl Admission {
@@ -73,7 +79,17 @@ impl Admission {
         worker: Option<String>,
         give_up: CancellationToken,
     ) -> Self {
-        Admission { config, store, outlet, run_id: run_id.into(), worker, give_up, seen: HashMap::new(), segs: None }
+        Admission {
+            config,
+            store,
+            outlet,
+            run_id: run_id.into(),
+            worker,
+            give_up,
+            seen: HashMap::new(),
+            segs: None,
+            gatherer: Gatherer::default(),
+        }
     }
 
     /// Puts one candidate through ingest. `read_from` is where its bytes are now.
@@ -87,8 +103,12 @@ impl Admission {
             // that does not parse stays one case, which fails at decode with the parser's reason.
             let dicom = match opened.as_ref() {
                 Ok(job) if crate::dicom::looks_like_dicom(&job.bytes) => match crate::dicom::open(&job.bytes) {
-                    Ok(file) => {
+                    Ok(mut file) => {
                         let identity = config.patient_ids.identity(&file);
+                        if gathered(&config, &identity) {
+                            // Its slices are decoded from the file when the series is complete.
+                            file.drop_pixel_data();
+                        }
                         Ok(Some(Arc::new(DicomInput { decoder: file.decoder_name(), identity, file })))
                     }
                     Err(e) => Err(e.to_string()),
@@ -122,6 +142,7 @@ impl Admission {
                     ground_truth: job.ground_truth.clone(),
                     frame: None,
                     dicom,
+                    series: None,
                     started,
                 };
                 let job = match unreadable {
@@ -142,11 +163,31 @@ impl Admission {
                     ground_truth: None,
                     frame: None,
                     dicom: None,
+                    series: None,
                     started,
                 };
                 (meta, Err(Failure { stage: Stage::Ingest, message: error.to_string() }))
             }
         };
+        // An instance of a series waits for the rest of it (see flush_series).
+        if let (Some(input), Ok(_)) = (meta.dicom.as_ref().filter(|d| gathered(&self.config, &d.identity)), &job) {
+            let instance = Instance {
+                series_uid: input.identity.series_instance_uid.clone().unwrap_or_default(),
+                original: meta.original.clone(),
+                current: meta.current.clone(),
+                origin: meta.origin,
+                sha256: meta.sha256.clone(),
+                size_bytes: meta.size_bytes,
+                input: input.clone(),
+                truth: meta.ground_truth.clone(),
+                policy,
+            };
+            if let Err(repeat) = self.gatherer.add(instance) {
+                let of = format!("an instance of series {} with the same bytes, earlier", repeat.series_uid);
+                return self.duplicate(meta, of, false).await;
+            }
+            return Ok(());
+        }
         // A DICOM SEG elsewhere in the run that references this instance is its ground truth.
         let mut truth_of = |frame: u32| self.segs.as_mut()?.find(ground_truth_by_reference.as_deref()?, frame + 1);
         let truths: Vec<Option<PathBuf>> = (0..frames).map(&mut truth_of).collect();
@@ -170,6 +211,54 @@ impl Admission {
             self.admit_case(frame_meta, job.clone(), policy).await?;
         }
         Ok(())
+    }
+
+    /// Admits the gathered series that are complete (quiet for `quiet`; all with None), each
+    /// stack as one case.
+    pub async fn flush_series(&mut self, quiet: Option<Duration>) -> Result<(), StoreError> {
+        for instances in self.gatherer.take(quiet) {
+            let Some(first) = instances.first() else { continue };
+            // A series with an instance recovered after a crash takes over its earlier claim.
+            let policy = Policy {
+                takeover: instances.iter().any(|i| i.policy.takeover),
+                record_same_path: first.policy.record_same_path,
+            };
+            let origin = first.origin;
+            let segs = &mut self.segs;
+            let cases = crate::series::cases_of(instances, |uid, frame| segs.as_mut()?.find(uid, frame));
+            for case in cases {
+                let meta = self.series_meta(case, origin);
+                self.admit_case(meta, Ok(Arc::new(Vec::new())), policy).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the next gathered series will have been quiet for `quiet`.
+    pub fn next_series_due(&self, quiet: Duration) -> Option<Instant> {
+        self.gatherer.next_complete(quiet)
+    }
+
+    fn series_meta(&self, case: SeriesCase, origin: crate::case::Origin) -> CaseMeta {
+        let sha256 = case.sha256();
+        let ground_truth = case.slices.iter().find_map(|s| match &s.truth {
+            Some(SliceTruth::Seg(path)) | Some(SliceTruth::Image(path)) => Some(path.clone()),
+            None => None,
+        });
+        CaseMeta {
+            case_id: ingest::case_id(&sha256, &self.config.pipeline, &self.config.model_sha256),
+            original: case.folder.clone(),
+            current: case.folder.clone(),
+            origin,
+            file_sha256: sha256.clone(),
+            sha256,
+            size_bytes: case.size_bytes(),
+            ground_truth,
+            frame: None,
+            dicom: case.files.first().map(|f| f.input.clone()),
+            series: Some(Arc::new(case)),
+            started: Instant::now(),
+        }
     }
 
     /// Claims one case and hands it to the graph (or reports it as a duplicate or a failure).
@@ -241,4 +330,12 @@ impl Admission {
             worker: self.worker.clone(),
         }
     }
+}
+
+/// Whether an instance waits for its series: `[dicom] unit = "series"`, an image (a SEG is ground
+/// truth or a result, never a slice) with a Series Instance UID.
+fn gathered(config: &AdmissionConfig, identity: &crate::dicom::Identity) -> bool {
+    config.unit == crate::dicom::Unit::Series
+        && identity.series_instance_uid.is_some()
+        && identity.sop_class_uid.as_deref() != Some(crate::dicom::SEGMENTATION_STORAGE)
 }

@@ -29,6 +29,9 @@ pub struct WatchConfig {
     pub poll_interval_ms: u64,
     /// This watcher's name: its claim folder is `<state>/claimed/<worker>`. Empty: the host name.
     pub worker: String,
+    /// A series of DICOM files is complete once none of its instances has arrived for this long
+    /// (`[dicom] unit = "series"`); the DICOM node's `series_quiet_ms` is the same rule.
+    pub series_quiet_ms: u64,
 }
 
 impl WatchConfig {

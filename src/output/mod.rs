@@ -4,6 +4,7 @@
 //! half a file; a write that fails is retried a few times ([`retrying`]). `nifti.rs`: a series'
 //! mask volume as `mask.nii.gz`.
 
+pub mod montage;
 pub mod nifti;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,37 @@ pub struct CaseResult<'a> {
     pub outputs: ResultOutputs<'a>,
     pub frame: Option<Frame>,
     pub dicom: Option<DicomResult<'a>>,
+    /// A series case: its stack, slices, geometry and volumes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesResult<'a>>,
+}
+
+/// What `result.json` says of a series case.
+#[derive(Debug, Serialize)]
+pub struct SeriesResult<'a> {
+    pub series_instance_uid: &'a str,
+    pub stack: u32,
+    pub stacks: u32,
+    /// What sets this stack apart from the series' others.
+    pub stack_reason: Option<&'a str>,
+    pub slices: usize,
+    pub instances: usize,
+    pub slice_spacing_mm: Option<f64>,
+    pub geometry_warnings: &'a [String],
+    pub volume_ml: Option<f64>,
+    pub truth_volume_ml: Option<f64>,
+    /// Slices left out, each with its instance, frame and reason.
+    pub failed_slices: Vec<FailedSlice>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailedSlice {
+    /// 1-based place in the stack.
+    pub slice: usize,
+    pub sop_instance_uid: Option<String>,
+    pub frame: u32,
+    pub stage: crate::case::Stage,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +219,8 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), EmitError> {
     std::fs::rename(&tmp, path).map_err(|source| EmitError::Write { path: path.into(), source })
 }
 
-fn create_dir(dir: &Path) -> Result<(), EmitError> {
+/// Creates a case's folder, removing temporaries a killed process left there.
+pub fn create_dir(dir: &Path) -> Result<(), EmitError> {
     std::fs::create_dir_all(dir).map_err(|source| EmitError::Write { path: dir.into(), source })?;
     // A process killed mid-write leaves its temporary behind; the redo cleans up.
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::{EmitError, write_bytes};
+use crate::postprocess::PackedMask;
 
 /// A mask volume and where it lies: voxels x fastest (columns), then y (rows), then z (slices),
 /// 0 or 1 (or 0/255, written as given).
@@ -23,12 +24,39 @@ const VOX_OFFSET: usize = 352;
 
 /// Writes `path` (its folder must exist) through a temporary name, like every output.
 pub fn write_nifti_gz(path: &Path, volume: &MaskVolume) -> Result<(), EmitError> {
-    if let Some(why) = invalid(volume) {
+    write_gz(path, invalid(volume), |gz| gz.write_all(&nifti_bytes(volume)))
+}
+
+/// Writes a series' mask from its bit-packed slices (in slice order, all the same size), one
+/// voxel plane at a time: the volume never exists unpacked.
+pub fn write_packed_nifti_gz(path: &Path, slices: &[&PackedMask], affine: [[f64; 4]; 3]) -> Result<(), EmitError> {
+    let (columns, rows) = slices.first().map_or((0, 0), |s| s.dimensions());
+    let dims = [columns as usize, rows as usize, slices.len()];
+    let mismatch = slices.iter().any(|s| s.dimensions() != (columns, rows)).then(|| "slices differ in size".to_string());
+    write_gz(path, mismatch.or_else(|| invalid_geometry(dims, &affine)), |gz| {
+        gz.write_all(&header(dims, &affine))?;
+        let mut plane = Vec::with_capacity(dims[0] * dims[1]);
+        for slice in slices {
+            plane.clear();
+            slice.extend_voxels(&mut plane);
+            gz.write_all(&plane)?;
+        }
+        Ok(())
+    })
+}
+
+/// Gzips what `fill` writes into `path`, unless `refused` says why NIfTI-1 cannot hold it.
+fn write_gz(
+    path: &Path,
+    refused: Option<String>,
+    fill: impl FnOnce(&mut flate2::write::GzEncoder<Vec<u8>>) -> std::io::Result<()>,
+) -> Result<(), EmitError> {
+    if let Some(why) = refused {
         let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
         return Err(EmitError::Write { path: path.into(), source });
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&nifti_bytes(volume)).expect("writing to memory");
+    fill(&mut gz).expect("writing to memory");
     write_bytes(path, &gz.finish().expect("writing to memory"))
 }
 
@@ -38,18 +66,29 @@ fn invalid(volume: &MaskVolume) -> Option<String> {
     if volume.voxels.len() != nx * ny * nz {
         return Some(format!("{} voxels for dims {:?}", volume.voxels.len(), volume.dims));
     }
-    if volume.dims.iter().any(|&n| n == 0 || n > i16::MAX as usize) {
-        return Some(format!("dims {:?}: NIfTI-1 holds 1..=32767 per axis", volume.dims));
+    invalid_geometry(volume.dims, &volume.affine)
+}
+
+fn invalid_geometry(dims: [usize; 3], affine: &[[f64; 4]; 3]) -> Option<String> {
+    if dims.iter().any(|&n| n == 0 || n > i16::MAX as usize) {
+        return Some(format!("dims {dims:?}: NIfTI-1 holds 1..=32767 per axis"));
     }
-    let d = det(&linear(&volume.affine));
-    (!(d.abs() > 1e-12 && d.is_finite())).then(|| format!("singular affine {:?}", volume.affine))
+    let d = det(&linear(affine));
+    (!(d.abs() > 1e-12 && d.is_finite())).then(|| format!("singular affine {affine:?}"))
 }
 
 /// The uncompressed `.nii`: header and voxels. Panics on a volume [`write_nifti_gz`] refuses.
 pub fn nifti_bytes(volume: &MaskVolume) -> Vec<u8> {
     assert!(invalid(volume).is_none(), "{}", invalid(volume).unwrap_or_default());
-    let [nx, ny, nz] = volume.dims;
-    let q = qform(&volume.affine);
+    let mut bytes = header(volume.dims, &volume.affine);
+    bytes.extend_from_slice(volume.voxels);
+    bytes
+}
+
+/// The 348-byte header and the empty extension flag, for uint8 voxels.
+fn header(dims: [usize; 3], affine: &[[f64; 4]; 3]) -> Vec<u8> {
+    let [nx, ny, nz] = dims;
+    let q = qform(affine);
     let mut h = vec![0u8; VOX_OFFSET];
     let mut put = |offset: usize, bytes: &[u8]| h[offset..offset + bytes.len()].copy_from_slice(bytes);
     let f32s = |values: &[f64]| values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect::<Vec<u8>>();
@@ -66,11 +105,10 @@ pub fn nifti_bytes(volume: &MaskVolume) -> Vec<u8> {
     // (nibabel: the sform); the qform is only the rotation part of a sheared affine.
     put(252, &1i16.to_le_bytes()); // qform_code
     put(254, &1i16.to_le_bytes()); // sform_code
-    let a = &volume.affine;
+    let a = affine;
     put(256, &f32s(&[q.b, q.c, q.d, a[0][3], a[1][3], a[2][3]])); // quatern_b..d, qoffset_x..z
     put(280, &f32s(&a.concat())); // srow_x, srow_y, srow_z
     put(344, b"n+1\0"); // magic: header and data in one file
-    h.extend_from_slice(volume.voxels);
     h
 }
 

@@ -12,6 +12,7 @@ pub mod definition;
 mod record;
 pub mod run;
 pub mod run_report;
+mod series;
 pub mod stages;
 pub mod watch;
 
@@ -153,6 +154,7 @@ impl Engine {
             patterns: definition.ground_truth.patterns(),
             max_bytes: config.engine.max_file_mb.saturating_mul(1 << 20),
             patient_ids: config.dicom.clone(),
+            unit: definition.dicom.unit,
         });
         Ok(Engine { config, definition, model, store, admission_config, provider, context, sessions })
     }
@@ -317,6 +319,22 @@ async fn prepare_stage(
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, tensors, outcomes, ledger) = (context.clone(), tensors.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
+            if meta.series.is_some() {
+                ledger.mark(&meta.case_id, LedgerState::Decoded);
+                // Slice by slice, each blocking while the inference queue is full.
+                series::prepare(
+                    &context,
+                    meta,
+                    |tensor, job| {
+                        let _ = tensors.send(InferRequest { tensor, payload: job });
+                    },
+                    |outcome| {
+                        let _ = outcomes.blocking_send(Message::Outcome(Box::new(outcome)));
+                    },
+                );
+                drop(slot);
+                return;
+            }
             match stages::prepare(&context, meta, &bytes) {
                 Ok(work) => {
                     ledger.mark(&work.meta.case_id, LedgerState::Decoded);

@@ -2,15 +2,16 @@
 //! away), then moves or copies the input to `done/` or `failed/`, and reports the case.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::run_report::{CaseObserver, Row, RunReport};
-use crate::case::{CaseMeta, DicomInput, Message, Origin, Outcome, Succeeded};
+use crate::case::{CaseMeta, DicomInput, Message, Origin, Outcome, SeriesSummary, Succeeded};
 use crate::ingest::disposition::{self, Transfer};
-use crate::store::{CaseRecord, DicomRecord, NewSend, Store};
+use crate::series::SeriesCase;
+use crate::store::{CaseRecord, DicomRecord, NewSend, SeriesRecord, SliceRecord, Store};
 
 pub struct Recorder {
     pub store: Store,
@@ -30,9 +31,10 @@ pub struct Recorder {
 impl Recorder {
     pub async fn run(self, mut messages: mpsc::Receiver<Message>) -> RunReport {
         let mut report = RunReport::default();
-        // Frames still to come, and the first failure, per multi-frame file: the file is moved
-        // once, when its last frame is recorded.
-        let mut frames: HashMap<PathBuf, (u32, Option<(String, String)>)> = HashMap::new();
+        // Cases still to be recorded, and the first failure, per input file held by several cases
+        // (the frames of a multi-frame file, the stacks of a series): the file is moved once, when
+        // the last of them is recorded.
+        let mut held: HashMap<PathBuf, (u32, Option<(String, String)>)> = HashMap::new();
         while let Some(message) = messages.recv().await {
             let (row, meta, failure) = match message {
                 Message::Duplicate { meta, of, recorded } => (Row::duplicate(&meta, &of, recorded), meta, None),
@@ -54,21 +56,23 @@ impl Recorder {
             };
             self.observer.case_ended(&row);
             report.push(row);
-            let failure = match meta.frame.filter(|f| f.count > 1) {
-                None => failure,
-                Some(frame) => {
-                    let entry = frames.entry(meta.current.clone()).or_insert((frame.count, None));
+            for file in held_files(&meta) {
+                let failure = failure.clone();
+                let failure = if file.holders <= 1 {
+                    failure
+                } else {
+                    let entry = held.entry(file.current.clone()).or_insert((file.holders, None));
                     entry.0 -= 1;
                     if let Some((stage, message)) = failure {
-                        entry.1.get_or_insert((stage, format!("frame {}: {message}", frame.index + 1)));
+                        entry.1.get_or_insert((stage, format!("{}: {message}", file.part)));
                     }
                     if entry.0 > 0 {
                         continue;
                     }
-                    frames.remove(&meta.current).and_then(|(_, failure)| failure)
-                }
-            };
-            self.settle(&meta, failure);
+                    held.remove(&file.current).and_then(|(_, failure)| failure)
+                };
+                self.settle(&file.current, &file.original, &meta.case_id, failure);
+            }
         }
         self.observer.finished();
         report
@@ -87,30 +91,22 @@ impl Recorder {
         }
     }
 
-    /// Puts the input where it belongs once its case (or its last frame) is recorded.
-    fn settle(&self, meta: &CaseMeta, failure: Option<(String, String)>) {
+    /// Puts an input file where it belongs once its case (or the last case holding it) is recorded.
+    fn settle(&self, current: &Path, original: &Path, case_id: &str, failure: Option<(String, String)>) {
         let moved = match failure {
-            Some((stage, message)) => disposition::fail(
-                &self.state_dir,
-                &meta.current,
-                &meta.original,
-                &meta.case_id,
-                &stage,
-                &message,
-                self.transfer,
-            ),
-            None if self.transfer == Transfer::Move => {
-                disposition::done(&self.state_dir, &meta.current, &meta.original, &meta.case_id)
+            Some((stage, message)) => {
+                disposition::fail(&self.state_dir, current, original, case_id, &stage, &message, self.transfer)
             }
+            None if self.transfer == Transfer::Move => disposition::done(&self.state_dir, current, original, case_id),
             None => return,
         };
         if let Err(e) = moved {
-            tracing::error!(case = %meta.case_id, file = %meta.original.display(), "cannot move the input aside: {e}");
+            tracing::error!(case = %case_id, file = %original.display(), "cannot move the input aside: {e}");
             return;
         }
         // Tidy the claim folder the file came from.
         if let Some(root) = &self.claimed_root {
-            let mut dir = meta.current.parent();
+            let mut dir = current.parent();
             while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root.as_path()) {
                 if std::fs::remove_dir(d).is_err() {
                     break;
@@ -119,6 +115,33 @@ impl Recorder {
             }
         }
     }
+}
+
+/// An input file a case holds.
+struct HeldFile {
+    current: PathBuf,
+    original: PathBuf,
+    /// How many cases hold it.
+    holders: u32,
+    /// Which part of the file this case is, for a failure message ("frame 3", "stack 2").
+    part: String,
+}
+
+/// The input files of a case: its file, or every instance file of a series case.
+fn held_files(meta: &CaseMeta) -> Vec<HeldFile> {
+    if let Some(series) = &meta.series {
+        let part = format!("stack {} of series {}", series.stack, series.series_uid);
+        return series
+            .files
+            .iter()
+            .map(|f| HeldFile { current: f.current.clone(), original: f.original.clone(), holders: f.cases, part: part.clone() })
+            .collect();
+    }
+    let (holders, part) = match meta.frame {
+        Some(frame) => (frame.count, format!("frame {}", frame.index + 1)),
+        None => (1, String::new()),
+    };
+    vec![HeldFile { current: meta.current.clone(), original: meta.original.clone(), holders, part }]
 }
 
 fn to_record(outcome: &Outcome, run_id: &str, sends: &[(String, &'static str)]) -> CaseRecord {
@@ -139,6 +162,12 @@ fn to_record(outcome: &Outcome, run_id: &str, sends: &[(String, &'static str)]) 
         dicom: outcome.meta.dicom.as_ref().map(|input| dicom_record(input, &outcome.meta)),
         ..Default::default()
     };
+    if let (Some(case), Some(summary)) = (&outcome.meta.series, &outcome.series) {
+        record.n_frames = Some(case.slices.len() as i64);
+        record.volume_ml = summary.volume_ml;
+        record.truth_volume_ml = summary.truth_volume_ml;
+        record.series = Some(series_record(case, summary));
+    }
     match &outcome.result {
         Ok(done) => {
             record.status = "succeeded".into();
@@ -227,5 +256,47 @@ fn dicom_record(input: &DicomInput, meta: &CaseMeta) -> DicomRecord {
         photometric_interpretation: id.photometric_interpretation.clone(),
         pixel_spacing: id.pixel_spacing,
         decoder: input.decoder.clone(),
+    }
+}
+
+/// The `dicom_series` row and `series_slices` rows of a series case.
+fn series_record(case: &SeriesCase, summary: &SeriesSummary) -> SeriesRecord {
+    let first = case.files.first().map(|f| &f.input.identity);
+    let plane = case.slices.first().and_then(|s| s.plane.as_ref());
+    let normal = plane.map(|p| p.normal());
+    let slices = case
+        .slices
+        .iter()
+        .zip(&summary.slices)
+        .enumerate()
+        .map(|(k, (slice, outcome))| {
+            let position = slice.plane.as_ref().zip(normal).map(|(p, n)| (0..3).map(|a| p.position[a] * n[a]).sum());
+            SliceRecord {
+                index: k as i64,
+                sop_instance_uid: case.files[slice.file].input.identity.sop_instance_uid.clone(),
+                frame_number: slice.frame as i64 + 1,
+                position_mm: position,
+                foreground_px: outcome.foreground.map(|n| n as i64),
+                tp: outcome.confusion.map(|c| c.tp as i64),
+                fp: outcome.confusion.map(|c| c.fp as i64),
+                fn_: outcome.confusion.map(|c| c.fn_ as i64),
+                tn: outcome.confusion.map(|c| c.tn as i64),
+                error: outcome.error.as_ref().map(|(stage, message)| format!("{}: {message}", stage.as_str())),
+            }
+        })
+        .collect();
+    SeriesRecord {
+        study_instance_uid: first.and_then(|id| id.study_instance_uid.clone()),
+        series_instance_uid: case.series_uid.clone(),
+        stack: case.stack as i64,
+        stack_reason: case.distinct.clone(),
+        modality: first.and_then(|id| id.modality.clone()),
+        instances: case.files.len() as i64,
+        frames: case.slices.len() as i64,
+        slice_spacing_mm: case.spacing,
+        pixel_spacing: plane.map(|p| p.spacing),
+        orientation: plane.map(|p| p.orientation),
+        warnings: case.warnings.clone(),
+        slices,
     }
 }

@@ -57,6 +57,8 @@ pub async fn run_once(
         let read_from = candidate.path.clone();
         admission.admit(candidate, read_from, policy).await?;
     }
+    // Every instance is in: each gathered series is complete.
+    admission.flush_series(None).await?;
     let unused_segs = admission.segs.take().map(|segs| segs.unused()).unwrap_or_default();
     observer.inputs_found(unused_segs.len() as u64);
     for candidate in unused_segs {

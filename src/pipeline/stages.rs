@@ -35,7 +35,7 @@ pub struct StageContext {
     pub dicom: crate::dicom::DicomConfig,
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -51,7 +51,18 @@ pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<C
         Ok(decoded) => decoded,
         Err(message) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, message))),
     };
-    let decode_ms = ms(started.elapsed());
+    Ok(plan_work(ctx, meta, rgb, kind, ms(started.elapsed()), None))
+}
+
+/// Plans the tiles of a decoded image and lays out its canvas: the case (or slice) ready to cut.
+pub fn plan_work(
+    ctx: &StageContext,
+    meta: CaseMeta,
+    rgb: image::RgbImage,
+    kind: String,
+    decode_ms: f64,
+    slice: Option<crate::case::SliceOf>,
+) -> Arc<CaseWork> {
     let started = Instant::now();
     let (w, h) = rgb.dimensions();
     let plan = Plan::new(w, h, &ctx.card, ctx.fit, &ctx.tiling);
@@ -59,7 +70,7 @@ pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<C
     let (canvas, original) = Canvas::new(rgb, plan);
     let timings = Timings { decode_ms, preprocess_ms: ms(started.elapsed()), ..Default::default() };
     let assembly = Mutex::new(Assembly { accumulator: Some(accumulator), timings, error: None });
-    Ok(Arc::new(CaseWork { meta, kind, canvas, original, assembly }))
+    Arc::new(CaseWork { meta, kind, canvas, original, assembly, slice })
 }
 
 /// One frame of a DICOM object, windowed as the pipeline says.
@@ -121,12 +132,19 @@ pub fn add_tile(
     drop(assembly);
     let work = &job.work;
     if let Some(e) = error {
+        if let Some(slice) = &work.slice {
+            return super::series::slice_failed(ctx, slice, Stage::Infer, e.to_string(), timings);
+        }
         return Some(work.outcome(timings, Err(Failure { stage: Stage::Infer, message: e.to_string() })));
     }
     let started = Instant::now();
-    let (mut mask, probabilities) = accumulator.finish(ctx.threshold, ctx.outputs.probabilities);
+    let probabilities_wanted = ctx.outputs.probabilities && work.slice.is_none();
+    let (mut mask, probabilities) = accumulator.finish(ctx.threshold, probabilities_wanted);
     ctx.cleanup.apply(&mut mask);
     timings.postprocess_ms += ms(started.elapsed());
+    if let Some(slice) = &work.slice {
+        return super::series::slice_done(ctx, work, slice, &mask, timings);
+    }
     Some(finish(ctx, work, mask, probabilities, timings))
 }
 
@@ -196,12 +214,9 @@ pub fn finish(
         dicom: meta.dicom.as_ref().map(|input| output::DicomResult {
             identity: &input.identity,
             decoder: &input.decoder,
-            seg: match &seg {
-                Some(SegOutcome::NoFindings) => Some("no findings: empty mask, no SEG written".into()),
-                Some(SegOutcome::Written(path)) => Some(path.display().to_string()),
-                None => None,
-            },
+            seg: seg.as_ref().map(SegOutcome::describe),
         }),
+        series: None,
     };
     match output::retrying(|| output::write_result(&dir, &result)) {
         Ok(path) => outputs.result = Some(path),
@@ -211,10 +226,20 @@ pub fn finish(
     end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
 }
 
-enum SegOutcome {
+pub(super) enum SegOutcome {
     Written(PathBuf),
     /// Empty mask and `dicom.seg.write_empty = false`.
     NoFindings,
+}
+
+impl SegOutcome {
+    /// What `result.json` says of the SEG.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            SegOutcome::NoFindings => "no findings: empty mask, no SEG written".into(),
+            SegOutcome::Written(path) => path.display().to_string(),
+        }
+    }
 }
 
 /// Writes `seg.dcm`: a DICOM Segmentation of the mask, referencing the source frame.
@@ -226,7 +251,12 @@ fn write_seg(
     dir: &Path,
 ) -> Result<SegOutcome, String> {
     let frame = meta.frame.map_or(0, |f| f.index);
-    let bytes = match crate::dicom::write_seg(file, frame, mask, &ctx.dicom.seg, &ctx.model_sha256) {
+    save_seg(crate::dicom::write_seg(file, frame, mask, &ctx.dicom.seg, &ctx.model_sha256), dir)
+}
+
+/// Saves a SEG as `seg.dcm` in `dir`, or says there were no findings.
+pub(super) fn save_seg(seg: Result<Vec<u8>, crate::dicom::DicomError>, dir: &Path) -> Result<SegOutcome, String> {
+    let bytes = match seg {
         Ok(bytes) => bytes,
         Err(e) if e.is_no_findings() => return Ok(SegOutcome::NoFindings),
         Err(e) => return Err(format!("cannot write the DICOM SEG: {e}")),

@@ -87,7 +87,22 @@ pub async fn watch(
     let watcher = tokio::spawn(folder.run(claimed_tx, shutdown.clone()));
     tracing::info!(dir = %dir.display(), worker = %worker, "watching; SIGINT or SIGTERM to stop");
     let policy = Policy { takeover: false, record_same_path: true };
-    while let Some(claimed) = claimed_rx.recv().await {
+    let quiet = Duration::from_millis(engine.config.watch.series_quiet_ms);
+    loop {
+        // A claimed file, or the moment the next gathered series has been quiet long enough.
+        let due = admission.next_series_due(quiet);
+        let claimed = tokio::select! {
+            claimed = claimed_rx.recv() => match claimed {
+                Some(claimed) => claimed,
+                None => break,
+            },
+            _ = sleep_until(due) => {
+                if let Err(e) = admission.flush_series(Some(quiet)).await {
+                    tracing::error!("cannot admit a series; its files stay claimed for the next start: {e}");
+                }
+                continue;
+            }
+        };
         // A store error that is not a connection problem is retried a few times, then the file
         // stays claimed and is redone on the next start.
         for attempt in 1..=ADMIT_ATTEMPTS {
@@ -116,4 +131,12 @@ pub async fn watch(
     }
     engine.close().await;
     Ok(report)
+}
+
+/// Sleeps until `due`, or forever when nothing is due.
+async fn sleep_until(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
 }

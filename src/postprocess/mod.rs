@@ -51,8 +51,10 @@ impl PostprocessConfig {
 }
 
 mod components;
+mod packed;
 
 pub use components::Cleanup;
+pub use packed::{PackedMask, concat_bits};
 
 /// Foreground value in masks written by efen.
 pub const FOREGROUND: u8 = 255;
