@@ -183,6 +183,9 @@ async fn report_numbers_equal_the_store(backend: Backend) {
         close(f64_at(&frame, "dsc", i), *dsc, "case DSC");
         close(f64_at(&frame, "latency_ms", i), *latency, "case latency");
         assert_eq!(&str_at(&frame, "status", i), status);
+        for series_only in ["n_frames", "volume_ml", "truth_volume_ml"] {
+            assert!(frame.at(series_only, i).is_null(), "an image has no {series_only}");
+        }
     }
 
     // Paper table: the mean of per-case values and the pooled pixel counts.

@@ -27,8 +27,22 @@ const TERMINAL_RUNS: &[&str] = &[
     "p95_latency_ms",
     "throughput_per_s",
 ];
-const TERMINAL_CASES: &[&str] =
-    &["case_id", "source_path", "status", "dsc", "iou", "precision", "recall", "latency_ms", "error_message"];
+const TERMINAL_CASES: &[&str] = &[
+    "case_id",
+    "source_path",
+    "status",
+    "n_frames",
+    "volume_ml",
+    "truth_volume_ml",
+    "dsc",
+    "iou",
+    "precision",
+    "recall",
+    "latency_ms",
+    "error_message",
+];
+/// Shown only when some case has a value: a report of images alone keeps its columns.
+const SERIES_ONLY: &[&str] = &["n_frames", "volume_ml", "truth_volume_ml"];
 
 pub fn title(table: Table) -> &'static str {
     match table {
@@ -137,15 +151,19 @@ pub fn json(frame: &Frame) -> Vec<u8> {
     serde_json::to_vec(&rows).expect("JSON values serialize")
 }
 
-/// The columns people read first (all of them for the narrow tables), by index.
+/// The columns people read first (all of them for the narrow tables), by index; a series column
+/// only when some row has a value.
 pub fn shown(frame: &Frame, table: Table) -> Vec<usize> {
     let wanted: &[&str] = match table {
         Table::Runs => TERMINAL_RUNS,
         Table::Cases => TERMINAL_CASES,
         _ => &[],
     };
+    let name = |c: usize| frame.columns[c].name.as_str();
+    let empty = |c: usize| frame.rows.iter().all(|row| row[c] == Value::Null);
     (0..frame.columns.len())
-        .filter(|&c| wanted.is_empty() || wanted.contains(&frame.columns[c].name.as_str()))
+        .filter(|&c| wanted.is_empty() || wanted.contains(&name(c)))
+        .filter(|&c| wanted.is_empty() || !(SERIES_ONLY.contains(&name(c)) && empty(c)))
         .collect()
 }
 
@@ -209,6 +227,15 @@ mod tests {
     #[test]
     fn csv_quotes_text_and_leaves_nulls_empty() {
         assert_eq!(csv(&sample()), "name,n,x,ok\n\"a, \"\"b\"\"\",3,0.1,true\n,,nan,\n");
+    }
+
+    #[test]
+    fn series_columns_show_only_when_a_case_has_them() {
+        let mut cases = Frame::new(&[("case_id", Kind::Text), ("n_frames", Kind::Int), ("volume_ml", Kind::Float)]);
+        cases.push(vec![Value::Text("image".into()), Value::Null, Value::Null]);
+        assert_eq!(shown(&cases, Table::Cases), [0]);
+        cases.push(vec![Value::Text("series".into()), Value::Int(3), Value::Float(1.25)]);
+        assert_eq!(shown(&cases, Table::Cases), [0, 1, 2]);
     }
 
     #[test]

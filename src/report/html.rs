@@ -25,6 +25,8 @@ pub struct Example {
     pub source_path: String,
     pub case_id: String,
     pub dsc: f64,
+    /// "N slices, V mL" for a series case; None for an image or one DICOM frame.
+    pub extent: Option<String>,
     pub figure: Figure,
 }
 
@@ -59,9 +61,28 @@ fn example(scored: &Frame, i: usize) -> Example {
     Example {
         case_id: scored.text(i, "case_id").unwrap_or_default().to_string(),
         dsc: scored.float(i, "dsc").unwrap_or(f64::NAN),
+        extent: extent(
+            scored.get(i, "n_frames").as_i64(),
+            scored.float(i, "volume_ml"),
+            scored.float(i, "truth_volume_ml"),
+        ),
         source_path,
         figure,
     }
+}
+
+/// A series case's size as people say it: "40 slices, 12.34 mL (ground truth 11.90 mL)", the
+/// volumes when the series' geometry gave them. None without slices: an image, or one DICOM frame.
+fn extent(n_frames: Option<i64>, volume_ml: Option<f64>, truth_volume_ml: Option<f64>) -> Option<String> {
+    let n = n_frames?;
+    let mut text = format!("{n} slice{}", if n == 1 { "" } else { "s" });
+    if let Some(v) = volume_ml {
+        text += &format!(", {v:.2} mL");
+    }
+    if let Some(t) = truth_volume_ml {
+        text += &format!(" (ground truth {t:.2} mL)");
+    }
+    Some(text)
 }
 
 pub fn render(data: &Data, filters: &Filters, store: &str) -> anyhow::Result<String> {
@@ -199,10 +220,11 @@ fn examples(page: &mut String, title: &str, examples: &[Example]) -> std::fmt::R
     for e in examples {
         write!(
             page,
-            "<div class=\"case\"><h3>{} <span class=\"dsc\">DSC {:.4}</span></h3><p class=\"note\">case {}</p>",
+            "<div class=\"case\"><h3>{} <span class=\"dsc\">DSC {:.4}</span></h3><p class=\"note\">case {}{}</p>",
             esc(&e.source_path),
             e.dsc,
-            esc(&e.case_id)
+            esc(&e.case_id),
+            e.extent.as_ref().map_or(String::new(), |x| format!(" · {}", esc(x)))
         )?;
         if let Some(note) = &e.figure.note {
             write!(page, "<p class=\"fallback\">{}</p>", esc(note))?;
@@ -269,3 +291,15 @@ window.addEventListener('load', function () {
 });
 </script>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_case_says_its_slices_and_volume() {
+        assert_eq!(extent(None, None, None), None);
+        assert_eq!(extent(Some(40), Some(12.5), Some(11.9)).unwrap(), "40 slices, 12.50 mL (ground truth 11.90 mL)");
+        assert_eq!(extent(Some(1), None, None).unwrap(), "1 slice");
+    }
+}

@@ -119,6 +119,10 @@ pub const CASES: Spec = Spec {
         col("fp", "r.fp", Int),
         col("fn", "r.fn", Int),
         col("tn", "r.tn", Int),
+        // A series case's slices and volumes; NULL for images and single DICOM frames.
+        col("n_frames", "r.n_frames", Int),
+        col("volume_ml", "r.volume_ml", Float),
+        col("truth_volume_ml", "r.truth_volume_ml", Float),
         col("latency_ms", "r.latency_ms", Float),
         col("mask_path", "r.mask_path", Text),
         col("overlay_path", "r.overlay_path", Text),

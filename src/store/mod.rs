@@ -369,6 +369,9 @@ impl Store {
             let insert = records::insert_dicom(&record.case_id, dicom).persistent(false);
             insert.execute(&mut *tx).await.map_err(query(ACTION))?;
         }
+        if inserted && let Some(series) = &record.series {
+            insert_series(&mut tx, &record.case_id, series).await?;
+        }
         if inserted {
             sends::enqueue(&mut tx, &record.case_id, &record.sends).await?;
         }
@@ -413,6 +416,24 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(query("checking the connection"))
     }
+}
+
+/// A series case's `dicom_series` row, then its `series_slices` rows in chunks of
+/// [`records::SLICES_PER_INSERT`], in the result's transaction: a series is recorded whole or not
+/// at all. Each INSERT skips rows already there (ON CONFLICT DO NOTHING, as for `dicom_cases`), so a
+/// case recorded again writes nothing and needs no DELETE, which the service role does not have.
+async fn insert_series(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    case_id: &str,
+    series: &SeriesRecord,
+) -> Result<(), StoreError> {
+    const ACTION: &str = "recording a series";
+    // Not cached either: the spacings, positions and pixel counts are optional numbers (see record).
+    records::insert_series(case_id, series).persistent(false).execute(&mut **tx).await.map_err(query(ACTION))?;
+    for chunk in series.slices.chunks(records::SLICES_PER_INSERT) {
+        records::insert_slices(case_id, chunk).persistent(false).execute(&mut **tx).await.map_err(query(ACTION))?;
+    }
+    Ok(())
 }
 
 fn query(action: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
