@@ -24,7 +24,8 @@ async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs(backend: Backend) {
     let output = world
         .efen()
         .env("EFEN_DICOM__PSEUDONYM_KEY", "site-secret")
-        .args(["run", world.drop_dir().to_str().unwrap()])
+        .args(["run", "--pipeline", world.pipeline("instances", "[dicom]\nunit = \"instance\"").to_str().unwrap()])
+        .arg(world.drop_dir())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "two files hold no decodable image");
@@ -97,9 +98,10 @@ async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs(backend: Backend) {
     world.close().await;
 }
 
-/// A pipeline that writes a SEG for every DICOM case, empty masks included.
+/// A pipeline that makes each DICOM frame a case (these tests are about decoding every file, not
+/// series; tests/series.rs has those) and writes a SEG for every case, empty masks included.
 fn seg_always(world: &World) -> String {
-    world.pipeline("dicom", "[dicom.seg]\nwrite_empty = true").display().to_string()
+    world.pipeline("dicom", "[dicom]\nunit = \"instance\"\n[dicom.seg]\nwrite_empty = true").display().to_string()
 }
 
 /// Issue 4's "done when": a drop of every fixture through `efen run`. Each file with a decodable
@@ -244,8 +246,10 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
     // And a PNG mask, as for images: syn_rgb8.dcm is samples/synthetic/case01.png.
     std::fs::copy(fixtures().join("syn_rgb8.dcm"), named.join("colour.dcm")).unwrap();
     std::fs::copy(common::repo().join("samples/synthetic/case01_mask.png"), named.join("colour_mask.png")).unwrap();
-    let by_pattern =
-        second.pipeline("by-pattern", "[ground_truth]\npatterns = [\"{stem}_seg.dcm\", \"{stem}_mask.png\"]");
+    let by_pattern = second.pipeline(
+        "by-pattern",
+        "[ground_truth]\npatterns = [\"{stem}_seg.dcm\", \"{stem}_mask.png\"]\n[dicom]\nunit = \"instance\"",
+    );
     let output = second.run(&["run", "--pipeline", by_pattern.to_str().unwrap(), named.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(

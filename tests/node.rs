@@ -17,6 +17,7 @@ fn start_node(world: &World, name: &str, port: u16, env: &[(&str, String)]) -> K
         .efen()
         .env("EFEN_NODE__LISTEN", format!("127.0.0.1:{port}"))
         .env("EFEN_NODE__SERIES_QUIET_MS", "1000")
+        .env("EFEN_WATCH__SERIES_QUIET_MS", "1000")
         .env("EFEN_NODE__SEND_BACKOFF_MS", "200")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["watch", world.drop_dir().to_str().unwrap()])
@@ -32,7 +33,7 @@ async fn stop(world: &World, mut child: KillOnDrop) {
     assert_eq!(status.code(), Some(0), "{}", world.logs());
 }
 
-/// Succeeded cases that came in over DICOM.
+/// Succeeded cases that came in over DICOM (one per series).
 async fn received_cases(pool: &sqlx::AnyPool) -> i64 {
     count(pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND source_path LIKE '%/dicom-node/%'")
         .await
@@ -146,46 +147,57 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     orthanc.post("/modalities/efen/store", body.as_bytes());
     let sent_in = started.elapsed();
     world
-        .wait_for("Orthanc to accept the SEGs", Duration::from_secs(180), async || {
+        .wait_for("Orthanc to accept the SEG", Duration::from_secs(180), async || {
             // Orthanc answers a C-STORE once it has stored the instance.
-            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'seg' AND status = 'accepted'").await
-                == files.len() as i64
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'seg' AND status = 'accepted'").await == 1
         })
         .await;
     let round_trip = started.elapsed();
     eprintln!(
-        "round trip: {} instances from Orthanc to efen in {:.2} s ({:.1} instances/s); all {} SEGs in Orthanc after {:.2} s (series quiet time 1 s)",
+        "round trip: {} instances from Orthanc to efen in {:.2} s ({:.1} instances/s); their SEG in Orthanc after {:.2} s (series quiet time 1 s)",
         files.len(),
         sent_in.as_secs_f64(),
         files.len() as f64 / sent_in.as_secs_f64(),
-        files.len(),
         round_trip.as_secs_f64()
     );
 
-    assert_eq!(received_cases(&pool).await, files.len() as i64);
+    assert_eq!(received_cases(&pool).await, 1, "the series is one case");
     let segs = orthanc.segs();
-    assert_eq!(segs.len(), files.len(), "one SEG per instance in Orthanc");
-    for (id, tags) in segs {
-        let referenced = &tags["ReferencedSeriesSequence"][0];
-        assert_eq!(referenced["SeriesInstanceUID"], series_uid.as_str(), "the SEG references the source series");
-        let source_sop = referenced["ReferencedInstanceSequence"][0]["ReferencedSOPInstanceUID"].as_str().unwrap();
-        let (case_id,): (String,) = sqlx::query_as("SELECT case_id FROM cases WHERE source_path LIKE $1")
-            .bind(format!("%/{source_sop}.dcm"))
+    assert_eq!(segs.len(), 1, "one SEG for the series in Orthanc");
+    let (id, tags) = &segs[0];
+    let referenced = &tags["ReferencedSeriesSequence"][0];
+    assert_eq!(referenced["SeriesInstanceUID"], series_uid.as_str(), "the SEG references the source series");
+    assert_eq!(
+        referenced["ReferencedInstanceSequence"].as_array().unwrap().len(),
+        files.len(),
+        "the SEG lists every source instance"
+    );
+    // Each frame stands for the slice it references, with that slice's foreground as recorded.
+    let (case_id,): (String,) =
+        sqlx::query_as("SELECT case_id FROM case_results WHERE source_path LIKE '%/dicom-node/%'")
             .fetch_one(&pool)
             .await
             .unwrap();
-        let seg = orthanc.try_get(&format!("/instances/{id}/file")).unwrap();
-        let (rows, columns, frame) = seg_frame(&seg);
-        let (mask_rows, mask_columns, mask) = mask_bits(&world.out().join(&case_id).join("mask.png"));
-        assert_eq!((rows, columns), (mask_rows, mask_columns));
-        assert!(frame == mask, "SEG frame of case {case_id} differs from its mask.png");
-        assert!(frame.contains(&1), "a non-empty segment");
-    }
+    let seg = orthanc.try_get(&format!("/instances/{id}/file")).unwrap();
+    let frames = seg_frames(&seg);
+    assert!(!frames.is_empty(), "a non-empty segmentation");
+    let recorded: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT sop_instance_uid, foreground_px FROM series_slices WHERE case_id = $1 AND foreground_px > 0",
+    )
+    .bind(&case_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut recorded: Vec<(String, u64)> = recorded.into_iter().map(|(sop, n)| (sop, n as u64)).collect();
+    let mut framed = frames.clone();
+    recorded.sort();
+    framed.sort();
+    assert_eq!(framed, recorded, "one SEG frame per slice with foreground, referencing it");
+    assert!(world.out().join(&case_id).join("mask.nii.gz").is_file());
     // The overlays went too, as Secondary Capture images in the source's study.
     world
-        .wait_for("the overlays to arrive in Orthanc", Duration::from_secs(60), async || {
-            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'overlay' AND status = 'accepted'").await
-                == files.len() as i64
+        .wait_for("the overlay to arrive in Orthanc", Duration::from_secs(60), async || {
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'overlay' AND status = 'accepted'").await == 1
         })
         .await;
     let study = orthanc.get_json(&format!("/instances/{}/tags?simplify", found_instance(&orthanc, &files[0])))["StudyInstanceUID"]
@@ -198,13 +210,13 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
         .map(|id| orthanc.get_json(&format!("/instances/{}/tags?simplify", id.as_str().unwrap())))
         .filter(|tags| tags["SeriesDescription"] == "efen overlay")
         .collect();
-    assert_eq!(overlays.len(), files.len());
+    assert_eq!(overlays.len(), 1, "one overlay (the series' montage)");
     assert!(overlays.iter().all(|t| t["StudyInstanceUID"] == study && t["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7"));
 
     let accepted =
         count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'seg' AND status = 'accepted' AND peer_status = 0")
             .await;
-    assert_eq!(accepted, files.len() as i64);
+    assert_eq!(accepted, 1);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, 2 * accepted);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'series_received'").await, 1);
     stop(&world, child).await;
@@ -243,11 +255,11 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
 
     let pool = world.pool().await;
     world
-        .wait_for("the sends (2 SEGs, 2 overlays) to fail", Duration::from_secs(120), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'failed'").await == Some(4)
+        .wait_for("the sends (the series' SEG and overlay) to fail", Duration::from_secs(120), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'failed'").await == Some(2)
         })
         .await;
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_failed'").await, 4);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_failed'").await, 2);
     let errors: Vec<(String,)> = sqlx::query_as("SELECT last_error FROM sends").fetch_all(&pool).await.unwrap();
     assert!(errors.iter().all(|(e,)| e.contains("association with ARCHIVE@")), "the reason is recorded: {errors:?}");
     stop(&world, child).await;
@@ -265,11 +277,11 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
     let child = start_node(&world, "node-2", port, &env);
     world
         .wait_for("the failed sends to go out after the restart", Duration::from_secs(120), async || {
-            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 4
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 2
         })
         .await;
     let names = common::names(&received);
-    assert_eq!(names.len(), 4, "storescp holds both SEGs and both overlays: {names:?}");
+    assert_eq!(names.len(), 2, "storescp holds the SEG and the overlay: {names:?}");
     // dciodvfy (dicom3tools) judges what went out: SEGs (SG.*) and Secondary Captures (SC.*).
     for name in &names {
         let verdict = std::process::Command::new("dciodvfy").arg(received.join(name)).output().expect("dciodvfy");
@@ -335,21 +347,29 @@ async fn a_kill_mid_series_loses_no_acknowledged_instance() {
     assert_eq!(acknowledged(&log).len(), rest.len());
     eprintln!("received {} instances in {seconds:.2} s: {:.1} instances/s", rest.len(), rest.len() as f64 / seconds);
 
+    // Every instance is a slice of exactly one succeeded series case (the part received before
+    // the kill and the rest may be one case or two, as their quiet times fell).
+    let segmented = "SELECT COUNT(DISTINCT s.sop_instance_uid) FROM series_slices s \
+                     JOIN case_results r ON r.case_id = s.case_id WHERE r.status = 'succeeded' AND s.error IS NULL";
     world
         .wait_for("all 100 instances to be processed", Duration::from_secs(300), async || {
-            received_cases(&pool).await >= files.len() as i64
+            count(&pool, segmented).await >= files.len() as i64
         })
         .await;
     for file in &first {
-        let n: (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND source_path LIKE $1")
-                .bind(format!("%/{}.dcm", sop_of(file)))
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(n.0, 1, "acknowledged instance {} was processed", sop_of(file));
+        let n: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM series_slices s JOIN case_results r ON r.case_id = s.case_id \
+             WHERE r.status = 'succeeded' AND s.sop_instance_uid = $1",
+        )
+        .bind(sop_of(file))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(n.0, 1, "acknowledged instance {} was processed once", sop_of(file));
     }
-    assert_eq!(received_cases(&pool).await, files.len() as i64);
+    assert_eq!(count(&pool, segmented).await, files.len() as i64);
+    let cases = received_cases(&pool).await;
+    assert!((1..=2).contains(&cases), "the series came in as {cases} case(s)");
     stop(&world, child).await;
     pool.close().await;
     world.close().await;

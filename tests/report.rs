@@ -425,6 +425,7 @@ const WHICH_MODEL: &str = "
 SELECT source_path, model_name, model_sha256, pipeline, pipeline_settings, efen_version, recorded_at, mask_path
 FROM provenance
 WHERE source_sha256 = $1 OR file_sha256 = $1
+   OR case_id IN (SELECT case_id FROM series_slices WHERE file_sha256 = $1)
 ORDER BY recorded_at;";
 
 /// The README's query: how Dice moved between two model versions on the same inputs.
@@ -551,8 +552,9 @@ async fn audit_log_refuses_changes_in_sqlite() {
     world.close().await;
 }
 
-/// A multi-frame DICOM file is found by its own SHA-256 with the documented query: one row per
-/// frame, each with its instance and frame number; the HTML report still renders.
+/// A multi-frame DICOM file is found by its own SHA-256 with the documented query: as one series
+/// case (the default), and, with `[dicom] unit = "instance"`, as one row per frame, each with its
+/// instance and frame number; the HTML report still renders.
 #[tokio::test]
 async fn dicom_frames_are_traced_to_their_file() {
     let world = World::new(Backend::Sqlite).await;
@@ -563,8 +565,17 @@ async fn dicom_frames_are_traced_to_their_file() {
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&file).unwrap()));
     let documented = format!("SELECT source_path FROM ({}) q", WHICH_MODEL.trim().trim_end_matches(';'));
     let found: Vec<(String,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(documented.clone())).bind(&sha).fetch_all(&pool).await.unwrap();
+    assert_eq!(found.len(), 1, "the documented query finds the series case: {found:?}");
+    assert!(found[0].0.ends_with("three.dcm#series=2.25.1111111111111111111111111111111.2"), "{found:?}");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM results WHERE n_frames = 3").await, 1);
+
+    let instances = world.pipeline("instances", "[dicom]\nunit = \"instance\"");
+    let output = world.run(&["run", "--pipeline", instances.to_str().unwrap(), world.drop_dir().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let found: Vec<(String,)> =
         sqlx::query_as(sqlx::AssertSqlSafe(documented)).bind(&sha).fetch_all(&pool).await.unwrap();
-    assert_eq!(found.len(), 3, "the documented query finds the file's three frames: {found:?}");
+    assert_eq!(found.len(), 4, "and the file's three frames: {found:?}");
     let sql = "SELECT source_path, model_sha256, sop_instance_uid, CAST(frame_number AS BIGINT)
                FROM provenance WHERE file_sha256 = $1";
     let rows: Vec<(String, String, Option<String>, i64)> =

@@ -152,10 +152,12 @@ fn seg_and_nifti_pass_the_peers(name: &str) {
                 .unwrap_or_else(|_| image::GrayImage::new(parsed[f].columns(), parsed[f].rows()))
         })
         .collect();
+    let packed: Vec<efen::postprocess::PackedMask> =
+        masks.iter().map(efen::postprocess::PackedMask::from_gray).collect();
     let seg_slices: Vec<dicom::SegSlice> = stack
         .slices
         .iter()
-        .zip(&masks)
+        .zip(&packed)
         .map(|(&i, mask)| dicom::SegSlice { source: &parsed[slices[i].0], frame: slices[i].1, mask })
         .collect();
     let bytes =

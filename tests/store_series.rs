@@ -45,6 +45,7 @@ fn record() -> CaseRecord {
     let slice = |index: i64, position_mm, foreground_px, error: Option<&str>| SliceRecord {
         index,
         sop_instance_uid: Some(format!("{SERIES_UID}.{}", index + 1)),
+        file_sha256: format!("{index:064x}"),
         frame_number: 1,
         position_mm,
         foreground_px,

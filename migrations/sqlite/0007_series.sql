@@ -33,6 +33,7 @@ CREATE TABLE series_slices (
     case_id          TEXT NOT NULL REFERENCES dicom_series (case_id),
     slice_index      INTEGER NOT NULL,
     sop_instance_uid TEXT,
+    file_sha256      TEXT,                        -- SHA-256 of the instance file: finds a file's case
     frame_number     INTEGER NOT NULL,            -- 1-based frame within its instance
     position_mm      REAL,                        -- along the slice normal
     foreground_px    INTEGER,
@@ -45,6 +46,7 @@ CREATE TABLE series_slices (
 );
 -- Which series case an instance went into.
 CREATE INDEX series_slices_instance ON series_slices (sop_instance_uid);
+CREATE INDEX series_slices_file ON series_slices (file_sha256);
 
 DROP VIEW provenance;
 DROP VIEW case_results;

@@ -273,12 +273,12 @@ pub fn nifti_affine(planes: &[&SlicePlane]) -> Option<[[f64; 4]; 3]> {
     let last = planes.last()?;
     let (row_dir, col_dir) = (&first.orientation[..3], &first.orientation[3..]);
     let [row_spacing, column_spacing] = first.spacing;
-    let slice_step: [f64; 3] = if planes.len() > 1 {
-        let n = (planes.len() - 1) as f64;
-        std::array::from_fn(|a| (last.position[a] - first.position[a]) / n)
-    } else {
-        first.normal().map(|v| v * first.thickness.unwrap_or(1.0))
-    };
+    let n = (planes.len().max(2) - 1) as f64;
+    let mut slice_step: [f64; 3] = std::array::from_fn(|a| (last.position[a] - first.position[a]) / n);
+    if dot(&slice_step, &slice_step).sqrt() < SAME_POSITION_MM {
+        // One slice, or every slice at one position: step along the normal by the thickness.
+        slice_step = first.normal().map(|v| v * first.thickness.unwrap_or(1.0));
+    }
     let mut affine = [[0.0; 4]; 3];
     for a in 0..3 {
         let sign = if a < 2 { -1.0 } else { 1.0 };

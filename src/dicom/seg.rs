@@ -171,18 +171,11 @@ pub fn write_series_seg(
         if (mask_width, mask_height) != (info.columns, info.rows)
             || (info.rows, info.columns) != (first.source.info.rows, first.source.info.columns)
         {
-            return Err(DicomError::MaskSize {
-                mask_width,
-                mask_height,
-                columns: info.columns,
-                rows: info.rows,
-            });
+            return Err(DicomError::MaskSize { mask_width, mask_height, columns: info.columns, rows: info.rows });
         }
     }
     // Which slices get a frame: those with foreground, or all of them with write_empty.
-    let framed: Vec<usize> = (0..slices.len())
-        .filter(|&k| settings.write_empty || slices[k].mask.any())
-        .collect();
+    let framed: Vec<usize> = (0..slices.len()).filter(|&k| settings.write_empty || slices[k].mask.any()).collect();
     if framed.is_empty() {
         return Err(DicomError::EmptyMask);
     }

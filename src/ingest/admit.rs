@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::mpsc;
 
 use super::{Candidate, GroundTruthPattern};
-use crate::series::{Gatherer, Instance, SeriesCase, SliceTruth};
 use crate::case::{CaseMeta, DicomInput, Failure, Frame, Message, Outcome, Stage};
 use crate::ingest;
+use crate::series::{Gatherer, Instance, SeriesCase};
 use crate::store::{Claim, NewCase, Store, StoreError};
 
 /// What admission needs to know of the pipeline and the service, fixed for a run.
@@ -241,10 +241,7 @@ impl Admission {
 
     fn series_meta(&self, case: SeriesCase, origin: crate::case::Origin) -> CaseMeta {
         let sha256 = case.sha256();
-        let ground_truth = case.slices.iter().find_map(|s| match &s.truth {
-            Some(SliceTruth::Seg(path)) | Some(SliceTruth::Image(path)) => Some(path.clone()),
-            None => None,
-        });
+        let ground_truth = case.slices.iter().find_map(|s| s.truth.clone());
         CaseMeta {
             case_id: ingest::case_id(&sha256, &self.config.pipeline, &self.config.model_sha256),
             original: case.folder.clone(),

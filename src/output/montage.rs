@@ -18,11 +18,8 @@ pub fn montage(tiles: &[RgbImage]) -> RgbImage {
     let rows = n.div_ceil(columns);
     let cell_w = tiles.iter().map(|t| t.width()).max().unwrap_or(1);
     let cell_h = tiles.iter().map(|t| t.height()).max().unwrap_or(1);
-    let mut out = RgbImage::from_pixel(
-        columns * cell_w + (columns - 1) * GAP,
-        rows * cell_h + (rows - 1) * GAP,
-        BACKGROUND,
-    );
+    let mut out =
+        RgbImage::from_pixel(columns * cell_w + (columns - 1) * GAP, rows * cell_h + (rows - 1) * GAP, BACKGROUND);
     for (k, tile) in tiles.iter().enumerate() {
         let (column, row) = (k as u32 % columns, k as u32 / columns);
         image::imageops::replace(&mut out, tile, (column * (cell_w + GAP)) as i64, (row * (cell_h + GAP)) as i64);

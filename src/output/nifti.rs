@@ -32,7 +32,8 @@ pub fn write_nifti_gz(path: &Path, volume: &MaskVolume) -> Result<(), EmitError>
 pub fn write_packed_nifti_gz(path: &Path, slices: &[&PackedMask], affine: [[f64; 4]; 3]) -> Result<(), EmitError> {
     let (columns, rows) = slices.first().map_or((0, 0), |s| s.dimensions());
     let dims = [columns as usize, rows as usize, slices.len()];
-    let mismatch = slices.iter().any(|s| s.dimensions() != (columns, rows)).then(|| "slices differ in size".to_string());
+    let mismatch =
+        slices.iter().any(|s| s.dimensions() != (columns, rows)).then(|| "slices differ in size".to_string());
     write_gz(path, mismatch.or_else(|| invalid_geometry(dims, &affine)), |gz| {
         gz.write_all(&header(dims, &affine))?;
         let mut plane = Vec::with_capacity(dims[0] * dims[1]);

@@ -134,7 +134,12 @@ fn held_files(meta: &CaseMeta) -> Vec<HeldFile> {
         return series
             .files
             .iter()
-            .map(|f| HeldFile { current: f.current.clone(), original: f.original.clone(), holders: f.cases, part: part.clone() })
+            .map(|f| HeldFile {
+                current: f.current.clone(),
+                original: f.original.clone(),
+                holders: f.cases,
+                part: part.clone(),
+            })
             .collect();
     }
     let (holders, part) = match meta.frame {
@@ -274,6 +279,7 @@ fn series_record(case: &SeriesCase, summary: &SeriesSummary) -> SeriesRecord {
             SliceRecord {
                 index: k as i64,
                 sop_instance_uid: case.files[slice.file].input.identity.sop_instance_uid.clone(),
+                file_sha256: case.files[slice.file].sha256.clone(),
                 frame_number: slice.frame as i64 + 1,
                 position_mm: position,
                 foreground_px: outcome.foreground.map(|n| n as i64),

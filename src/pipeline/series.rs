@@ -123,7 +123,8 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
 
     let segmented = done.masks.iter().filter(|m| m.is_some()).count();
     if segmented == 0 {
-        let (stage, message) = done.slices.iter().find_map(|s| s.error.clone()).unwrap_or((Stage::Decode, String::new()));
+        let (stage, message) =
+            done.slices.iter().find_map(|s| s.error.clone()).unwrap_or((Stage::Decode, String::new()));
         return end(timings, fail(stage, format!("no slice of the {} could be segmented; {message}", case_name(case))));
     }
     if let Some((count, message)) = done.failures(Stage::Infer) {
@@ -232,7 +233,8 @@ fn write_outputs(
         outputs.mask = Some(path);
     }
     if ctx.outputs.overlay && !done.montage.is_empty() {
-        let path = output::retrying(|| output::montage::write_montage(dir, &done.montage)).map_err(|e| e.to_string())?;
+        let path =
+            output::retrying(|| output::montage::write_montage(dir, &done.montage)).map_err(|e| e.to_string())?;
         outputs.overlay = Some(path);
     }
     Ok((outputs, seg))

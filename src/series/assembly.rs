@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use image::{GrayImage, RgbImage};
 
-use super::{SeriesCase, SeriesSlice, SliceTruth};
+use super::{SeriesCase, SeriesSlice};
 use crate::case::{CaseMeta, Stage, Timings};
 use crate::dicom::{DicomError, SegTruth};
 use crate::metrics::Confusion;
@@ -23,7 +23,7 @@ pub struct SeriesWork {
     pub case: Arc<SeriesCase>,
     state: Mutex<State>,
     /// Ground-truth SEGs, parsed once for all the slices they cover.
-    truths: Mutex<HashMap<PathBuf, Arc<SegTruth>>>,
+    truths: Mutex<HashMap<PathBuf, Option<Arc<SegTruth>>>>,
 }
 
 /// What one slice came to.
@@ -79,8 +79,13 @@ impl Assembled {
 
     /// The first failure in `stage`, with how many slices failed in it.
     pub fn failures(&self, stage: Stage) -> Option<(usize, String)> {
-        let failed: Vec<&String> =
-            self.slices.iter().filter_map(|s| s.error.as_ref()).filter(|(st, _)| *st == stage).map(|(_, m)| m).collect();
+        let failed: Vec<&String> = self
+            .slices
+            .iter()
+            .filter_map(|s| s.error.as_ref())
+            .filter(|(st, _)| *st == stage)
+            .map(|(_, m)| m)
+            .collect();
         failed.first().map(|first| (failed.len(), (*first).clone()))
     }
 }
@@ -133,7 +138,9 @@ impl SeriesWork {
 
         let mut state = self.state.lock().expect("series lock");
         let wanted = state.montage.len() < MONTAGE_SLICES
-            || state.montage.iter().any(|(k, fg, _)| rank(foreground, index, self.case.slices.len()) > rank(*fg, *k, self.case.slices.len()));
+            || state.montage.iter().any(|(k, fg, _)| {
+                rank(foreground, index, self.case.slices.len()) > rank(*fg, *k, self.case.slices.len())
+            });
         if wanted {
             // Drawn outside the lock would be better, but the race would only redraw a slice.
             let overlay = crate::output::overlay(image, mask, truth.ok().flatten().as_ref());
@@ -173,36 +180,38 @@ impl SeriesWork {
 
     /// The slice's ground truth, when it has one.
     fn truth(&self, slice: &SeriesSlice, size: (u32, u32)) -> Result<Option<GrayImage>, String> {
-        match &slice.truth {
-            None => Ok(None),
-            Some(SliceTruth::Image(path)) => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?;
-                crate::decode::mask(&bytes)
-                    .map(Some)
-                    .map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()))
-            }
-            Some(SliceTruth::Seg(path)) => {
-                let seg = self.seg(path)?;
-                let input = &self.case.files[slice.file].input;
-                let uid = input.identity.sop_instance_uid.as_deref().unwrap_or_default();
-                match seg.mask(uid, slice.frame + 1) {
-                    Ok(mask) => Ok(Some(mask)),
-                    // The SEG has no frame for this slice: its truth is empty there.
-                    Err(DicomError::NotReferenced { .. }) => Ok(Some(GrayImage::new(size.0, size.1))),
-                    Err(e) => Err(format!("cannot read ground truth {}: {e}", path.display())),
-                }
-            }
+        let Some(path) = &slice.truth else {
+            return Ok(None);
+        };
+        let unreadable = |e: &dyn std::fmt::Display| format!("cannot read ground truth {}: {e}", path.display());
+        let Some(seg) = self.seg(path)? else {
+            let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
+            return crate::decode::mask(&bytes)
+                .map(Some)
+                .map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()));
+        };
+        let input = &self.case.files[slice.file].input;
+        let uid = input.identity.sop_instance_uid.as_deref().unwrap_or_default();
+        match seg.mask(uid, slice.frame + 1) {
+            Ok(mask) => Ok(Some(mask)),
+            // The SEG has no frame for this slice: its truth is empty there.
+            Err(DicomError::NotReferenced { .. }) => Ok(Some(GrayImage::new(size.0, size.1))),
+            Err(e) => Err(unreadable(&e)),
         }
     }
 
-    fn seg(&self, path: &Path) -> Result<Arc<SegTruth>, String> {
+    /// The SEG at `path`, parsed once; None when the file is not DICOM (a mask image).
+    fn seg(&self, path: &Path) -> Result<Option<Arc<SegTruth>>, String> {
         let mut truths = self.truths.lock().expect("truth lock");
         if let Some(seg) = truths.get(path) {
             return Ok(seg.clone());
         }
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?;
-        let seg = Arc::new(SegTruth::parse(&bytes).map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?);
+        let unreadable = |e: &dyn std::fmt::Display| format!("cannot read ground truth {}: {e}", path.display());
+        let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
+        let seg = match crate::dicom::looks_like_dicom(&bytes) {
+            true => Some(Arc::new(SegTruth::parse(&bytes).map_err(|e| unreadable(&e))?)),
+            false => None,
+        };
         truths.insert(path.to_path_buf(), seg.clone());
         Ok(seg)
     }

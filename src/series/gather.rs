@@ -50,7 +50,9 @@ impl Gatherer {
                 pending.last = now;
                 pending.instances.push(instance);
             }
-            None => self.series.push(Pending { uid: instance.series_uid.clone(), last: now, instances: vec![instance] }),
+            None => {
+                self.series.push(Pending { uid: instance.series_uid.clone(), last: now, instances: vec![instance] })
+            }
         }
         Ok(())
     }

@@ -57,17 +57,9 @@ pub struct SeriesSlice {
     pub file: usize,
     pub frame: u32,
     pub plane: Option<SlicePlane>,
-    pub truth: Option<SliceTruth>,
-}
-
-/// Where a slice's ground truth is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SliceTruth {
-    /// A mask image found by a ground-truth pattern next to the instance.
-    Image(PathBuf),
-    /// A SEG that references the series: frames it has for this slice are its truth, and a slice
-    /// it has no frame for is empty.
-    Seg(PathBuf),
+    /// Its ground truth: a mask image found by pattern next to the instance, or a DICOM SEG (by
+    /// pattern, or one that references the series: a slice it has no frame for is empty there).
+    pub truth: Option<PathBuf>,
 }
 
 impl SeriesCase {
@@ -161,12 +153,7 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
                 files.len() - 1
             });
             let by_pattern = instance.truth.clone().filter(|_| instance.input.file.frame_count() == 1);
-            members.push(SeriesSlice {
-                file: local,
-                frame,
-                plane: headers[i].plane.clone(),
-                truth: by_pattern.map(SliceTruth::Image),
-            });
+            members.push(SeriesSlice { file: local, frame, plane: headers[i].plane.clone(), truth: by_pattern });
         }
         let seg = members.iter().find_map(|slice| {
             let uid = files[slice.file].input.identity.sop_instance_uid.as_deref()?;
@@ -174,7 +161,7 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
         });
         if let Some(seg) = seg {
             for slice in &mut members {
-                slice.truth = Some(SliceTruth::Seg(seg.clone()));
+                slice.truth = Some(seg.clone());
             }
         }
         cases.push(SeriesCase {

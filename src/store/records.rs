@@ -175,6 +175,8 @@ pub struct SliceRecord {
     /// 0-based place in the stack's spatial order.
     pub index: i64,
     pub sop_instance_uid: Option<String>,
+    /// SHA-256 of the instance file: what finds the case of a file that went into a series.
+    pub file_sha256: String,
     /// 1-based frame within its instance.
     pub frame_number: i64,
     /// Image Position (Patient) along the slice normal, in mm, when there is geometry.
@@ -285,13 +287,13 @@ pub(super) fn insert_series<'a>(case_id: &'a str, s: &'a SeriesRecord) -> Query<
     .bind(geometry_warnings_text(&s.warnings))
 }
 
-/// Slices per INSERT: 11 values a row keeps a chunk at 1,100 bound values, far below SQLite's
+/// Slices per INSERT: 12 values a row keeps a chunk at 1,200 bound values, far below SQLite's
 /// 32,766 and PostgreSQL's 65,535, and a 600-slice series takes 6 round trips instead of 600.
 pub(super) const SLICES_PER_INSERT: usize = 100;
 
 /// One multi-row INSERT for a chunk of a series' slices (at most [`SLICES_PER_INSERT`]).
 pub(super) fn insert_slices<'a>(case_id: &'a str, slices: &'a [SliceRecord]) -> Query<'a, sqlx::Any, AnyArguments> {
-    const COLUMNS: usize = 11;
+    const COLUMNS: usize = 12;
     let rows: Vec<String> = (0..slices.len())
         .map(|row| {
             let values: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", row * COLUMNS + c)).collect();
@@ -299,7 +301,7 @@ pub(super) fn insert_slices<'a>(case_id: &'a str, slices: &'a [SliceRecord]) -> 
         })
         .collect();
     let sql = format!(
-        "INSERT INTO series_slices (case_id, slice_index, sop_instance_uid, frame_number, position_mm,
+        "INSERT INTO series_slices (case_id, slice_index, sop_instance_uid, file_sha256, frame_number, position_mm,
              foreground_px, tp, fp, fn, tn, error)
          VALUES {}
          ON CONFLICT (case_id, slice_index) DO NOTHING",
@@ -311,6 +313,7 @@ pub(super) fn insert_slices<'a>(case_id: &'a str, slices: &'a [SliceRecord]) -> 
             .bind(case_id)
             .bind(slice.index)
             .bind(&slice.sop_instance_uid)
+            .bind(&slice.file_sha256)
             .bind(slice.frame_number)
             .bind(slice.position_mm)
             .bind(slice.foreground_px)

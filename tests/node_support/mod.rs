@@ -166,20 +166,30 @@ impl Orthanc {
     }
 }
 
-/// The first frame of a SEG (1 bit per pixel, least significant bit first) as 0/1 values.
-pub fn seg_frame(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+/// Each frame of a multi-frame SEG: the source instance it references (Derivation Image → Source
+/// Image) and its foreground pixels, read from the 1-bit Pixel Data (least significant bit first,
+/// frames back to back).
+pub fn seg_frames(bytes: &[u8]) -> Vec<(String, u64)> {
     let object = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..])).expect("SEG readable");
-    let rows = object.element(tags::ROWS).unwrap().to_int::<u32>().unwrap();
-    let columns = object.element(tags::COLUMNS).unwrap().to_int::<u32>().unwrap();
+    let rows = object.element(tags::ROWS).unwrap().to_int::<usize>().unwrap();
+    let columns = object.element(tags::COLUMNS).unwrap().to_int::<usize>().unwrap();
     let data = object.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
-    let bits = (0..(rows * columns) as usize).map(|i| (data[i / 8] >> (i % 8)) & 1).collect();
-    (rows, columns, bits)
-}
-
-/// mask.png as 0/1 values.
-pub fn mask_bits(path: &Path) -> (u32, u32, Vec<u8>) {
-    let mask = image::open(path).unwrap().to_luma8();
-    (mask.height(), mask.width(), mask.as_raw().iter().map(|v| u8::from(*v > 0)).collect())
+    let items = |obj: &dicom_object::InMemDicomObject, tag| {
+        obj.element(tag).unwrap().value().items().expect("a sequence").to_vec()
+    };
+    let groups = items(&object, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
+    groups
+        .iter()
+        .enumerate()
+        .map(|(k, group)| {
+            let derivation = &items(group, tags::DERIVATION_IMAGE_SEQUENCE)[0];
+            let source = &items(derivation, tags::SOURCE_IMAGE_SEQUENCE)[0];
+            let sop = source.element(tags::REFERENCED_SOP_INSTANCE_UID).unwrap().to_str().unwrap();
+            let pixels = rows * columns;
+            let on = (k * pixels..(k + 1) * pixels).filter(|i| (data[i / 8] >> (i % 8)) & 1 == 1).count() as u64;
+            (sop.trim_end_matches('\0').to_string(), on)
+        })
+        .collect()
 }
 
 /// Spawns storescu with its verbose log in `log`: which files were acknowledged is read back

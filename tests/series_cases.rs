@@ -1,0 +1,212 @@
+//! Issue 12 through the real binary: a DICOM series is one case, one `results` row and one
+//! multi-frame SEG, whatever order its files come in, from `efen run` and from `efen watch`'s drop
+//! folder. The SEGs and volumes efen writes are judged by peers (tests/series_check.py: dciodvfy,
+//! highdicom, nibabel, dcmqi's segimage2itkimage, and numpy for the 3D Dice).
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Backend, SpawnGuarded, World, count, stderr};
+
+fn series() -> PathBuf {
+    let dir = common::repo().join("tests/fixtures/series");
+    assert!(dir.join("manifest.json").is_file(), "run scripts/series-fixtures.sh (scripts/test.sh does)");
+    dir
+}
+
+/// Runs tests/series_check.py on a SEG efen wrote, against its source; returns its report.
+fn peer_check(seg: &Path, source: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(common::venv_python())
+        .arg(common::repo().join("tests/series_check.py"))
+        .args([seg, source])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "series_check.py {}:\n{stdout}\n{}",
+        seg.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// (case id, n_frames, dsc, volume_ml, truth_volume_ml) of the series case whose source path ends
+/// with `suffix`.
+async fn series_case(pool: &sqlx::AnyPool, suffix: &str) -> (String, i64, Option<f64>, Option<f64>, Option<f64>) {
+    sqlx::query_as(
+        "SELECT c.case_id, CAST(r.n_frames AS BIGINT), r.dsc, r.volume_ml, r.truth_volume_ml
+         FROM cases c JOIN results r ON r.case_id = c.case_id WHERE c.source_path LIKE $1",
+    )
+    .bind(format!("%{suffix}"))
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("one case for {suffix}: {e}"))
+}
+
+on_both_backends!(each_series_is_one_case_with_one_seg);
+
+async fn each_series_is_one_case_with_one_seg(backend: Backend) {
+    let world = World::new(backend).await;
+    let fixtures = series();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json")).unwrap()).unwrap();
+    let uid = |name: &str| manifest["fixtures"][name]["series_instance_uid"].as_str().unwrap().to_string();
+    let inputs: Vec<PathBuf> =
+        ["ct_sphere", "ct_sphere_seg.dcm", "enhanced_mr.dcm", "enhanced_mr_seg.dcm", "two_orientations", "gap"]
+            .iter()
+            .map(|name| fixtures.join(name))
+            .collect();
+    let mut args = vec!["run".to_string()];
+    args.extend(inputs.iter().map(|p| p.display().to_string()));
+    let output = world.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let pool = world.pool().await;
+    // 24 CT slices, 176 Enhanced MR frames, two stacks of one series, one series with a gap; the
+    // two ground-truth SEGs are not cases.
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 5, "{}", stderr(&output));
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded'").await, 5);
+
+    // The CT: one case of 24 slices, its 3D Dice and volumes equal what numpy computes from the
+    // SEG (read by highdicom) and the fixture's truth volume.
+    let (ct, frames, dsc, volume, truth_volume) =
+        series_case(&pool, &format!("ct_sphere#series={}", uid("ct_sphere"))).await;
+    assert_eq!(frames, 24);
+    let out = world.out().join(&ct);
+    let report = peer_check(
+        &out.join("seg.dcm"),
+        &fixtures.join("ct_sphere"),
+        &[
+            "--nifti",
+            out.join("mask.nii.gz").to_str().unwrap(),
+            "--truth",
+            fixtures.join("ct_sphere_truth.npy").to_str().unwrap(),
+            "--dcmqi",
+        ],
+    );
+    let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() < 1e-6;
+    assert!(close(dsc.unwrap(), &report["truth"]["dsc"]), "efen's 3D DSC {dsc:?} vs numpy: {report}");
+    assert!(close(volume.unwrap(), &report["truth"]["seg_volume_ml"]), "{volume:?} vs {report}");
+    assert!(close(truth_volume.unwrap(), &report["truth"]["truth_volume_ml"]), "{truth_volume:?} vs {report}");
+    let (compared,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM series_slices WHERE case_id = $1 AND tp IS NOT NULL")
+            .bind(&ct)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(compared, 24, "every slice compared with the ground-truth SEG, empty frames included");
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["series"]["slices"], 24);
+    assert!(out.join("overlay.png").is_file() && !out.join("mask.png").exists());
+
+    // The Enhanced MR: one file, 176 frames, one case; its SEG names each source frame.
+    let (mr, frames, dsc, _, _) = series_case(&pool, &format!("enhanced_mr.dcm#series={}", uid("enhanced_mr"))).await;
+    assert_eq!(frames, 176);
+    assert!(dsc.is_some(), "the Enhanced MR's ground-truth SEG was used");
+    let out = world.out().join(&mr);
+    peer_check(
+        &out.join("seg.dcm"),
+        &fixtures.join("enhanced_mr.dcm"),
+        &[
+            "--nifti",
+            out.join("mask.nii.gz").to_str().unwrap(),
+            "--truth",
+            fixtures.join("enhanced_mr_truth.npy").to_str().unwrap(),
+        ],
+    );
+
+    // Two orientations: two stacks, each a case, each saying why it is apart.
+    let stacks: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT CAST(stack AS BIGINT), stack_reason FROM dicom_series WHERE series_instance_uid = $1 ORDER BY stack",
+    )
+    .bind(uid("two_orientations"))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stacks.len(), 2, "{stacks:?}");
+    assert!(
+        stacks.iter().all(|(_, reason)| reason.as_deref().is_some_and(|r| r.contains("orientation"))),
+        "{stacks:?}"
+    );
+    for n in 1..=2 {
+        let (case, _, _, _, _) = series_case(&pool, &format!("#series={}#stack={n}", uid("two_orientations"))).await;
+        let out = world.out().join(&case);
+        peer_check(
+            &out.join("seg.dcm"),
+            &fixtures.join("two_orientations"),
+            &["--stack", &(n - 1).to_string(), "--nifti", out.join("mask.nii.gz").to_str().unwrap()],
+        );
+    }
+
+    // The gap is a warning on the case, not a failure.
+    let (warnings,): (Option<String>,) =
+        sqlx::query_as("SELECT geometry_warnings FROM dicom_series WHERE series_instance_uid = $1")
+            .bind(uid("gap"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(warnings.as_deref().is_some_and(|w| w.contains("a slice may be missing")), "{warnings:?}");
+
+    // The same series again (other file names, other order) is the same case, not a new one.
+    let copy = world.dir.path().join("again");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (k, entry) in std::fs::read_dir(fixtures.join("ct_sphere")).unwrap().enumerate() {
+        std::fs::copy(entry.unwrap().path(), copy.join(format!("{}.dcm", 1000 - k))).unwrap();
+    }
+    let output = world.run(&["run", copy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 5, "{}", stderr(&output));
+    pool.close().await;
+    world.close().await;
+}
+
+/// `efen watch`: the files of a series dropped one by one become one case once the series has been
+/// quiet; every file goes to done/.
+#[tokio::test]
+async fn a_dropped_series_becomes_one_case_after_its_quiet_time() {
+    let world = World::new(Backend::Sqlite).await;
+    let mut child = world
+        .efen()
+        .env("EFEN_WATCH__SERIES_QUIET_MS", "1500")
+        .env("EFEN_WATCH__SETTLE_MS", "200")
+        .args(["watch", world.drop_dir().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(world.log("watch"))
+        .spawn_guarded()
+        .unwrap();
+    let source = series().join("ct_sphere");
+    let files: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
+    let target = world.drop_dir().join("ct");
+    std::fs::create_dir_all(&target).unwrap();
+    // Half now, half a little later: still one series, as long as the gap is under the quiet time.
+    for (k, file) in files.iter().enumerate() {
+        std::fs::copy(file, target.join(file.file_name().unwrap())).unwrap();
+        if k == files.len() / 2 {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+    }
+    let pool = world.pool().await;
+    world
+        .wait_for("the series case", Duration::from_secs(60), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM case_results").await == Some(1)
+        })
+        .await;
+    world
+        .wait_for("every file in done/", Duration::from_secs(30), async || {
+            common::names(&world.state().join("done")).len() == files.len()
+        })
+        .await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM results WHERE status = 'succeeded' AND n_frames = 24").await, 1);
+    common::signal(&child, "TERM");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 1, "{}", world.logs());
+    pool.close().await;
+    world.close().await;
+}
