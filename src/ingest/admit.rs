@@ -224,8 +224,13 @@ impl Admission {
                 record_same_path: first.policy.record_same_path,
             };
             let origin = first.origin;
+            let (uid, count) = (first.series_uid.clone(), instances.len());
+            let started = Instant::now();
             let segs = &mut self.segs;
             let cases = crate::series::cases_of(instances, |uid, frame| segs.as_mut()?.find(uid, frame));
+            let slices: usize = cases.iter().map(|c| c.slices.len()).sum();
+            let grouping_ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(series = %uid, instances = count, slices, stacks = cases.len(), grouping_ms, "series complete");
             for case in cases {
                 let meta = self.series_meta(case, origin);
                 self.admit_case(meta, Ok(Arc::new(Vec::new())), policy).await?;

@@ -98,6 +98,16 @@ pub struct SeriesResult<'a> {
     pub truth_volume_ml: Option<f64>,
     /// Slices left out, each with its instance, frame and reason.
     pub failed_slices: Vec<FailedSlice>,
+    /// Where the emit time went.
+    pub emit_ms: EmitTimes,
+}
+
+/// Milliseconds spent writing each of a series' files.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct EmitTimes {
+    pub seg_ms: f64,
+    pub nifti_ms: f64,
+    pub overlay_ms: f64,
 }
 
 #[derive(Debug, Serialize)]

@@ -11,7 +11,7 @@ use image::{GrayImage, RgbImage};
 use super::stages::{self, SegOutcome, StageContext, ms, save_seg};
 use crate::case::{CaseMeta, Evaluation, Failure, Outcome, SeriesSummary, SliceOf, Stage, Succeeded, TileJob, Timings};
 use crate::dicom::{DicomFile, SegSlice};
-use crate::output::{self, OutputPaths};
+use crate::output::{self, EmitTimes, OutputPaths};
 use crate::postprocess::PackedMask;
 use crate::series::assembly::Assembled;
 use crate::series::{SeriesCase, SeriesSlice, SeriesWork};
@@ -138,7 +138,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     let dir = ctx.out_dir.join(&meta.case_id);
     let written = write_outputs(ctx, case, &done, &dir);
     timings.emit_ms = ms(started.elapsed());
-    let (mut outputs, seg) = match written {
+    let (mut outputs, seg, emit_times) = match written {
         Ok(written) => written,
         Err(message) => return end(timings, fail(Stage::Emit, message)),
     };
@@ -190,6 +190,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
             volume_ml: summary.volume_ml,
             truth_volume_ml: summary.truth_volume_ml,
             failed_slices,
+            emit_ms: emit_times,
         }),
     };
     match output::retrying(|| output::write_result(&dir, &result)) {
@@ -207,7 +208,7 @@ fn write_outputs(
     case: &SeriesCase,
     done: &Assembled,
     dir: &Path,
-) -> Result<(OutputPaths, SegOutcome), String> {
+) -> Result<(OutputPaths, SegOutcome, EmitTimes), String> {
     output::retrying(|| output::create_dir(dir)).map_err(|e| e.to_string())?;
     let mut outputs = OutputPaths::default();
     let seg_slices: Vec<SegSlice> = case
@@ -218,11 +219,14 @@ fn write_outputs(
             Some(SegSlice { source: &case.files[slice.file].input.file, frame: slice.frame, mask: mask.as_ref()? })
         })
         .collect();
+    let mut clock = Instant::now();
+    let mut lap = || ms(std::mem::replace(&mut clock, Instant::now()).elapsed());
     let seg = crate::dicom::write_series_seg(&seg_slices, case.spacing, &ctx.dicom.seg, &ctx.model_sha256);
     let seg = save_seg(seg, dir)?;
     if let SegOutcome::Written(path) = &seg {
         outputs.seg = Some(path.clone());
     }
+    let mut emit = EmitTimes { seg_ms: lap(), ..Default::default() };
     if ctx.outputs.mask {
         let first = &case.files[0].input.file;
         let empty = PackedMask::empty(first.columns(), first.rows());
@@ -232,12 +236,14 @@ fn write_outputs(
         output::retrying(|| output::nifti::write_packed_nifti_gz(&path, &masks, affine)).map_err(|e| e.to_string())?;
         outputs.mask = Some(path);
     }
+    emit.nifti_ms = lap();
     if ctx.outputs.overlay && !done.montage.is_empty() {
         let path =
             output::retrying(|| output::montage::write_montage(dir, &done.montage)).map_err(|e| e.to_string())?;
         outputs.overlay = Some(path);
     }
-    Ok((outputs, seg))
+    emit.overlay_ms = lap();
+    Ok((outputs, seg, emit))
 }
 
 /// "series <uid>" or "stack n of series <uid>", for messages.
