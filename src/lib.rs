@@ -19,7 +19,8 @@
 //! `efen run` and `efen watch`, [`model`] reads model cards, [`runtime`] loads ONNX Runtime,
 //! [`config`] composes the stages' settings, [`shutdown`]
 //! turns signals into a drain, [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
-//! outbox of SEGs), [`doctor`] checks an installation, [`bench`] measures the pipeline against
+//! outbox of SEGs), [`telemetry`] keeps the typed events of the stages as Prometheus metrics,
+//! [`doctor`] checks an installation, [`bench`] measures the pipeline against
 //! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the face on the
 //! terminal (flags, progress, tables, exit codes).
 
@@ -44,3 +45,4 @@ pub mod runtime;
 pub mod series;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
