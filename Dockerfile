@@ -6,7 +6,8 @@ COPY . .
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
+# curl: the compose healthcheck asks /readyz with it.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/efen
 COPY config config

@@ -4,11 +4,12 @@
 #   cmake, g++          CharLS, the JPEG-LS codec of dicom-pixeldata
 #   chromium            the HTML report is opened and screenshotted headless (tests/report.rs)
 #   orthanc             a real PACS peer for the DICOM node tests (tests/node.rs)
+#   prometheus          scrapes efen's /metrics in tests/http.rs
 set -euo pipefail
 
 declare -A package_of=(
   [img2dcm]=dcmtk [storescu]=dcmtk [dciodvfy]=dicom3tools [cmake]=cmake [g++]=g++
-  [chromium]=chromium [Orthanc]=orthanc
+  [chromium]=chromium [Orthanc]=orthanc [prometheus]=prometheus
 )
 need=()
 for tool in "${!package_of[@]}"; do
@@ -22,7 +23,9 @@ sudo=()
 [[ $(id -u) == 0 ]] || sudo=(sudo)
 "${sudo[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
-# Debian starts Orthanc as a service on install; the tests start their own on free ports.
-if [[ " ${need[*]} " == *" orthanc "* ]] && command -v systemctl >/dev/null; then
-  "${sudo[@]}" systemctl disable --now orthanc >/dev/null 2>&1 || true
-fi
+# Debian starts Orthanc and Prometheus as services on install; the tests start their own on free ports.
+for service in orthanc prometheus; do
+  if [[ " ${need[*]} " == *" $service "* ]] && command -v systemctl >/dev/null; then
+    "${sudo[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-# Debian packages (dcmtk, dicom3tools, chromium, orthanc, cmake), then the Python environment:
+# Debian packages (dcmtk, dicom3tools, chromium, orthanc, prometheus, cmake), then the Python environment:
 # the DICOM fixtures are made and checked with pydicom, the series fixtures with highdicom.
 scripts/system-packages.sh
 scripts/python-env.sh

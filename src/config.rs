@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The compiled-in defaults: the same file users edit, so the two cannot drift apart.
 const DEFAULTS: &str = include_str!("../config/default.toml");
-const SECTIONS: [&str; 7] = ["paths", "database", "runtime", "engine", "watch", "dicom", "node"];
+const SECTIONS: [&str; 8] = ["paths", "database", "runtime", "engine", "watch", "dicom", "node", "http"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +33,7 @@ pub struct Config {
     pub watch: crate::ingest::watch::WatchConfig,
     pub dicom: crate::dicom::PatientIdConfig,
     pub node: crate::node::NodeConfig,
+    pub http: crate::http::HttpConfig,
     /// The project root every relative path is resolved against (not a file key).
     #[serde(skip)]
     pub root: PathBuf,
@@ -96,6 +97,7 @@ impl Config {
         problems.extend(self.engine.problems());
         problems.extend(self.watch.problems());
         problems.extend(self.node.problems());
+        problems.extend(self.http.problems());
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems.join("; "))) }
     }
 

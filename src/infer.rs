@@ -107,6 +107,7 @@ pub fn serve<P>(
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
+        crate::telemetry::batch_formed(batch.len());
         let started = Instant::now();
         let tensors: Vec<&[f32]> = batch.iter().map(|r| r.tensor.as_slice()).collect();
         let results = run_or_retry_alone(&mut inference, &tensors);

@@ -19,7 +19,8 @@
 //! `efen run` and `efen watch`, [`model`] reads model cards, [`runtime`] loads ONNX Runtime,
 //! [`config`] composes the stages' settings, [`shutdown`]
 //! turns signals into a drain, [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
-//! outbox of SEGs), [`doctor`] checks an installation, [`bench`] measures the pipeline against
+//! outbox of SEGs), [`http`] gives it health checks and Prometheus metrics (from the typed events
+//! of [`telemetry`]), [`doctor`] checks an installation, [`bench`] measures the pipeline against
 //! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the face on the
 //! terminal (flags, progress, tables, exit codes).
 
@@ -30,6 +31,7 @@ pub mod config;
 pub mod decode;
 pub mod dicom;
 pub mod doctor;
+pub mod http;
 pub mod infer;
 pub mod ingest;
 pub mod metrics;
@@ -44,3 +46,4 @@ pub mod runtime;
 pub mod series;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;

@@ -62,6 +62,10 @@ enum Command {
         /// Also be a DICOM node: a Storage SCP on this host:port (overrides node.listen).
         #[arg(long)]
         listen: Option<String>,
+        /// Also serve /healthz, /readyz and /metrics over HTTP on this host:port (overrides
+        /// http.listen).
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
         /// The drop folder.
         dir: PathBuf,
     },
@@ -170,12 +174,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             print!("{}", progress::render(&report, elapsed));
             Ok(if report.count(Status::Failed) > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        Command::Watch { pipeline, out, listen, dir } => {
+        Command::Watch { pipeline, out, listen, http, dir } => {
             if let Some(out) = out {
                 config.paths.out_dir = std::path::absolute(out)?;
             }
             if let Some(listen) = listen {
                 config.node.listen = listen;
+            }
+            if let Some(http) = http {
+                config.http.listen = http;
+                if let Some(problem) = config.http.problems().into_iter().next() {
+                    anyhow::bail!("--http: {problem}");
+                }
             }
             let report =
                 crate::pipeline::watch(config, pipeline.as_deref(), dir, Arc::new(Progress::new(true))).await?;

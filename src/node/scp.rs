@@ -152,6 +152,7 @@ async fn association(socket: TcpStream, options: &Options, spool: &Spool) -> any
             return Ok(());
         }
     };
+    crate::telemetry::association_accepted();
     let caller = dicom_ul::association::Association::peer_ae_title(&association).trim().to_string();
     let contexts: HashMap<u8, String> =
         association.presentation_contexts().iter().map(|pc| (pc.id, pc.transfer_syntax.clone())).collect();
@@ -235,6 +236,7 @@ async fn association(socket: TcpStream, options: &Options, spool: &Spool) -> any
                         }
                         None => anyhow::bail!("data set without a C-STORE request"),
                     };
+                    crate::telemetry::instance_received(code == status::SUCCESS);
                     if code == status::SUCCESS {
                         stored += 1;
                     } else {

@@ -1,7 +1,7 @@
 //! What a run knows of its cases as they end: one [`Row`] per case, gathered in the [`RunReport`],
 //! and each handed to a [`CaseObserver`] as it ends. Drawing them is the face's business.
 
-use crate::case::{CaseMeta, Outcome};
+use crate::case::{CaseMeta, Outcome, Timings};
 use crate::metrics::{Confusion, Scores};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Row {
     pub scores: Option<Scores>,
     pub counts: Option<Confusion>,
     pub latency_ms: f64,
+    /// Time spent in each stage (none for a duplicate, which never reached one).
+    pub timings: Option<Timings>,
 }
 
 impl Row {
@@ -47,6 +49,7 @@ impl Row {
             scores: evaluation.map(|e| e.scores),
             counts: evaluation.map(|e| e.counts),
             latency_ms,
+            timings: Some(outcome.timings),
         }
     }
 
@@ -65,6 +68,7 @@ impl Row {
             scores: None,
             counts: None,
             latency_ms: 0.0,
+            timings: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! `efen watch`: watches a drop folder (and, with `node.listen`, is a DICOM node feeding it) until
-//! SIGINT or SIGTERM, then finishes the cases in flight.
+//! `efen watch`: watches a drop folder (and, with `node.listen`, is a DICOM node feeding it; with
+//! `http.listen`, serves health and metrics) until SIGINT or SIGTERM, then finishes the cases in
+//! flight.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +33,22 @@ pub async fn watch(
     let dir = std::fs::canonicalize(&dir)?;
     // Signals first: a SIGTERM while the model loads still ends in an orderly exit 0.
     let shutdown = crate::shutdown::on_signal();
+    // The HTTP server before the model: /healthz answers (and /readyz says why not ready) while a
+    // large model loads.
+    let readiness = Arc::new(crate::http::Readiness::new(vec![
+        ("drop folder", dir.clone()),
+        ("state folder", config.state_dir()),
+        ("output folder", config.out_dir()),
+    ]));
+    let http = if config.http.enabled() {
+        Some(crate::http::start(&config.http, readiness.clone(), shutdown.clone()).await?)
+    } else {
+        None
+    };
+    let observer: Arc<dyn CaseObserver> = Arc::new(crate::telemetry::Observed(observer));
     let mut engine = Engine::open(config, pipeline).await?;
+    readiness.engine_ready(engine.store.clone());
+    crate::telemetry::started(&engine.definition.name, &engine.model.sha256);
     let worker = engine.config.watch.worker();
     let claimed_root = engine.config.state_dir().join("claimed");
     let folder = DropFolder {
@@ -122,6 +138,9 @@ pub async fn watch(
     watcher.await??;
     if let Some(node) = node {
         node.join_all().await;
+    }
+    if let Some(http) = http {
+        http.join().await;
     }
     tracing::info!("stopping: finishing the cases in flight");
     drop(admission);

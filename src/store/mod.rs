@@ -321,9 +321,12 @@ impl Store {
         let mut delay = std::time::Duration::from_millis(100);
         let mut failures = 0u32;
         loop {
-            match attempt().await {
+            let result = attempt().await;
+            crate::telemetry::store_up(!result.as_ref().is_err_and(StoreError::is_transient));
+            match result {
                 Err(e) if e.is_transient() && !give_up.is_cancelled() => {
                     failures += 1;
+                    crate::telemetry::store_retry();
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!("store unavailable while {what} (attempt {failures}), retrying: {e}");
                     }

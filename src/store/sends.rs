@@ -120,7 +120,9 @@ impl Store {
         if let Some(action) = action {
             self.audit(&mut tx, None, Some(attempt.case_id), action, &attempt.detail).await?;
         }
-        tx.commit().await.map_err(query(ACTION))
+        tx.commit().await.map_err(query(ACTION))?;
+        crate::telemetry::send_recorded(attempt.status.as_str());
+        Ok(())
     }
 
     /// An event with no run behind it (the DICOM node's series), for the audit log.
