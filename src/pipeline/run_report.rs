@@ -32,10 +32,13 @@ impl Row {
         let latency_ms = outcome.meta.started.elapsed().as_secs_f64() * 1e3;
         let (status, detail, evaluation) = match &outcome.result {
             Ok(done) => {
-                let detail = match &done.evaluation {
+                let mut detail = match &done.evaluation {
                     Some(_) => String::new(),
                     None => format!("no ground truth; foreground {:.1}%", done.foreground_fraction * 100.0),
                 };
+                if let (Some(case), Some(summary)) = (&outcome.meta.series, &outcome.series) {
+                    detail = series_detail(case, summary, detail);
+                }
                 (Status::Succeeded, detail, done.evaluation)
             }
             Err(f) => (Status::Failed, format!("{}: {}", f.stage.as_str(), f.message), None),
@@ -134,4 +137,21 @@ pub struct Quiet;
 
 impl CaseObserver for Quiet {
     fn case_ended(&self, _row: &Row) {}
+}
+
+/// "24 slices, 14.09 mL", with the slices left out and the geometry warnings, before `rest`.
+fn series_detail(case: &crate::series::SeriesCase, summary: &crate::case::SeriesSummary, rest: String) -> String {
+    let mut parts = vec![format!("{} slices", case.slices.len())];
+    if let Some(ml) = summary.volume_ml {
+        parts.push(format!("{ml:.2} mL"));
+    }
+    let failed = summary.slices.iter().filter(|s| s.error.is_some()).count();
+    if failed > 0 {
+        parts.push(format!("{failed} slice(s) left out"));
+    }
+    parts.extend(case.warnings.iter().cloned());
+    if !rest.is_empty() {
+        parts.push(rest);
+    }
+    parts.join("; ")
 }
