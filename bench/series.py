@@ -109,11 +109,11 @@ def main():
     keep = [k for k in range(len(ordered)) if volume[k].any()]
     description = hd.seg.SegmentDescription(
         segment_number=1, segment_label="lesion",
-        segmented_property_category=codes.SCT.MorphologicallyAlteredStructure,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=codes.SCT.Lesion,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name="EFEN", version="1", family=codes.cid7162.ArtificialIntelligence))
+            name="EFEN", version="1", family=codes.DCM.ArtificialIntelligence))
     started = time.monotonic()
     seg = hd.seg.Segmentation(
         source_images=[ordered[k] for k in keep], pixel_array=volume[keep],
