@@ -179,23 +179,8 @@ fn seg_and_nifti_pass_the_peers(name: &str) {
     efen::output::nifti::write_nifti_gz(&nifti, &volume).unwrap();
 
     let truth = series().join(fixture["truth"].as_str().unwrap());
-    let output = std::process::Command::new(common::venv_python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/series_check.py"))
-        .args([&seg, &source])
-        .arg("--nifti")
-        .arg(&nifti)
-        .arg("--truth")
-        .arg(&truth)
-        .args(["--min-dsc", "0.9999"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "series_check.py on {name}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let extra = ["--nifti", nifti.to_str().unwrap(), "--truth", truth.to_str().unwrap(), "--min-dsc", "0.9999"];
+    let report = common::series_check(&seg, &source, &extra);
     eprintln!("series_check.py on {name}: {report}");
     assert_eq!(report["truth"]["dsc"], 1.0, "{report}");
 }

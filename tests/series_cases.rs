@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,24 +16,6 @@ fn series() -> PathBuf {
     let dir = common::repo().join("tests/fixtures/series");
     assert!(dir.join("manifest.json").is_file(), "run scripts/series-fixtures.sh (scripts/test.sh does)");
     dir
-}
-
-/// Runs tests/series_check.py on a SEG efen wrote, against its source; returns its report.
-fn peer_check(seg: &Path, source: &Path, extra: &[&str]) -> serde_json::Value {
-    let output = std::process::Command::new(common::venv_python())
-        .arg(common::repo().join("tests/series_check.py"))
-        .args([seg, source])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "series_check.py {}:\n{stdout}\n{}",
-        seg.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap()
 }
 
 /// (case id, n_frames, dsc, volume_ml, truth_volume_ml) of the series case whose source path ends
@@ -79,7 +61,7 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
         series_case(&pool, &format!("ct_sphere#series={}", uid("ct_sphere"))).await;
     assert_eq!(frames, 24);
     let out = world.out().join(&ct);
-    let report = peer_check(
+    let report = common::series_check(
         &out.join("seg.dcm"),
         &fixtures.join("ct_sphere"),
         &[
@@ -110,7 +92,7 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
     assert_eq!(frames, 176);
     assert!(dsc.is_some(), "the Enhanced MR's ground-truth SEG was used");
     let out = world.out().join(&mr);
-    peer_check(
+    common::series_check(
         &out.join("seg.dcm"),
         &fixtures.join("enhanced_mr.dcm"),
         &[
@@ -137,7 +119,7 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
     for n in 1..=2 {
         let (case, _, _, _, _) = series_case(&pool, &format!("#series={}#stack={n}", uid("two_orientations"))).await;
         let out = world.out().join(&case);
-        peer_check(
+        common::series_check(
             &out.join("seg.dcm"),
             &fixtures.join("two_orientations"),
             &["--stack", &(n - 1).to_string(), "--nifti", out.join("mask.nii.gz").to_str().unwrap()],

@@ -95,6 +95,25 @@ pub fn repo() -> PathBuf {
 
 /// The Python of the project's venv (scripts/python-env.sh), for peers written in Python: pydicom,
 /// pandas, pyarrow, highdicom.
+/// Runs tests/series_check.py (dciodvfy, highdicom, nibabel, dcmqi, numpy) on a SEG against its
+/// source series, with `extra` options; returns its report, or fails the test with its reasons.
+pub fn series_check(seg: &Path, source: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(venv_python())
+        .arg(repo().join("tests/series_check.py"))
+        .args([seg, source])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "series_check.py {}:\n{stdout}\n{}",
+        seg.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
 pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("EFEN_VENV")
         .map(PathBuf::from)
