@@ -135,6 +135,14 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
             .unwrap();
     assert!(warnings.as_deref().is_some_and(|w| w.contains("a slice may be missing")), "{warnings:?}");
 
+    // The HTML report shows a series case by its montage and its volume.
+    let html = world.dir.path().join("report.html");
+    let output = world.run(&["report", "--format", "html", "--out", html.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("the slices with the most foreground"), "the montage is shown");
+    assert!(page.contains("24 slices, ") || page.contains("176 slices, "), "a series case says its slices and volume");
+
     // The same series again (other file names, other order) is the same case, not a new one.
     let copy = world.dir.path().join("again");
     std::fs::create_dir_all(&copy).unwrap();

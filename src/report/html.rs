@@ -52,17 +52,22 @@ impl Data {
 
 fn example(scored: &Frame, i: usize) -> Example {
     let source_path = scored.text(i, "source_path").unwrap_or_default().to_string();
-    let figure = outline::figure(
-        &source_path,
-        scored.text(i, "mask_path"),
-        scored.text(i, "ground_truth_path"),
-        scored.text(i, "overlay_path"),
-    );
+    let n_frames = scored.get(i, "n_frames").as_i64();
+    let figure = match n_frames {
+        // A series: its montage is the picture (there is no one input image to outline).
+        Some(_) => outline::montage(scored.text(i, "overlay_path")),
+        None => outline::figure(
+            &source_path,
+            scored.text(i, "mask_path"),
+            scored.text(i, "ground_truth_path"),
+            scored.text(i, "overlay_path"),
+        ),
+    };
     Example {
         case_id: scored.text(i, "case_id").unwrap_or_default().to_string(),
         dsc: scored.float(i, "dsc").unwrap_or(f64::NAN),
         extent: extent(
-            scored.get(i, "n_frames").as_i64(),
+            n_frames,
             scored.float(i, "volume_ml"),
             scored.float(i, "truth_volume_ml"),
         ),

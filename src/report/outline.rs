@@ -44,6 +44,21 @@ pub fn figure(source: &str, mask: Option<&str>, truth: Option<&str>, overlay: Op
     }
 }
 
+/// A series case's montage (its overlay.png: the slices with the most foreground).
+pub fn montage(overlay: Option<&str>) -> Figure {
+    match overlay.map(|o| read_rgb(Path::new(o))) {
+        Some(Ok(image)) => Figure {
+            panels: vec![Panel {
+                caption: "the slices with the most foreground: prediction yellow, ground truth cyan".into(),
+                src: data_uri(&shrink(&image, FilterType::Triangle)),
+            }],
+            note: None,
+        },
+        Some(Err(e)) => Figure { panels: vec![], note: Some(format!("no montage: {e}")) },
+        None => Figure { panels: vec![], note: Some("no overlay.png was written".into()) },
+    }
+}
+
 /// Two panels from the input, the mask and the ground truth, or why not.
 fn outlined(source: &str, mask: Option<&str>, truth: Option<&str>) -> Result<Vec<Panel>, String> {
     let bytes = std::fs::read(source).map_err(|e| format!("the input {source} cannot be read ({e})"))?;
