@@ -363,7 +363,14 @@ fn seg_objects_pass_dciodvfy_and_read_back_in_pydicom() {
     ] {
         let source = dicom::open(&read(name)).unwrap();
         let mask = circle_mask(&source);
-        let seg = dicom::write_seg(&source, frame, &mask, &SegConfig::default(), &"ab12".repeat(16)).unwrap();
+        let seg = dicom::write_seg(
+            &source,
+            frame,
+            &mask,
+            &SegConfig::default(),
+            &dicom::SegOrigin::new(&"ab12".repeat(16), "test"),
+        )
+        .unwrap();
         let path = dir.path().join(name.replace(".dcm", ".seg.dcm"));
         std::fs::write(&path, &seg).unwrap();
         let errors = dciodvfy_errors(&path);
@@ -402,10 +409,11 @@ fn seg_objects_pass_dciodvfy_and_read_back_in_pydicom() {
 fn empty_masks_are_no_findings_unless_write_empty() {
     let source = dicom::open(&read("syn_gray8.dcm")).unwrap();
     let empty = GrayImage::new(source.columns(), source.rows());
-    let error = dicom::write_seg(&source, 0, &empty, &SegConfig::default(), "ab").unwrap_err();
+    let error =
+        dicom::write_seg(&source, 0, &empty, &SegConfig::default(), &dicom::SegOrigin::new("ab", "test")).unwrap_err();
     assert!(error.is_no_findings(), "{error}");
     let settings = SegConfig { write_empty: true, ..SegConfig::default() };
-    let seg = dicom::write_seg(&source, 0, &empty, &settings, "ab").unwrap();
+    let seg = dicom::write_seg(&source, 0, &empty, &settings, &dicom::SegOrigin::new("ab", "test")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.seg.dcm");
     std::fs::write(&path, &seg).unwrap();
@@ -413,10 +421,13 @@ fn empty_masks_are_no_findings_unless_write_empty() {
     pydicom_reads_back(&path, &empty);
 
     let wrong = GrayImage::new(7, 5);
-    let error = dicom::write_seg(&source, 0, &wrong, &SegConfig::default(), "ab").unwrap_err();
+    let error =
+        dicom::write_seg(&source, 0, &wrong, &SegConfig::default(), &dicom::SegOrigin::new("ab", "test")).unwrap_err();
     assert!(error.to_string().starts_with("mask is 7×5 but the source image is"), "{error}");
     let bad_label = SegConfig { content_label: "lower case".into(), ..SegConfig::default() };
-    assert!(dicom::write_seg(&source, 0, &circle_mask(&source), &bad_label, "ab").is_err());
+    assert!(
+        dicom::write_seg(&source, 0, &circle_mask(&source), &bad_label, &dicom::SegOrigin::new("ab", "test")).is_err()
+    );
 }
 
 #[test]

@@ -160,9 +160,13 @@ fn seg_and_nifti_pass_the_peers(name: &str) {
         .zip(&packed)
         .map(|(&i, mask)| dicom::SegSlice { source: &parsed[slices[i].0], frame: slices[i].1, mask })
         .collect();
-    let bytes =
-        dicom::write_series_seg(&seg_slices, stack.spacing, &dicom::SegConfig::default(), "ab".repeat(32).as_str())
-            .unwrap();
+    let bytes = dicom::write_series_seg(
+        &seg_slices,
+        stack.spacing,
+        &dicom::SegConfig::default(),
+        &dicom::SegOrigin::new(&"ab".repeat(32), "test"),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join("seg.dcm");
     std::fs::write(&seg, &bytes).unwrap();

@@ -103,7 +103,8 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
         ],
     );
 
-    // Two orientations: two stacks, each a case, each saying why it is apart.
+    // Two orientations: two stacks, each a case, each saying why it is apart; their SEGs are
+    // instances 1 and 2 of one SEG series (one per source series, pipeline and model).
     let stacks: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT CAST(stack AS BIGINT), stack_reason FROM dicom_series WHERE series_instance_uid = $1 ORDER BY stack",
     )
@@ -116,15 +117,21 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
         stacks.iter().all(|(_, reason)| reason.as_deref().is_some_and(|r| r.contains("orientation"))),
         "{stacks:?}"
     );
+    let mut seg_series = Vec::new();
     for n in 1..=2 {
         let (case, _, _, _, _) = series_case(&pool, &format!("#series={}#stack={n}", uid("two_orientations"))).await;
         let out = world.out().join(&case);
+        let seg = dicom_object::open_file(out.join("seg.dcm")).unwrap();
+        let text = |tag| seg.element(tag).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
+        assert_eq!(text(dicom_dictionary_std::tags::INSTANCE_NUMBER), n.to_string());
+        seg_series.push(text(dicom_dictionary_std::tags::SERIES_INSTANCE_UID));
         common::series_check(
             &out.join("seg.dcm"),
             &fixtures.join("two_orientations"),
             &["--stack", &(n - 1).to_string(), "--nifti", out.join("mask.nii.gz").to_str().unwrap()],
         );
     }
+    assert_eq!(seg_series[0], seg_series[1], "one SEG series for the source series");
 
     // The gap is a warning on the case, not a failure.
     let (warnings,): (Option<String>,) =

@@ -33,7 +33,8 @@ pub use geometry::{SliceHeader, SlicePlane, Stack, nifti_affine, stacks};
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
-pub use seg::{Code, SegConfig, SegSlice, new_uid, write_seg, write_series_seg};
+pub(crate) use seg::derived_uid;
+pub use seg::{Code, SegConfig, SegOrigin, SegSlice, new_uid, write_seg, write_series_seg};
 pub use truth::{SegReference, SegTruth, may_be_seg, seg_mask, seg_references};
 pub use window::WindowSetting;
 
@@ -276,7 +277,8 @@ mod tests {
         assert_eq!((gray[0], gray[11]), (0, 255));
 
         let mask = image::GrayImage::from_fn(4, 3, |x, y| image::Luma([if x == y { 255 } else { 0 }]));
-        let seg = write_seg(&file, 0, &mask, &SegConfig::default(), "0123456789abcdef0123").unwrap();
+        let seg =
+            write_seg(&file, 0, &mask, &SegConfig::default(), &SegOrigin::new("0123456789abcdef0123", "test")).unwrap();
         let back = open(&seg).unwrap();
         let values = back.frame_samples(0).unwrap().values;
         assert_eq!(values, mask.as_raw().iter().map(|v| i64::from(*v != 0)).collect::<Vec<_>>());

@@ -2,7 +2,7 @@
 //! frame ([`write_seg`]), or one frame per slice of a stack ([`write_series_seg`]).
 //!
 //! The SEG copies the source's Patient and General Study modules (it belongs to the same study),
-//! starts a new series, references the source instance and frame (Derivation Image, Source Image,
+//! goes into the SEG series of its source series, pipeline and model (one such series for them), references the source instance and frame (Derivation Image, Source Image,
 //! Referenced Series), and carries the geometry (Frame of Reference, Plane Position/Orientation,
 //! Pixel Measures) when the source has all of it.
 
@@ -116,7 +116,7 @@ fn time_value(text: &str) -> String {
 }
 
 /// A UID derived from `seed` (the same seed, the same UID): `2.25.` and 128 bits of its SHA-256.
-fn derived_uid(purpose: &str, seed: &str) -> String {
+pub(crate) fn derived_uid(purpose: &str, seed: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("efen {purpose} {seed}").as_bytes());
     let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
@@ -136,16 +136,33 @@ pub struct SegSlice<'a> {
     pub mask: &'a PackedMask,
 }
 
+/// What made a SEG: the model and the pipeline, which with the source series name its SEG series
+/// (one SEG series per source series, pipeline and model), and its Instance Number there.
+#[derive(Debug, Clone, Copy)]
+pub struct SegOrigin<'a> {
+    pub model_sha256: &'a str,
+    pub pipeline: &'a str,
+    /// A series' stacks are instances 1, 2, … of its SEG series.
+    pub instance_number: u32,
+}
+
+impl<'a> SegOrigin<'a> {
+    /// The first instance of a SEG series of `pipeline` and `model_sha256`.
+    pub fn new(model_sha256: &'a str, pipeline: &'a str) -> SegOrigin<'a> {
+        SegOrigin { model_sha256, pipeline, instance_number: 1 }
+    }
+}
+
 /// Writes a binary SEG for `mask` over frame `frame` (from 0) of `source`.
 pub fn write_seg(
     source: &DicomFile,
     frame: u32,
     mask: &GrayImage,
     settings: &SegConfig,
-    model_sha256: &str,
+    origin: &SegOrigin,
 ) -> Result<Vec<u8>, DicomError> {
     let mask = PackedMask::from_gray(mask);
-    write_series_seg(&[SegSlice { source, frame, mask: &mask }], None, settings, model_sha256)
+    write_series_seg(&[SegSlice { source, frame, mask: &mask }], None, settings, origin)
 }
 
 /// Writes one binary SEG for a stack: `slices` in spatial order, one SEG frame for each slice with
@@ -156,8 +173,9 @@ pub fn write_series_seg(
     slices: &[SegSlice],
     spacing_between_slices: Option<f64>,
     settings: &SegConfig,
-    model_sha256: &str,
+    origin: &SegOrigin,
 ) -> Result<Vec<u8>, DicomError> {
+    let model_sha256 = origin.model_sha256;
     let invalid = |reason: String| Err(DicomError::WriteSeg { reason });
     let Some(first) = slices.first() else {
         return invalid("a SEG needs at least one slice".into());
@@ -248,7 +266,8 @@ pub fn write_series_seg(
     put(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.into());
 
     // General Series and Segmentation Series.
-    let series_uid = new_uid();
+    // The same for every SEG of this source series, pipeline and model: one SEG series for them.
+    let series_uid = derived_uid("seg series", &format!("{source_series}\0{}\0{model_sha256}", origin.pipeline));
     put(tags::MODALITY, VR::CS, "SEG".into());
     put(tags::SERIES_INSTANCE_UID, VR::UI, series_uid.into());
     put(tags::SERIES_NUMBER, VR::IS, settings.series_number.to_string().into());
@@ -290,7 +309,7 @@ pub fn write_series_seg(
 
     // General Image, Segmentation Image, Image Pixel.
     put(tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(["DERIVED", "PRIMARY"].map(String::from).into()));
-    put(tags::INSTANCE_NUMBER, VR::IS, "1".into());
+    put(tags::INSTANCE_NUMBER, VR::IS, origin.instance_number.to_string().into());
     put(tags::CONTENT_DATE, VR::DA, date.into());
     put(tags::CONTENT_TIME, VR::TM, time.into());
     put(tags::CONTENT_LABEL, VR::CS, settings.content_label.clone().into());

@@ -43,7 +43,10 @@ pub fn overlay_dicom(seg_path: &Path, overlay_path: &Path) -> Result<std::path::
     let now = chrono::Utc::now();
     obj.put(text(tags::SOP_CLASS_UID, VR::UI, uids::SECONDARY_CAPTURE_IMAGE_STORAGE));
     obj.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_instance));
-    obj.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &crate::dicom::new_uid()));
+    // One overlay series per SEG series (per source series, pipeline and model), as for the SEGs.
+    let seg_series = seg.element(tags::SERIES_INSTANCE_UID).ok().and_then(|e| e.to_str().ok()).unwrap_or_default();
+    let series = crate::dicom::derived_uid("overlay series", seg_series.trim_end_matches('\0'));
+    obj.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &series));
     obj.put(text(tags::MODALITY, VR::CS, "OT"));
     obj.put(text(tags::SERIES_NUMBER, VR::IS, "9902"));
     obj.put(text(tags::SERIES_DESCRIPTION, VR::LO, "efen overlay"));

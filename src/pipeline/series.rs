@@ -221,7 +221,8 @@ fn write_outputs(
         .collect();
     let mut clock = Instant::now();
     let mut lap = || ms(std::mem::replace(&mut clock, Instant::now()).elapsed());
-    let seg = crate::dicom::write_series_seg(&seg_slices, case.spacing, &ctx.dicom.seg, &ctx.model_sha256);
+    let origin = crate::dicom::SegOrigin { instance_number: case.stack, ..ctx.seg_origin() };
+    let seg = crate::dicom::write_series_seg(&seg_slices, case.spacing, &ctx.dicom.seg, &origin);
     let seg = save_seg(seg, dir)?;
     if let SegOutcome::Written(path) = &seg {
         outputs.seg = Some(path.clone());

@@ -35,6 +35,13 @@ pub struct StageContext {
     pub dicom: crate::dicom::DicomConfig,
 }
 
+impl StageContext {
+    /// Who made the SEGs of this run: they go into one SEG series per source series.
+    pub fn seg_origin(&self) -> crate::dicom::SegOrigin<'_> {
+        crate::dicom::SegOrigin::new(&self.model_sha256, &self.pipeline)
+    }
+}
+
 pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -251,7 +258,7 @@ fn write_seg(
     dir: &Path,
 ) -> Result<SegOutcome, String> {
     let frame = meta.frame.map_or(0, |f| f.index);
-    save_seg(crate::dicom::write_seg(file, frame, mask, &ctx.dicom.seg, &ctx.model_sha256), dir)
+    save_seg(crate::dicom::write_seg(file, frame, mask, &ctx.dicom.seg, &ctx.seg_origin()), dir)
 }
 
 /// Saves a SEG as `seg.dcm` in `dir`, or says there were no findings.

@@ -66,11 +66,7 @@ fn example(scored: &Frame, i: usize) -> Example {
     Example {
         case_id: scored.text(i, "case_id").unwrap_or_default().to_string(),
         dsc: scored.float(i, "dsc").unwrap_or(f64::NAN),
-        extent: extent(
-            n_frames,
-            scored.float(i, "volume_ml"),
-            scored.float(i, "truth_volume_ml"),
-        ),
+        extent: extent(n_frames, scored.float(i, "volume_ml"), scored.float(i, "truth_volume_ml")),
         source_path,
         figure,
     }
