@@ -2,9 +2,10 @@
 //! frame ([`write_seg`]), or one frame per slice of a stack ([`write_series_seg`]).
 //!
 //! The SEG copies the source's Patient and General Study modules (it belongs to the same study),
-//! goes into the SEG series of its source series, pipeline and model (one such series for them), references the source instance and frame (Derivation Image, Source Image,
-//! Referenced Series), and carries the geometry (Frame of Reference, Plane Position/Orientation,
-//! Pixel Measures) when the source has all of it.
+//! goes into the one SEG series of its source series, pipeline and model, references the source
+//! instances and frames (Derivation Image, Source Image, Referenced Series), and carries the
+//! geometry (Frame of Reference, Plane Position/Orientation, Pixel Measures) when the source has
+//! all of it.
 
 use dicom_core::value::{DataSetSequence, PrimitiveValue};
 use dicom_core::{DataElement, Tag, VR};
