@@ -159,6 +159,23 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
     let output = world.run(&["run", copy.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 5, "{}", stderr(&output));
+    // Some of its instances again, on their own: a case of their own, which says that the series
+    // was segmented before, and as which case.
+    let late = world.dir.path().join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    for name in common::names(&copy).iter().take(4) {
+        std::fs::copy(copy.join(name), late.join(name)).unwrap();
+    }
+    let output = world.run(&["run", late.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let (warnings,): (Option<String>,) =
+        sqlx::query_as("SELECT geometry_warnings FROM dicom_series WHERE series_instance_uid = $1 AND frames = 4")
+            .bind(uid("ct_sphere"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let warnings = warnings.unwrap_or_default();
+    assert!(warnings.contains(&format!("was segmented before (case {ct}, 24 slices)")), "{warnings}");
     pool.close().await;
     world.close().await;
 }

@@ -231,7 +231,30 @@ impl Admission {
             let slices: usize = cases.iter().map(|c| c.slices.len()).sum();
             let grouping_ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::info!(series = %uid, instances = count, slices, stacks = cases.len(), grouping_ms, "series complete");
-            for case in cases {
+            // Instances that come after their series was segmented make a case of their own: say so.
+            let config = self.config.clone();
+            let (pipeline, model) = (&config.pipeline, &config.model_sha256);
+            let earlier = match self.store.series_cases(&uid, pipeline, model).await {
+                Ok(earlier) => earlier,
+                Err(e) => {
+                    tracing::debug!("cannot look up earlier cases of series {uid}: {e}");
+                    Vec::new()
+                }
+            };
+            for mut case in cases {
+                let id = ingest::case_id(&case.sha256(), pipeline, model);
+                let before: Vec<String> = earlier
+                    .iter()
+                    .filter(|(other, _)| *other != id)
+                    .map(|(other, slices)| format!("case {other}, {slices} slices"))
+                    .collect();
+                if !before.is_empty() {
+                    case.warnings.push(format!(
+                        "series {uid} was segmented before ({}); this case has the {} slice(s) that came now",
+                        before.join("; "),
+                        case.slices.len()
+                    ));
+                }
                 let meta = self.series_meta(case, origin);
                 self.admit_case(meta, Ok(Arc::new(Vec::new())), policy).await?;
             }

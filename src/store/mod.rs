@@ -419,6 +419,25 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(query("checking the connection"))
     }
+
+    /// The cases already recorded for a series by a pipeline and model: (case id, slices).
+    pub async fn series_cases(
+        &self,
+        series_instance_uid: &str,
+        pipeline: &str,
+        model_sha256: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT d.case_id, CAST(d.frames AS BIGINT) FROM dicom_series d JOIN cases c ON c.case_id = d.case_id
+             WHERE d.series_instance_uid = $1 AND c.pipeline = $2 AND c.model_sha256 = $3",
+        )
+        .bind(series_instance_uid)
+        .bind(pipeline)
+        .bind(model_sha256)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("looking up a series"))
+    }
 }
 
 /// A series case's `dicom_series` row, then its `series_slices` rows in chunks of
