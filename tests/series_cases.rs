@@ -224,3 +224,47 @@ async fn a_dropped_series_becomes_one_case_after_its_quiet_time() {
     pool.close().await;
     world.close().await;
 }
+
+/// A slice that does not decode is left out: the series case goes on with the others, records
+/// which slice, instance and file, and why; its SEG still passes the peers.
+#[tokio::test]
+async fn a_slice_that_fails_to_decode_is_left_out_and_named() {
+    let world = World::new(Backend::Sqlite).await;
+    let source = series().join("ct_sphere");
+    let dir = world.dir.path().join("ct");
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = common::names(&source);
+    for name in &names {
+        std::fs::copy(source.join(name), dir.join(name)).unwrap();
+    }
+    // One instance as RLE Lossless (dcmtk's dcmcrle) whose first segment offset points past the
+    // frame: it parses, so it joins its series, and fails when its pixels are decoded.
+    let broken = dir.join(&names[5]);
+    let rle = world.dir.path().join("rle.dcm");
+    let status = std::process::Command::new("dcmcrle").arg(&broken).arg(&rle).status().expect("dcmcrle (Debian dcmtk)");
+    assert!(status.success());
+    let mut bytes = std::fs::read(&rle).unwrap();
+    let header = bytes.windows(8).position(|w| w == [2, 0, 0, 0, 0x40, 0, 0, 0]).expect("the RLE header of 2 segments");
+    bytes[header + 4..header + 8].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    std::fs::write(&broken, bytes).unwrap();
+
+    let output = world.run(&["run", dir.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("24 slices; ") && stderr(&output).contains("1 slice(s) left out"));
+    let pool = world.pool().await;
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT c.case_id, s.error FROM series_slices s JOIN cases c ON c.case_id = s.case_id WHERE s.error IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let error = rows[0].1.as_deref().unwrap();
+    assert!(error.starts_with("decode: ") && error.contains(&names[5]) && error.contains("RLE"), "{error}");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM results WHERE status = 'succeeded' AND n_frames = 24").await, 1);
+    let out = world.out().join(&rows[0].0);
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["series"]["failed_slices"].as_array().unwrap().len(), 1, "{result}");
+    common::series_check(&out.join("seg.dcm"), &dir, &[]);
+    pool.close().await;
+    world.close().await;
+}
