@@ -181,9 +181,10 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
 }
 
 /// `efen watch`: the files of a series dropped one by one become one case once the series has been
-/// quiet; every file goes to done/.
+/// quiet, and go to the series' folder under done/. Instances that come after it was segmented
+/// make a case of the whole series again, never a partial one.
 #[tokio::test]
-async fn a_dropped_series_becomes_one_case_after_its_quiet_time() {
+async fn a_dropped_series_becomes_one_case_and_late_instances_make_it_whole_again() {
     let world = World::new(Backend::Sqlite).await;
     let mut child = world
         .efen()
@@ -195,32 +196,52 @@ async fn a_dropped_series_becomes_one_case_after_its_quiet_time() {
         .spawn_guarded()
         .unwrap();
     let source = series().join("ct_sphere");
-    let files: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (now, later) = files.split_at(20);
     let target = world.drop_dir().join("ct");
     std::fs::create_dir_all(&target).unwrap();
     // Half now, half a little later: still one series, as long as the gap is under the quiet time.
-    for (k, file) in files.iter().enumerate() {
+    for (k, file) in now.iter().enumerate() {
         std::fs::copy(file, target.join(file.file_name().unwrap())).unwrap();
-        if k == files.len() / 2 {
+        if k == now.len() / 2 {
             std::thread::sleep(Duration::from_millis(600));
         }
     }
     let pool = world.pool().await;
     world
         .wait_for("the series case", Duration::from_secs(60), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM case_results").await == Some(1)
+            common::try_count(&pool, "SELECT COUNT(*) FROM case_results WHERE n_frames = 20").await == Some(1)
+        })
+        .await;
+    let done = std::fs::read_dir(world.state().join("done/series")).unwrap().next().unwrap().unwrap().path();
+    world
+        .wait_for("every file in the series' folder under done/", Duration::from_secs(30), async || {
+            common::names(&done).len() == now.len()
+        })
+        .await;
+
+    // The last four instances of the series arrive after it was segmented.
+    for file in later {
+        std::fs::copy(file, target.join(file.file_name().unwrap())).unwrap();
+    }
+    world
+        .wait_for("the whole series again", Duration::from_secs(60), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM case_results WHERE n_frames = 24").await == Some(1)
         })
         .await;
     world
-        .wait_for("every file in done/", Duration::from_secs(30), async || {
-            common::names(&world.state().join("done")).len() == files.len()
-        })
+        .wait_for("all 24 files under done/", Duration::from_secs(30), async || common::names(&done).len() == 24)
         .await;
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM results WHERE status = 'succeeded' AND n_frames = 24").await, 1);
+    let (warnings,): (Option<String>,) =
+        sqlx::query_as("SELECT geometry_warnings FROM dicom_series WHERE frames = 24").fetch_one(&pool).await.unwrap();
+    let warnings = warnings.unwrap_or_default();
+    assert!(warnings.contains("was segmented before") && warnings.contains("the whole series again"), "{warnings}");
     common::signal(&child, "TERM");
     let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0), "{}", world.logs());
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 1, "{}", world.logs());
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 2, "{}", world.logs());
+    assert!(common::claimed_files(&world.state()).is_empty());
     pool.close().await;
     world.close().await;
 }

@@ -1,6 +1,7 @@
 //! Where an input goes when its case ends: `<state>/failed/<name>` beside `<name>.reason.txt`, or
-//! `<state>/done/<name>`. Watch mode moves the claimed file; run mode copies failed inputs and
-//! leaves the original where the user keeps it.
+//! `<state>/done/<name>`; the instances of a DICOM series go to `<state>/done/series/<series uid>/`,
+//! where instances of the series that come later find them ([`series_done_dir`]). Watch mode moves
+//! the claimed file; run mode copies failed inputs and leaves the original where the user keeps it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,31 @@ pub fn fail(
 /// Moves a finished claimed file into `<state>/done/`.
 pub fn done(state: &Path, file: &Path, original: &Path, case_id: &str) -> std::io::Result<PathBuf> {
     place(state, "done", file, original, case_id, Transfer::Move)
+}
+
+/// Moves a finished instance of a DICOM series into its series' folder under `<state>/done/`; an
+/// instance already there (an earlier instance of the series, in a case again) stays.
+pub fn series_done(
+    state: &Path,
+    series_uid: &str,
+    file: &Path,
+    original: &Path,
+    case_id: &str,
+) -> std::io::Result<PathBuf> {
+    let dir = series_done_dir(state, series_uid);
+    if file.parent() == Some(dir.as_path()) {
+        return Ok(file.to_path_buf());
+    }
+    let folder = dir.strip_prefix(state).expect("below the state folder").to_string_lossy().into_owned();
+    place(state, &folder, file, original, case_id, Transfer::Move)
+}
+
+/// `<state>/done/series/<series uid>`: every instance of the series that was segmented. A UID is
+/// digits and dots; anything else is replaced, so the name is always one plain folder.
+pub fn series_done_dir(state: &Path, series_uid: &str) -> PathBuf {
+    let name: String = series_uid.chars().map(|c| if c.is_ascii_digit() || c == '.' { c } else { '_' }).collect();
+    let name = if name.is_empty() || name.starts_with('.') { format!("_{name}") } else { name };
+    state.join("done").join("series").join(name)
 }
 
 pub fn reason_path(failed_file: &Path) -> PathBuf {

@@ -71,7 +71,8 @@ impl Recorder {
                     }
                     held.remove(&file.current).and_then(|(_, failure)| failure)
                 };
-                self.settle(&file.current, &file.original, &meta.case_id, failure);
+                let series = meta.series.as_ref().map(|s| s.series_uid.as_str());
+                self.settle(&file.current, &file.original, &meta.case_id, series, failure);
             }
         }
         self.observer.finished();
@@ -92,13 +93,23 @@ impl Recorder {
     }
 
     /// Puts an input file where it belongs once its case (or the last case holding it) is recorded.
-    fn settle(&self, current: &Path, original: &Path, case_id: &str, failure: Option<(String, String)>) {
-        let moved = match failure {
-            Some((stage, message)) => {
-                disposition::fail(&self.state_dir, current, original, case_id, &stage, &message, self.transfer)
+    /// An instance of a series (`series`) goes to its series' folder under done/.
+    fn settle(
+        &self,
+        current: &Path,
+        original: &Path,
+        case_id: &str,
+        series: Option<&str>,
+        failure: Option<(String, String)>,
+    ) {
+        let state = &self.state_dir;
+        let moved = match (failure, series) {
+            (Some((stage, message)), _) => {
+                disposition::fail(state, current, original, case_id, &stage, &message, self.transfer)
             }
-            None if self.transfer == Transfer::Move => disposition::done(&self.state_dir, current, original, case_id),
-            None => return,
+            (None, _) if self.transfer != Transfer::Move => return,
+            (None, Some(uid)) => disposition::series_done(state, uid, current, original, case_id),
+            (None, None) => disposition::done(state, current, original, case_id),
         };
         if let Err(e) = moved {
             tracing::error!(case = %case_id, file = %original.display(), "cannot move the input aside: {e}");

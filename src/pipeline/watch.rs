@@ -78,6 +78,7 @@ pub async fn watch(
     };
     let (outlet, report) = engine.spawn(&run_id, options);
     let mut admission = engine.admission(outlet, &run_id, Some(worker.clone()), give_up);
+    admission.series_done = Some(engine.config.state_dir());
 
     // First what an earlier stop of this worker left half done.
     let orphans = folder.orphans();
