@@ -5,6 +5,7 @@
 //! Timestamps are filled in by the database (`DEFAULT now()`), never bound, so the same SQL works
 //! on both backends.
 
+mod queries;
 mod records;
 mod sends;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use queries::{CaseStatus, RunSummary};
 pub use records::{CaseRecord, Claim, DicomRecord, LedgerState, NewCase, NewRun, SeriesRecord, SliceRecord};
 pub use sends::{NewSend, PendingSend, SendAttempt, SendStatus};
 
