@@ -49,8 +49,9 @@ pub async fn watch(
     };
     let observer: Arc<dyn CaseObserver> = Arc::new(crate::telemetry::Observed(observer));
     let mut engine = Engine::open(config, pipeline).await?;
-    readiness.engine_ready(engine.store.clone());
+    // Cases first: once /readyz says ready, uploads are taken.
     cases.engine_ready(engine.store.clone(), engine.admission_config.clone());
+    readiness.engine_ready(engine.store.clone());
     crate::telemetry::started(&engine.definition.name, &engine.model.sha256);
     let worker = engine.config.watch.worker();
     let claimed_root = engine.config.state_dir().join("claimed");
