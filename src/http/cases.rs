@@ -86,8 +86,8 @@ impl Cases {
     /// `drop_dir` is the watched folder; uploads go to its `http/` folder.
     pub fn new(drop_dir: &std::path::Path, out_dir: PathBuf, max_file_mb: u64) -> Cases {
         let inbox = Inbox::new(drop_dir, max_file_mb.saturating_mul(1 << 20));
-        if let Err(e) = inbox.prepare() {
-            tracing::warn!(dir = %inbox.dir.display(), "cannot prepare the HTTP inbox: {e}");
+        if let Err(e) = inbox.sweep() {
+            tracing::warn!(dir = %inbox.dir.display(), "cannot clear the HTTP inbox of stale uploads: {e}");
         }
         Cases { inbox, out_dir, engine: OnceLock::new(), pending: Mutex::default() }
     }

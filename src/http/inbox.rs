@@ -70,11 +70,11 @@ impl Inbox {
         Inbox { dir: drop_dir.join(FOLDER), max_bytes }
     }
 
-    /// Creates the folder (durably) and removes temporary files that a crash left behind.
-    pub fn prepare(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        if let Some(parent) = self.dir.parent() {
-            sync_dir(parent)?;
+    /// Removes temporary files that a crash left behind. The folder itself is made by the first
+    /// upload: a drop folder nobody uploads to stays as it was.
+    pub fn sweep(&self) -> std::io::Result<()> {
+        if !self.dir.is_dir() {
+            return Ok(());
         }
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -89,7 +89,13 @@ impl Inbox {
 
     /// Streams `body` into a temporary file, hashing it; refuses it once it passes `max_bytes`.
     pub async fn receive(&self, mut body: Body) -> Result<Received, ReceiveError> {
-        tokio::fs::create_dir_all(&self.dir).await?;
+        if !tokio::fs::try_exists(&self.dir).await? {
+            tokio::fs::create_dir_all(&self.dir).await?;
+            if let Some(parent) = self.dir.parent() {
+                let parent = parent.to_path_buf();
+                tokio::task::spawn_blocking(move || sync_dir(&parent)).await.map_err(std::io::Error::other)??;
+            }
+        }
         let token = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let temp = self.dir.join(format!(".upload-{token}.part"));
         let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
@@ -247,7 +253,8 @@ mod tests {
     async fn an_upload_is_written_whole_under_a_free_name_or_not_at_all() {
         let folder = tempfile::tempdir().unwrap();
         let inbox = Inbox::new(folder.path(), 10);
-        inbox.prepare().unwrap();
+        inbox.sweep().unwrap();
+        assert!(!inbox.dir.exists(), "made by the first upload only");
         let first = inbox.receive(Body::from("hello")).await.unwrap();
         assert_eq!(first.sha256, hex::encode(Sha256::digest(b"hello")));
         assert_eq!((first.size, first.head.as_slice()), (5, b"hello".as_slice()));
