@@ -451,3 +451,58 @@ async fn dicom_instances_posted_over_http_become_their_series_case() {
     assert_eq!(status.code(), Some(0), "{}", world.logs());
     world.close().await;
 }
+
+/// Sixty different images posted at once from twelve threads, half of them under the same name:
+/// every one is accepted under a name of its own, and each becomes exactly one case in the store.
+#[tokio::test]
+async fn concurrent_uploads_are_each_one_case() {
+    const UPLOADS: u32 = 60;
+    let world = World::new(Backend::Sqlite).await;
+    let port = free_port();
+    let mut child = start_watch(&world, port);
+    wait_ready(&world, &mut child, port).await;
+    let threads: Vec<_> = (0..12u32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (t..UPLOADS)
+                    .step_by(12)
+                    .map(|i| {
+                        let path = if i % 2 == 0 { "/v1/cases?name=same.png" } else { "/v1/cases" };
+                        let answer = post(port, path, &common::unique_png(i));
+                        assert_eq!(answer.status, 202, "{}", String::from_utf8_lossy(&answer.body));
+                        answer.json()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let accepted: Vec<serde_json::Value> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let names: std::collections::BTreeSet<&str> = accepted.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let ids: std::collections::BTreeSet<&str> = accepted.iter().map(|a| a["case_id"].as_str().unwrap()).collect();
+    assert_eq!((names.len(), ids.len()), (UPLOADS as usize, UPLOADS as usize), "{names:?}");
+    assert!(names.contains("same.png"), "{names:?}");
+
+    let pool = world.pool().await;
+    world
+        .wait_for("every upload recorded", Duration::from_secs(120), async || {
+            count(&pool, "SELECT COUNT(*) FROM results").await == UPLOADS as i64
+        })
+        .await;
+    let (recorded,): (i64,) =
+        sqlx::query_as("SELECT COUNT(DISTINCT case_id) FROM case_results WHERE status = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, UPLOADS as i64);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM duplicates").await, 0);
+    for id in &ids {
+        assert_eq!(count_bound(&pool, "SELECT COUNT(*) FROM results WHERE case_id = $1", id).await, 1, "{id}");
+    }
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(sample(&metrics, "efen_http_uploads_total", &[("result", "accepted")]), Some(UPLOADS as f64));
+    common::signal(&child, "TERM");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    pool.close().await;
+    world.close().await;
+}
