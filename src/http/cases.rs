@@ -233,7 +233,7 @@ async fn accept(
     let sha256 = received.sha256.clone();
     let admission = engaged.admission.clone();
     let published = tokio::task::spawn_blocking({
-        let inbox = Inbox { dir: cases.inbox.dir.clone(), max_bytes: limit };
+        let inbox = cases.inbox.clone();
         move || {
             let becomes = becomes(&received, &admission);
             inbox.publish(received, &name).map(|name| (name, becomes))

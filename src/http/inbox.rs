@@ -26,6 +26,7 @@ const MAX_NAME: usize = 200;
 const STALE: Duration = Duration::from_secs(3600);
 
 /// `<drop>/http/`, and the largest file it takes.
+#[derive(Debug, Clone)]
 pub struct Inbox {
     pub dir: PathBuf,
     pub max_bytes: u64,
