@@ -19,10 +19,10 @@
 //! `efen run` and `efen watch`, [`model`] reads model cards, [`runtime`] loads ONNX Runtime,
 //! [`config`] composes the stages' settings, [`shutdown`]
 //! turns signals into a drain, [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
-//! outbox of SEGs), [`http`] gives it health checks and Prometheus metrics (from the typed events
-//! of [`telemetry`]), [`doctor`] checks an installation, [`bench`] measures the pipeline against
-//! bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the face on the
-//! terminal (flags, progress, tables, exit codes).
+//! outbox of SEGs), [`http`] gives it health checks, Prometheus metrics (from the typed events
+//! of [`telemetry`]) and a cases API, [`doctor`] checks an installation, [`bench`] measures the
+//! pipeline against bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the
+//! face on the terminal (flags, progress, tables, exit codes).
 
 pub mod bench;
 pub mod case;

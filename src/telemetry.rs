@@ -26,6 +26,7 @@ pub const INSTANCES: &str = "efen_dicom_instances_received_total";
 pub const SENDS: &str = "efen_sends_total";
 pub const START_TIME: &str = "efen_process_start_time_seconds";
 pub const BUILD_INFO: &str = "efen_build_info";
+pub const UPLOADS: &str = "efen_http_uploads_total";
 
 /// Seconds, from a sub-millisecond stage of a small image to a case that waited minutes for the store.
 const SECONDS_BUCKETS: [f64; 16] =
@@ -52,6 +53,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         ::metrics::counter!(CASES, "status" => status).increment(0);
     }
     ::metrics::counter!(STORE_RETRIES).increment(0);
+    ::metrics::counter!(UPLOADS, "result" => Upload::Accepted.as_str()).increment(0);
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
@@ -67,6 +69,10 @@ fn describe() {
     describe_counter!(INSTANCES, "DICOM instances received by C-STORE, by result (stored, refused)");
     describe_counter!(SENDS, "Send attempts recorded, by the state they left the send in (accepted, pending, failed)");
     describe_gauge!(START_TIME, Unit::Seconds, "When this process started, in seconds since the Unix epoch");
+    describe_counter!(
+        UPLOADS,
+        "Files posted to /v1/cases, by result (accepted, empty, too_large, bad_name, unavailable, error)"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels name efen's version, the pipeline and the model's SHA-256");
 }
 
@@ -144,6 +150,41 @@ pub fn instance_received(stored: bool) {
 /// The outbox recorded a send attempt, leaving the send `state` (accepted, pending, failed).
 pub fn send_recorded(state: &'static str) {
     ::metrics::counter!(SENDS, "state" => state).increment(1);
+}
+
+/// How `POST /v1/cases` answered an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// Written into the drop folder (202).
+    Accepted,
+    /// No bytes (400).
+    Empty,
+    /// Over `engine.max_file_mb` (413).
+    TooLarge,
+    /// A `?name=` the watcher would never take as an input (400).
+    BadName,
+    /// The model is still loading (503).
+    Unavailable,
+    /// The body broke off, or the file could not be written (400, 500).
+    Error,
+}
+
+impl Upload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upload::Accepted => "accepted",
+            Upload::Empty => "empty",
+            Upload::TooLarge => "too_large",
+            Upload::BadName => "bad_name",
+            Upload::Unavailable => "unavailable",
+            Upload::Error => "error",
+        }
+    }
+}
+
+/// `POST /v1/cases` answered an upload.
+pub fn upload(result: Upload) {
+    ::metrics::counter!(UPLOADS, "result" => result.as_str()).increment(1);
 }
 
 /// A [`CaseObserver`] that counts each case and passes it on to the face's observer, so the

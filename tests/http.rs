@@ -1,6 +1,6 @@
 //! `efen watch` with `[http] listen` (issue 15): health, readiness and the Prometheus metrics of
 //! the real binary, read directly and through a real Prometheus (Debian's `prometheus`) scraping
-//! it.
+//! it; and cases submitted and followed over HTTP, images and a DICOM series.
 
 mod common;
 
@@ -17,17 +17,67 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `GET http://127.0.0.1:<port><path>`: the status code and the body. HTTP/1.0, so that neither
-/// efen nor Prometheus answers in chunks and the body ends with the connection.
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+/// An answer: the status code, the header lines and the body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The value of header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then_some(value.trim())
+        })
+    }
+}
+
+/// `<method> http://127.0.0.1:<port><path>` with `body`, over HTTP/1.0, so that neither efen nor
+/// Prometheus answers in chunks and the body ends with the connection. The body is written on a
+/// thread while the answer is read: a server that refuses a large body answers before reading
+/// all of it.
+fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n")?;
+    if method == "POST" {
+        write!(stream, "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n", body.len())?;
+    }
+    write!(stream, "\r\n")?;
+    let mut writer = stream.try_clone()?;
+    let body = body.to_vec();
+    let sent = std::thread::spawn(move || {
+        let _ = writer.write_all(&body);
+    });
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    let _ = sent.join();
+    // A refused body may end in a reset once the answer is in.
+    if response.is_empty() {
+        read?;
+    }
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
     let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    Ok((status, body.to_string()))
+    Ok(Answer { status, head, body })
+}
+
+/// `GET http://127.0.0.1:<port><path>`: the status code and the body as text.
+fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let answer = request(port, "GET", path, b"")?;
+    Ok((answer.status, String::from_utf8_lossy(&answer.body).into_owned()))
+}
+
+fn post(port: u16, path: &str, body: &[u8]) -> Answer {
+    request(port, "POST", path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 /// The value of the series `name{labels}` (exactly these labels, in any order) in a Prometheus
@@ -52,8 +102,13 @@ fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
 
 /// `efen watch` on the world's drop folder, serving HTTP on `port`.
 fn start_watch(world: &World, port: u16) -> KillOnDrop {
+    start_watch_with(world, port, &[])
+}
+
+fn start_watch_with(world: &World, port: u16, env: &[(&str, &str)]) -> KillOnDrop {
     world
         .efen()
+        .envs(env.iter().copied())
         .args(["watch", world.drop_dir().to_str().unwrap()])
         .env("EFEN_HTTP__LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
@@ -194,5 +249,260 @@ async fn prometheus_scrapes_the_case_counters() {
     let (_, up) = get(prometheus_port, "/api/v1/query?query=efen_store_up").unwrap();
     let up: serde_json::Value = serde_json::from_str(&up).unwrap();
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+    world.close().await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Polls `url` until its `status` is `succeeded` (failing at once on `failed`); returns the body.
+async fn wait_succeeded(world: &World, port: u16, url: &str) -> serde_json::Value {
+    let mut body = serde_json::Value::Null;
+    world
+        .wait_for(&format!("{url} to succeed"), Duration::from_secs(120), async || {
+            let answer = request(port, "GET", url, b"").unwrap();
+            assert_eq!(answer.status, 200, "{url}: {}", String::from_utf8_lossy(&answer.body));
+            body = answer.json();
+            assert_ne!(body["status"], "failed", "{body}");
+            body["status"] == "succeeded"
+        })
+        .await;
+    body
+}
+
+async fn count_bound(pool: &sqlx::AnyPool, sql: &'static str, value: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql).bind(value).fetch_one(pool).await.unwrap();
+    n
+}
+
+/// An image posted over HTTP is a case like a dropped one: its case id is the one efen records,
+/// its status goes to succeeded with result.json, its mask is served; the same bytes again are the
+/// same case with one result; an empty body, an oversize body, an unknown case and paths that try
+/// to leave the case folder are refused. On both backends: the store's read queries differ.
+#[tokio::test]
+async fn an_image_posted_over_http_becomes_a_case_with_its_result_and_files() {
+    image_over_http(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_image_posted_over_http_becomes_a_case_on_postgres() {
+    image_over_http(Backend::Postgres).await;
+}
+
+async fn image_over_http(backend: Backend) {
+    let world = World::new(backend).await;
+    let port = free_port();
+    let mut child = start_watch_with(&world, port, &[("EFEN_ENGINE__MAX_FILE_MB", "1")]);
+    wait_ready(&world, &mut child, port).await;
+
+    let png = std::fs::read(common::repo().join("samples/synthetic/case01.png")).unwrap();
+    let sha256 = sha256_hex(&png);
+    let accepted = post(port, "/v1/cases?name=case01.png", &png);
+    assert_eq!(accepted.status, 202, "{}", String::from_utf8_lossy(&accepted.body));
+    let accepted = accepted.json();
+    let case_id = accepted["case_id"].as_str().unwrap().to_string();
+    assert_eq!(accepted["sha256"], sha256.as_str());
+    assert_eq!(accepted["name"], "case01.png");
+    let status_url = format!("/v1/cases/{case_id}");
+    assert_eq!(accepted["status_url"], status_url.as_str());
+
+    let case = wait_succeeded(&world, port, &status_url).await;
+    let pool = world.pool().await;
+    let (recorded, source): (String, String) =
+        sqlx::query_as("SELECT case_id, source_path FROM cases WHERE file_sha256 = $1")
+            .bind(&sha256)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, case_id, "the case id efen records");
+    assert!(source.ends_with("drop/http/case01.png"), "{source}");
+    assert_eq!(case["state"], "recorded");
+    assert_eq!(case["result"]["case_id"], case_id.as_str(), "{case}");
+    assert_eq!(case["result"]["status"], "succeeded", "{case}");
+    assert_eq!(case["files"]["mask.png"], format!("{status_url}/mask.png"), "{case}");
+
+    let mask = request(port, "GET", &format!("{status_url}/mask.png"), b"").unwrap();
+    assert_eq!((mask.status, mask.header("content-type")), (200, Some("image/png")));
+    let mask = image::load_from_memory_with_format(&mask.body, image::ImageFormat::Png).unwrap();
+    let image = image::load_from_memory(&png).unwrap();
+    assert_eq!((mask.width(), mask.height()), (image.width(), image.height()));
+    let result = request(port, "GET", &format!("{status_url}/result.json"), b"").unwrap();
+    assert_eq!((result.status, result.header("content-type")), (200, Some("application/json")));
+    assert_eq!(result.json(), case["result"]);
+
+    // The same bytes again, without a name: the same case, recorded once, the repeat a duplicate.
+    let again = post(port, "/v1/cases", &png);
+    assert_eq!(again.status, 202);
+    let again = again.json();
+    assert_eq!(again["case_id"], case_id.as_str());
+    assert_eq!(again["name"], format!("upload-{}.png", &sha256[..12]));
+    world
+        .wait_for("the repeat recorded as a duplicate", Duration::from_secs(60), async || {
+            count_bound(&pool, "SELECT COUNT(*) FROM duplicates WHERE case_id = $1", &case_id).await == 1
+        })
+        .await;
+    assert_eq!(count_bound(&pool, "SELECT COUNT(*) FROM results WHERE case_id = $1", &case_id).await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM results").await, 1);
+    assert_eq!(wait_succeeded(&world, port, &status_url).await["case_id"], case_id.as_str());
+    let by_file = request(port, "GET", &format!("/v1/instances/{sha256}"), b"").unwrap().json();
+    assert_eq!((&by_file["case_id"], &by_file["case_ids"]), (&case["case_id"], &serde_json::json!([case_id])));
+
+    // Refused.
+    let empty = post(port, "/v1/cases", b"");
+    assert_eq!((empty.status, empty.json()["error"].as_str()), (400, Some("empty_body")));
+    let large = post(port, "/v1/cases?name=large.png", &vec![7u8; 2 << 20]);
+    assert_eq!((large.status, large.json()["error"].as_str()), (413, Some("too_large")));
+    let unknown = request(port, "GET", "/v1/cases/000000000000000000000000", b"").unwrap();
+    assert_eq!((unknown.status, unknown.json()["error"].as_str()), (404, Some("not_found")));
+    std::fs::write(world.dir.path().join("secret.txt"), b"secret").unwrap();
+    for path in [
+        format!("{status_url}/../../etc/passwd"),
+        format!("{status_url}/..%2F..%2F..%2Fsecret.txt"),
+        format!("{status_url}/%2e%2e"),
+        format!("{status_url}/mask.png%00"),
+        format!("{status_url}/.%2Fmask.png"),
+        "/v1/cases/..%2F..%2Fsecret.txt/result.json".to_string(),
+        "/v1/cases/../../etc/passwd".to_string(),
+        format!("{status_url}/..%2F{case_id}%2Fresult.json"),
+    ] {
+        let answer = request(port, "GET", &path, b"").unwrap();
+        assert_eq!(answer.status, 404, "{path}: {}", String::from_utf8_lossy(&answer.body));
+        assert!(!String::from_utf8_lossy(&answer.body).contains("secret\""), "{path}");
+    }
+    assert!(!world.drop_dir().join("http").join("large.png").exists(), "nothing of a refused body is left");
+    let leftovers = common::names(&world.drop_dir().join("http"));
+    assert!(leftovers.iter().all(|n| !n.ends_with(".part")), "{leftovers:?}");
+
+    let runs = request(port, "GET", "/v1/runs", b"").unwrap().json();
+    assert_eq!(runs["runs"][0]["command"], "watch", "{runs}");
+    assert_eq!(runs["runs"][0]["ended_at"], serde_json::Value::Null, "{runs}");
+    assert_eq!(request(port, "GET", "/v1/runs?limit=0", b"").unwrap().status, 400);
+    let openapi = request(port, "GET", "/v1/openapi.json", b"").unwrap().json();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/v1/cases"]["post"].is_object(), "{openapi}");
+
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    let uploads = |result| sample(&metrics, "efen_http_uploads_total", &[("result", result)]);
+    assert_eq!((uploads("accepted"), uploads("empty"), uploads("too_large")), (Some(2.0), Some(1.0), Some(1.0)));
+
+    common::signal(&child, "TERM");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    pool.close().await;
+    world.close().await;
+}
+
+/// The 24 instances of a CT series posted one by one: each answers with its series and a status
+/// URL by its own SHA-256, and once the series has been quiet each resolves to the one series
+/// case, with its 24 slices.
+#[tokio::test]
+async fn dicom_instances_posted_over_http_become_their_series_case() {
+    let fixtures = common::repo().join("tests/fixtures/series");
+    assert!(fixtures.join("manifest.json").is_file(), "run scripts/series-fixtures.sh (scripts/test.sh does)");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json")).unwrap()).unwrap();
+    let series_uid = manifest["fixtures"]["ct_sphere"]["series_instance_uid"].as_str().unwrap().to_string();
+    let mut files: Vec<_> = std::fs::read_dir(fixtures.join("ct_sphere")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 24);
+
+    let world = World::new(Backend::Sqlite).await;
+    let port = free_port();
+    let mut child = start_watch_with(&world, port, &[("EFEN_WATCH__SERIES_QUIET_MS", "1000")]);
+    wait_ready(&world, &mut child, port).await;
+    let mut status_urls = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let accepted = post(port, &format!("/v1/cases?name={name}"), &bytes);
+        assert_eq!(accepted.status, 202, "{name}: {}", String::from_utf8_lossy(&accepted.body));
+        let accepted = accepted.json();
+        assert_eq!(accepted["case_id"], serde_json::Value::Null, "{accepted}");
+        assert_eq!(accepted["series_instance_uid"], series_uid.as_str(), "{accepted}");
+        assert_eq!(accepted["status_url"], format!("/v1/instances/{}", sha256_hex(&bytes)));
+        status_urls.push(accepted["status_url"].as_str().unwrap().to_string());
+    }
+    let first = request(port, "GET", &status_urls[0], b"").unwrap();
+    assert_eq!(first.status, 200, "an accepted instance is known at once");
+
+    let case = wait_succeeded(&world, port, &status_urls[0]).await;
+    assert_eq!(case["n_frames"], 24, "{case}");
+    assert_eq!(case["result"]["series"]["slices"], 24, "{case}");
+    assert_eq!(case["result"]["series"]["series_instance_uid"], series_uid.as_str());
+    let case_id = case["case_id"].as_str().unwrap();
+    assert_eq!(case["case_ids"], serde_json::json!([case_id]));
+    for url in &status_urls[1..] {
+        let answer = request(port, "GET", url, b"").unwrap().json();
+        assert_eq!(answer["case_id"], case_id, "{url}: {answer}");
+    }
+    let seg = request(port, "GET", &format!("/v1/cases/{case_id}/seg.dcm"), b"").unwrap();
+    assert_eq!((seg.status, seg.header("content-type")), (200, Some("application/dicom")));
+    assert_eq!(&seg.body[128..132], b"DICM");
+    let nifti = request(port, "GET", &format!("/v1/cases/{case_id}/mask.nii.gz"), b"").unwrap();
+    assert_eq!((nifti.status, nifti.header("content-type")), (200, Some("application/gzip")));
+
+    let pool = world.pool().await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 1);
+    pool.close().await;
+    common::signal(&child, "TERM");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    world.close().await;
+}
+
+/// Sixty different images posted at once from twelve threads, half of them under the same name:
+/// every one is accepted under a name of its own, and each becomes exactly one case in the store.
+#[tokio::test]
+async fn concurrent_uploads_are_each_one_case() {
+    const UPLOADS: u32 = 60;
+    let world = World::new(Backend::Sqlite).await;
+    let port = free_port();
+    let mut child = start_watch(&world, port);
+    wait_ready(&world, &mut child, port).await;
+    let threads: Vec<_> = (0..12u32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (t..UPLOADS)
+                    .step_by(12)
+                    .map(|i| {
+                        let path = if i % 2 == 0 { "/v1/cases?name=same.png" } else { "/v1/cases" };
+                        let answer = post(port, path, &common::unique_png(i));
+                        assert_eq!(answer.status, 202, "{}", String::from_utf8_lossy(&answer.body));
+                        answer.json()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let accepted: Vec<serde_json::Value> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let names: std::collections::BTreeSet<&str> = accepted.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let ids: std::collections::BTreeSet<&str> = accepted.iter().map(|a| a["case_id"].as_str().unwrap()).collect();
+    assert_eq!((names.len(), ids.len()), (UPLOADS as usize, UPLOADS as usize), "{names:?}");
+    assert!(names.contains("same.png"), "{names:?}");
+
+    let pool = world.pool().await;
+    world
+        .wait_for("every upload recorded", Duration::from_secs(120), async || {
+            count(&pool, "SELECT COUNT(*) FROM results").await == UPLOADS as i64
+        })
+        .await;
+    let (recorded,): (i64,) =
+        sqlx::query_as("SELECT COUNT(DISTINCT case_id) FROM case_results WHERE status = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, UPLOADS as i64);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM duplicates").await, 0);
+    for id in &ids {
+        assert_eq!(count_bound(&pool, "SELECT COUNT(*) FROM results WHERE case_id = $1", id).await, 1, "{id}");
+    }
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(sample(&metrics, "efen_http_uploads_total", &[("result", "accepted")]), Some(UPLOADS as f64));
+    common::signal(&child, "TERM");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    pool.close().await;
     world.close().await;
 }

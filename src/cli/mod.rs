@@ -62,8 +62,8 @@ enum Command {
         /// Also be a DICOM node: a Storage SCP on this host:port (overrides node.listen).
         #[arg(long)]
         listen: Option<String>,
-        /// Also serve /healthz, /readyz and /metrics over HTTP on this host:port (overrides
-        /// http.listen).
+        /// Also serve HTTP on this host:port (overrides http.listen): /healthz, /readyz, /metrics,
+        /// and cases under /v1 (POST /v1/cases takes a file into DIR/http/; see /v1/openapi.json).
         #[arg(long, value_name = "HOST:PORT")]
         http: Option<String>,
         /// The drop folder.

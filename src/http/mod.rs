@@ -1,16 +1,31 @@
 //! efen's HTTP face, beside `efen watch`'s drop folder and DICOM node: health for the orchestrator
-//! (systemd, docker compose, Kubernetes) and metrics for the site's Prometheus.
+//! (systemd, docker compose, Kubernetes), metrics for the site's Prometheus, and cases for
+//! applications.
 //!
 //! ```text
-//! GET /healthz   200 while the process serves
-//! GET /readyz    200 when the store answers, the model is loaded and the folders are writable;
-//!                503 and a JSON body naming each problem otherwise
-//! GET /metrics   the Prometheus text format, from the typed events of crate::telemetry
+//! GET  /healthz                 200 while the process serves
+//! GET  /readyz                  200 when the store answers, the model is loaded and the folders are
+//!                               writable; 503 and a JSON body naming each problem otherwise
+//! GET  /metrics                 the Prometheus text format, from the typed events of crate::telemetry
+//! POST /v1/cases[?name=]        a file into the drop folder's http/ inbox; 202 with its case id
+//! GET  /v1/cases/{id}           queued, processing, succeeded or failed; result.json when done
+//! GET  /v1/cases/{id}/{file}    mask.png, overlay.png, probabilities.png, seg.dcm, mask.nii.gz, result.json
+//! GET  /v1/instances/{sha256}   the case an uploaded file became (a DICOM instance: its series case)
+//! GET  /v1/runs[?limit=]        the latest runs, newest first
+//! GET  /v1/openapi.json         the OpenAPI 3.1 document of all of the above
 //! ```
+//! Uploads are not a second way into the engine: [`inbox`] writes them where the watcher looks,
+//! and the watcher admits them through the ledger like any dropped file.
 //! It runs on the watch's tokio runtime and stops with its shutdown token: SIGTERM stops accepting
 //! connections and lets the requests in flight finish.
 
+pub mod cases;
+pub mod error;
+pub mod files;
+pub mod inbox;
+pub mod openapi;
 pub mod ready;
+pub mod runs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,10 +35,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use cases::Cases;
 pub use ready::Readiness;
 
 /// The service's `[http]` section: `efen watch`'s HTTP server.
@@ -64,6 +80,7 @@ const UPKEEP: Duration = Duration::from_secs(5);
 struct Service {
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
+    cases: Arc<Cases>,
 }
 
 /// The running server.
@@ -83,9 +100,11 @@ impl Server {
 }
 
 /// Binds `config.listen`, installs the metrics recorder and serves until `shutdown` is cancelled.
+/// `cases` is shared with the watch, which opens it to uploads once the engine is open.
 pub async fn start(
     config: &HttpConfig,
     readiness: Arc<Readiness>,
+    cases: Arc<Cases>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(config.listen.trim())
@@ -104,8 +123,8 @@ pub async fn start(
             }
         }
     });
-    let app = router(Arc::new(Service { readiness, metrics }));
-    tracing::info!(listen = %addr, "HTTP server listening: /healthz, /readyz, /metrics");
+    let app = router(Arc::new(Service { readiness, metrics, cases }));
+    tracing::info!(listen = %addr, "HTTP server listening: /healthz, /readyz, /metrics, /v1 (cases, runs, openapi.json)");
     let task = tokio::spawn(async move {
         let stopped = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = stopped.await {
@@ -120,7 +139,18 @@ fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/cases", post(cases::submit))
+        .route("/v1/cases/{id}", get(cases::status))
+        .route("/v1/cases/{id}/{file}", get(files::serve))
+        .route("/v1/instances/{sha256}", get(cases::instance))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .fallback(not_found)
         .with_state(service)
+}
+
+async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::not_found(format!("no route {}; GET /v1/openapi.json lists them", uri.path()))
 }
 
 async fn healthz() -> &'static str {

@@ -427,8 +427,9 @@ impl Admission {
 }
 
 /// Whether an instance waits for its series: `[dicom] unit = "series"`, an image (a SEG is ground
-/// truth or a result, never a slice) with a Series Instance UID.
-fn gathered(config: &AdmissionConfig, identity: &crate::dicom::Identity) -> bool {
+/// truth or a result, never a slice) with a Series Instance UID. `POST /v1/cases` asks the same
+/// question to name what an upload will become.
+pub(crate) fn gathered(config: &AdmissionConfig, identity: &crate::dicom::Identity) -> bool {
     config.unit == crate::dicom::Unit::Series
         && identity.series_instance_uid.is_some()
         && identity.sop_class_uid.as_deref() != Some(crate::dicom::SEGMENTATION_STORAGE)

@@ -1,6 +1,6 @@
 //! `efen watch`: watches a drop folder (and, with `node.listen`, is a DICOM node feeding it; with
-//! `http.listen`, serves health and metrics) until SIGINT or SIGTERM, then finishes the cases in
-//! flight.
+//! `http.listen`, serves health, metrics and cases, whose uploads feed it too) until SIGINT or
+//! SIGTERM, then finishes the cases in flight.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,13 +40,17 @@ pub async fn watch(
         ("state folder", config.state_dir()),
         ("output folder", config.out_dir()),
     ]));
+    // Uploads land in <drop>/http/, where the watcher below takes them like any dropped file.
+    let cases = Arc::new(crate::http::Cases::new(&dir, config.out_dir(), config.engine.max_file_mb));
     let http = if config.http.enabled() {
-        Some(crate::http::start(&config.http, readiness.clone(), shutdown.clone()).await?)
+        Some(crate::http::start(&config.http, readiness.clone(), cases.clone(), shutdown.clone()).await?)
     } else {
         None
     };
     let observer: Arc<dyn CaseObserver> = Arc::new(crate::telemetry::Observed(observer));
     let mut engine = Engine::open(config, pipeline).await?;
+    // Cases first: once /readyz says ready, uploads are taken.
+    cases.engine_ready(engine.store.clone(), engine.admission_config.clone());
     readiness.engine_ready(engine.store.clone());
     crate::telemetry::started(&engine.definition.name, &engine.model.sha256);
     let worker = engine.config.watch.worker();

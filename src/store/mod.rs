@@ -1,10 +1,12 @@
 //! Store: the SQL audit trail and reporting database, PostgreSQL or SQLite through sqlx's Any
 //! driver with one set of `$n` statements. Ingest (claims, dedupe) and record write to it; the DICOM
-//! node's outbox works the send queue through [`sends`]' API; reports read it. Nobody else runs SQL.
+//! node's outbox works the send queue through [`sends`]' API; reports read it, and so does the HTTP
+//! face through [`queries`]. Nobody else runs SQL.
 //!
 //! Timestamps are filled in by the database (`DEFAULT now()`), never bound, so the same SQL works
 //! on both backends.
 
+mod queries;
 mod records;
 mod sends;
 
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use queries::{CaseStatus, RunSummary};
 pub use records::{CaseRecord, Claim, DicomRecord, LedgerState, NewCase, NewRun, SeriesRecord, SliceRecord};
 pub use sends::{NewSend, PendingSend, SendAttempt, SendStatus};
 
