@@ -5,13 +5,15 @@
 //! - [`ingest`]: find, vet, claim and hash input files; pair ground truth; case identity; admit
 //!   each case (claim it in the store, hand it on).
 //! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
-//! - [`dicom`]: DICOM objects: every common transfer syntax → frames (each frame a case), the
-//!   identity for the record, and the DICOM SEG that emit writes.
+//! - [`dicom`]: DICOM objects: every common transfer syntax → frames, slice geometry and stacks,
+//!   the identity for the record, and the DICOM SEG that emit writes.
+//! - [`series`]: a DICOM series as one case: instances gathered by series, split into stacks, their
+//!   slices' masks assembled into one bit-packed volume.
 //! - [`preprocess`]: image → normalized tensor at the model's size (resize or letterbox).
 //! - [`infer`]: batches of tensors through ONNX Runtime, on worker threads.
-//! - [`postprocess`]: output map → binary mask at the image's size.
+//! - [`postprocess`]: output map → binary mask at the image's size (and bit-packed for a series).
 //! - [`metrics`]: DSC, IoU, mIoU, precision, recall against ground truth.
-//! - [`output`]: mask.png, overlay.png, result.json.
+//! - [`output`]: mask.png, overlay.png, result.json; for a series mask.nii.gz and a montage.
 //! - [`store`]: runs, cases, results, the send queue and the audit log in PostgreSQL or SQLite.
 //!
 //! Between them travels a [`case`]. Each stage owns its settings (an `XConfig` beside it).
