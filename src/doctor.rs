@@ -49,6 +49,10 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
             .map_err(Clone::clone),
     );
 
+    if let Some(notice) = model.as_ref().ok().and_then(|m| m.card.notice()) {
+        println!("note  {notice}");
+    }
+
     if let (Ok(_), Ok(model)) = (&loaded, &model) {
         let probes = runtime::probe_providers(config, model).map_err(|e| e.to_string());
         match probes {

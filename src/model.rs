@@ -36,6 +36,20 @@ pub struct ModelCard {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ModelCard {
+    /// What the card says the model is for, when it says so (e.g. "a demonstration model, not for
+    /// clinical or research conclusions" for one trained only on synthetic data): efen repeats it
+    /// wherever the model's results are shown.
+    pub fn intended_use(&self) -> Option<&str> {
+        self.extra.get("intended_use").and_then(|v| v.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// "model <name>: <intended use>", for the places that repeat it.
+    pub fn notice(&self) -> Option<String> {
+        self.intended_use().map(|text| format!("model {}: {text}", self.name))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct InputSpec {
     pub name: String,

@@ -589,7 +589,9 @@ async fn dicom_frames_are_traced_to_their_file() {
     assert!(rows.iter().all(|r| r.0.contains("three.dcm#frame=") && r.2.is_some()), "{rows:?}");
     let html = world.dir.path().join("report.html");
     report(&world, &["--format", "html", "--out", html.to_str().unwrap()]);
-    assert!(std::fs::read_to_string(&html).unwrap().contains("No case with ground truth."));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("No case with ground truth."));
+    assert!(page.contains("model efen-small: trained only on synthetic data"), "the report says what the model is for");
     pool.close().await;
     world.close().await;
 }

@@ -14,6 +14,8 @@ async fn samples_are_recorded_once(backend: Backend) {
     let out = stdout(&first);
     assert!(out.contains("12 succeeded, 0 failed"), "{out}");
     assert!(out.contains("mean of per-case values") && out.contains("pooled over all pixels"), "{out}");
+    // The bundled model's card says it is a demonstration model: the run's summary says so too.
+    assert!(out.contains("model efen-small: trained only on synthetic data: a demonstration model"), "{out}");
 
     let pool = world.pool().await;
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 12);

@@ -66,6 +66,9 @@ pub fn render(report: &RunReport, elapsed_s: f64) -> String {
         }
         out += &format!("{metrics}\n");
     }
+    if let Some(notice) = &report.model_notice {
+        out += &format!("{notice}\n");
+    }
     out
 }
 

@@ -129,6 +129,9 @@ impl Engine {
             provider = used;
         }
         tracing::info!(model = %model.path.display(), provider = %provider, sessions = config.runtime.sessions, "model loaded");
+        if let Some(notice) = model.card.notice() {
+            tracing::warn!("{notice}");
+        }
         let threshold = definition.postprocess.threshold.unwrap_or(model.card.threshold);
         let mut card = model.card.clone();
         if let Some([height, width]) = definition.preprocess.input_size {
@@ -199,6 +202,7 @@ impl Engine {
         let mut settings = serde_json::to_value(&self.definition).expect("definition serializes");
         settings["threshold_used"] = serde_json::json!(self.context.threshold);
         settings["provider"] = serde_json::json!(self.provider);
+        settings["model_intended_use"] = serde_json::json!(self.model.card.intended_use());
         self.store
             .start_run(&NewRun {
                 run_id: run_id.clone(),

@@ -66,7 +66,8 @@ pub async fn run_once(
         admission.admit(candidate, read_from, policy).await?;
     }
     drop(admission);
-    let report = report.await?;
+    let mut report = report.await?;
+    report.model_notice = engine.card().notice();
     let elapsed = started.elapsed().as_secs_f64();
     engine.finish_run(&run_id, &report.counts()).await?;
     Ok((report, elapsed))

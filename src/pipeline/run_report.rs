@@ -101,6 +101,8 @@ impl Row {
 #[derive(Debug, Default)]
 pub struct RunReport {
     pub rows: Vec<Row>,
+    /// What the model's card says it is for, repeated under the run's tables.
+    pub model_notice: Option<String>,
 }
 
 impl RunReport {

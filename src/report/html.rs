@@ -14,6 +14,8 @@ use crate::store::Store;
 /// Everything the page shows, read once.
 pub struct Data {
     pub runs: Frame,
+    /// What the runs' model cards say the models are for (a demonstration model says so).
+    pub notices: Vec<String>,
     pub cases: Frame,
     pub paper: Frame,
     pub failures: Frame,
@@ -33,6 +35,7 @@ pub struct Example {
 impl Data {
     pub async fn load(store: &Store, filters: &Filters, examples: usize) -> anyhow::Result<Data> {
         let runs = load::frame(store, &load::RUNS, filters).await?;
+        let notices = load::model_notices(store, &runs).await?;
         let cases = load::frame(store, &load::CASES, filters).await?;
         let paper = summary::paper(&cases);
         let failures = summary::failures(&cases);
@@ -46,7 +49,7 @@ impl Data {
         let best_n = examples.min(n - worst_n);
         let worst = ranked[..worst_n].iter().map(|&i| example(&scored, i)).collect();
         let best = ranked.iter().rev().take(best_n).map(|&i| example(&scored, i)).collect();
-        Ok(Data { runs, cases, paper, failures, worst, best })
+        Ok(Data { runs, notices, cases, paper, failures, worst, best })
     }
 }
 
@@ -98,6 +101,9 @@ pub fn render(data: &Data, filters: &Filters, store: &str) -> anyhow::Result<Str
     let images = data.worst.iter().chain(&data.best).map(|e| e.figure.panels.len()).sum::<usize>();
     writeln!(page, "<body data-images-expected=\"{images}\">")?;
     writeln!(page, "<header><h1>efen report</h1><p class=\"meta\">{}</p></header>", esc(&meta(filters, store)))?;
+    for notice in &data.notices {
+        writeln!(page, "<p class=\"notice\">{}</p>", esc(notice))?;
+    }
 
     page += "<section class=\"cards\">";
     let mean = if dsc.is_empty() { None } else { Some(dsc.iter().sum::<f64>() / dsc.len() as f64) };
@@ -258,6 +264,7 @@ h1 { margin: 0; font-size: 28px; }
 h2 { margin: 0 0 4px; font-size: 20px; }
 h3 { margin: 0; font-size: 15px; word-break: break-all; }
 .meta, .note { color: #57606a; margin: 4px 0 12px; font-size: 13px; }
+.notice { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 4px; padding: 8px 12px; margin: 8px 0; }
 section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 16px 20px; margin: 16px 0; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; background: none; border: none; padding: 0; }
 .card { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 12px 18px; min-width: 120px; }

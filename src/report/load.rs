@@ -287,3 +287,19 @@ mod tests {
         assert!(error.contains("--run does not apply to the daily table"), "{error}");
     }
 }
+
+/// What the cards of the runs' models say they are for (recorded with each run's settings), one
+/// line per model: "model efen-small: trained only on synthetic data: …".
+pub async fn model_notices(store: &Store, runs: &Frame) -> anyhow::Result<Vec<String>> {
+    let wanted: std::collections::BTreeSet<&str> = (0..runs.height()).filter_map(|i| runs.text(i, "run_id")).collect();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT run_id, model_name, pipeline_settings FROM runs").fetch_all(store.pool()).await?;
+    let mut notices = std::collections::BTreeSet::new();
+    for (_, model, settings) in rows.into_iter().filter(|(id, _, _)| wanted.contains(id.as_str())) {
+        let settings: serde_json::Value = serde_json::from_str(&settings).unwrap_or_default();
+        if let Some(text) = settings["model_intended_use"].as_str().filter(|t| !t.is_empty()) {
+            notices.insert(format!("model {model}: {text}"));
+        }
+    }
+    Ok(notices.into_iter().collect())
+}

@@ -102,8 +102,13 @@ def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
     }
     if ck is None:
         card["training_data"] = "none (untrained weights, for benchmarks only)"
+        card["intended_use"] = "benchmarks only: untrained weights, their masks mean nothing"
         return card
     ds = args.get("dataset")
+    if ds == "synthetic":
+        # efen says this wherever the model's results are shown (doctor, run summary, HTML report).
+        card["intended_use"] = ("trained only on synthetic data: a demonstration model, "
+                                "not for clinical or research conclusions")
     card["training_data"] = (
         f"synthetic lesions (training/efen_train/synthetic.py), {args.get('n_synthetic')} "
         f"images of 160-320 px, data seed {args.get('data_seed')}, split 8:1:1 with seed "
