@@ -1,12 +1,13 @@
 //! Admission, the last step of ingest: opens a candidate on a blocking thread (read, hash, parse
 //! DICOM once, fan a multi-frame file out into frames, pair ground truth), claims each case in the
 //! store, and hands it on through its [`Outlet`]: to decode, or, when it ends here (failed at
-//! ingest, a duplicate), straight to record.
+//! ingest, a duplicate), straight to record. An instance of a DICOM series waits in the gatherer
+//! until its series is complete ([`series`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -15,8 +16,12 @@ use tokio::sync::mpsc;
 use super::{Candidate, GroundTruthPattern};
 use crate::case::{CaseMeta, DicomInput, Failure, Frame, Message, Outcome, Stage};
 use crate::ingest;
-use crate::series::{Gatherer, Instance, SeriesCase};
+use crate::series::{Gatherer, Instance};
+
+mod series;
+
 use crate::store::{Claim, NewCase, Store, StoreError};
+pub(crate) use series::gathered;
 
 /// What admission needs to know of the pipeline and the service, fixed for a run.
 #[derive(Debug, Clone)]
@@ -217,144 +222,6 @@ impl Admission {
         Ok(())
     }
 
-    /// Admits the gathered series that are complete (quiet for `quiet`; all with None), each
-    /// stack as one case.
-    pub async fn flush_series(&mut self, quiet: Option<Duration>) -> Result<(), StoreError> {
-        for mut instances in self.gatherer.take(quiet) {
-            let Some(first) = instances.first() else { continue };
-            // A series with an instance recovered after a crash takes over its earlier claim.
-            let policy = Policy {
-                takeover: instances.iter().any(|i| i.policy.takeover),
-                record_same_path: first.policy.record_same_path,
-            };
-            let (origin, uid, arrived) = (first.origin, first.series_uid.clone(), instances.len());
-            // Instances that come after their series was segmented: the case is the whole series
-            // again, with the earlier instances from done/ (watch), or only them (run).
-            let earlier_files = match &self.series_done {
-                Some(state) => self.earlier_instances(state, &instances).await,
-                None => Vec::new(),
-            };
-            let regathered = earlier_files.len();
-            instances.extend(earlier_files);
-            let started = Instant::now();
-            let segs = &mut self.segs;
-            let cases = crate::series::cases_of(instances, |uid, frame| segs.as_mut()?.find(uid, frame));
-            let slices: usize = cases.iter().map(|c| c.slices.len()).sum();
-            let grouping_ms = started.elapsed().as_secs_f64() * 1e3;
-            tracing::info!(series = %uid, instances = arrived + regathered, regathered, slices, stacks = cases.len(), grouping_ms, "series complete");
-            let config = self.config.clone();
-            let (pipeline, model) = (&config.pipeline, &config.model_sha256);
-            let earlier = match self.store.series_cases(&uid, pipeline, model).await {
-                Ok(earlier) => earlier,
-                Err(e) => {
-                    tracing::debug!("cannot look up earlier cases of series {uid}: {e}");
-                    Vec::new()
-                }
-            };
-            for mut case in cases {
-                // A stack made only of earlier instances is a case already recorded.
-                if regathered > 0 && case.files.iter().all(|f| self.is_earlier(&uid, &f.current)) {
-                    continue;
-                }
-                let id = ingest::case_id(&case.sha256(), pipeline, model);
-                let before: Vec<String> = earlier
-                    .iter()
-                    .filter(|(other, _)| *other != id)
-                    .map(|(other, slices)| format!("case {other}, {slices} slices"))
-                    .collect();
-                if !before.is_empty() {
-                    let now = match regathered {
-                        0 => format!("this case has the {} slice(s) that came now", case.slices.len()),
-                        _ => format!("this case is the whole series again, {} slices", case.slices.len()),
-                    };
-                    case.warnings.push(format!("series {uid} was segmented before ({}); {now}", before.join("; ")));
-                }
-                let meta = self.series_meta(case, origin);
-                self.admit_case(meta, Ok(Arc::new(Vec::new())), policy).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The instances of a series already segmented by this watcher (in `<state>/done/series/<uid>/`)
-    /// that are not among `arrived`, read again (headers only).
-    async fn earlier_instances(&self, state: &std::path::Path, arrived: &[Instance]) -> Vec<Instance> {
-        let Some(first) = arrived.first() else { return Vec::new() };
-        let dir = crate::ingest::disposition::series_done_dir(state, &first.series_uid);
-        let known: std::collections::HashSet<String> = arrived.iter().map(|i| i.sha256.clone()).collect();
-        let (origin, policy, config) = (first.origin, first.policy, self.config.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| !super::is_ignored_name(p))
-                .collect();
-            paths.sort();
-            let mut found = Vec::new();
-            for path in paths {
-                let Ok(bytes) = std::fs::read(&path) else { continue };
-                let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-                if known.contains(&sha256) {
-                    continue;
-                }
-                let Ok(mut file) = crate::dicom::open(&bytes) else { continue };
-                let identity = config.patient_ids.identity(&file);
-                if !gathered(&config, &identity) {
-                    continue;
-                }
-                file.drop_pixel_data();
-                let input = Arc::new(DicomInput { decoder: file.decoder_name(), identity, file });
-                found.push(Instance {
-                    series_uid: input.identity.series_instance_uid.clone().unwrap_or_default(),
-                    original: path.clone(),
-                    current: path,
-                    origin,
-                    sha256,
-                    size_bytes: bytes.len() as u64,
-                    input,
-                    truth: None,
-                    policy,
-                });
-            }
-            found
-        })
-        .await
-        .unwrap_or_default()
-    }
-
-    /// Whether `path` is an earlier instance of series `uid` (in its folder under done/).
-    fn is_earlier(&self, uid: &str, path: &std::path::Path) -> bool {
-        self.series_done.as_ref().is_some_and(|state| {
-            path.parent() == Some(crate::ingest::disposition::series_done_dir(state, uid).as_path())
-        })
-    }
-
-    /// When the next gathered series will have been quiet for `quiet`.
-    pub fn next_series_due(&self, quiet: Duration) -> Option<Instant> {
-        self.gatherer.next_complete(quiet)
-    }
-
-    fn series_meta(&self, case: SeriesCase, origin: crate::case::Origin) -> CaseMeta {
-        let sha256 = case.sha256();
-        let ground_truth = case.slices.iter().find_map(|s| s.truth.clone());
-        CaseMeta {
-            case_id: ingest::case_id(&sha256, &self.config.pipeline, &self.config.model_sha256),
-            original: case.folder.clone(),
-            current: case.folder.clone(),
-            origin,
-            file_sha256: sha256.clone(),
-            sha256,
-            size_bytes: case.size_bytes(),
-            ground_truth,
-            frame: None,
-            dicom: case.files.first().map(|f| f.input.clone()),
-            series: Some(Arc::new(case)),
-            started: Instant::now(),
-        }
-    }
-
     /// Claims one case and hands it to the graph (or reports it as a duplicate or a failure).
     async fn admit_case(
         &mut self,
@@ -424,13 +291,4 @@ impl Admission {
             worker: self.worker.clone(),
         }
     }
-}
-
-/// Whether an instance waits for its series: `[dicom] unit = "series"`, an image (a SEG is ground
-/// truth or a result, never a slice) with a Series Instance UID. `POST /v1/cases` asks the same
-/// question to name what an upload will become.
-pub(crate) fn gathered(config: &AdmissionConfig, identity: &crate::dicom::Identity) -> bool {
-    config.unit == crate::dicom::Unit::Series
-        && identity.series_instance_uid.is_some()
-        && identity.sop_class_uid.as_deref() != Some(crate::dicom::SEGMENTATION_STORAGE)
 }
