@@ -302,39 +302,28 @@ fn shrunk(
     Some((small, small_mask, small_truth))
 }
 
-/// Writes `overlay.png` row by row: each row of the image is copied, the outlines are painted into
-/// the copy, and the row goes to the encoder; no second image is held. PNG with fdeflate and the
-/// Sub filter: on 512×512 gray images 0.88 ms against 1.16 ms for Adaptive, 5% larger.
+/// Writes `overlay.png`: the image is copied row by row and the outlines painted into each row
+/// while it is in cache (one pass, no clone followed by a second pass per outline), then encoded
+/// whole with fdeflate and the Sub filter: on 512×512 gray images 0.87 ms against 1.16 ms for
+/// Adaptive, 5% larger. (png's row-by-row StreamWriter was tried: 1.18 ms, slower than the whole
+/// image's encode by more than the copy it saves.)
 fn save_overlay(path: &Path, image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage>) -> Result<(), EmitError> {
-    use std::io::Write;
-    let write_error = |source: std::io::Error| EmitError::Write { path: path.into(), source };
-    let png_error = |e: png::EncodingError| match e {
-        png::EncodingError::IoError(source) => write_error(source),
-        other => write_error(std::io::Error::other(other)),
-    };
     let (w, h) = image.dimensions();
     let thickness = overlay_thickness(w, h);
     let mut truth = truth.filter(|t| t.dimensions() == (w, h)).map(|t| Outline::new(t, thickness));
     let mut predicted = Outline::new(predicted, thickness);
-    let tmp = temporary(path);
-    let file = std::fs::File::create(&tmp).map_err(write_error)?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w, h);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_deflate_compression(png::DeflateCompression::FdeflateUltraFast);
-    encoder.set_filter(png::Filter::Sub);
-    let mut writer = encoder.write_header().map_err(png_error)?.into_stream_writer().map_err(png_error)?;
-    let mut row = vec![0u8; 3 * w as usize];
-    for (y, source) in image.as_raw().chunks_exact(row.len().max(1)).enumerate() {
-        row.copy_from_slice(source);
+    let mut data = Vec::with_capacity(image.as_raw().len());
+    for (y, source) in image.as_raw().chunks_exact((3 * w as usize).max(1)).enumerate() {
+        let start = data.len();
+        data.extend_from_slice(source);
+        let row = &mut data[start..];
         if let Some(truth) = &mut truth {
-            truth.paint(y, &mut row, TRUTH);
+            truth.paint(y, row, TRUTH);
         }
-        predicted.paint(y, &mut row, PREDICTED);
-        writer.write_all(&row).map_err(write_error)?;
+        predicted.paint(y, row, PREDICTED);
     }
-    writer.finish().map_err(png_error)?;
-    std::fs::rename(&tmp, path).map_err(write_error)
+    let overlay = RgbImage::from_raw(w, h, data).expect("the overlay has the image's size");
+    save_png(path, &overlay, image::codecs::png::FilterType::Sub)
 }
 
 /// The outline's width on an overlay: 1 px per 200 px of the shorter side, at least 1.
