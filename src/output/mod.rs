@@ -258,7 +258,11 @@ fn temporary(path: &Path) -> PathBuf {
 
 /// PNG with fast compression (fdeflate): outputs are written for every case, so encoding time is
 /// pipeline overhead; they are larger than at the default level.
-fn save_png<P, C>(path: &Path, image: &image::ImageBuffer<P, C>, filter: image::codecs::png::FilterType) -> Result<(), EmitError>
+fn save_png<P, C>(
+    path: &Path,
+    image: &image::ImageBuffer<P, C>,
+    filter: image::codecs::png::FilterType,
+) -> Result<(), EmitError>
 where
     P: image::Pixel + image::PixelWithColorType,
     [P::Subpixel]: image::EncodableLayout,
@@ -307,7 +311,12 @@ fn shrunk(
 /// whole with fdeflate and the Sub filter: on 512×512 gray images 0.87 ms against 1.16 ms for
 /// Adaptive, 5% larger. (png's row-by-row StreamWriter was tried: 1.18 ms, slower than the whole
 /// image's encode by more than the copy it saves.)
-fn save_overlay(path: &Path, image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage>) -> Result<(), EmitError> {
+fn save_overlay(
+    path: &Path,
+    image: &RgbImage,
+    predicted: &GrayImage,
+    truth: Option<&GrayImage>,
+) -> Result<(), EmitError> {
     let (w, h) = image.dimensions();
     let thickness = overlay_thickness(w, h);
     let mut truth = truth.filter(|t| t.dimensions() == (w, h)).map(|t| Outline::new(t, thickness));
