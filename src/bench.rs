@@ -176,19 +176,7 @@ pub async fn bench(
     let mut latencies: Vec<f64> = report.rows.iter().map(|r| r.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
 
-    let threads = match config.runtime.intra_threads {
-        0 => "one per core".to_string(),
-        n => n.to_string(),
-    };
-    let runtime = &config.runtime;
-    let settings_used = format!(
-        "intra {threads}, inter {}, spinning {}, {} session(s), {} CPU worker(s) per stage, {} core(s)",
-        runtime.inter_threads,
-        if runtime.spinning { "on" } else { "off" },
-        runtime.sessions,
-        config.engine.workers(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    );
+    let settings_used = crate::runtime::thread_settings(&config);
     let size = match &settings.from {
         Some(from) => format!("{cases} images from {}", from.display()),
         None => format!("{cases} × {}×{}", settings.width, settings.height),

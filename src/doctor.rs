@@ -34,6 +34,8 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
             .map_err(Clone::clone),
     );
 
+    check("threads", Ok(runtime::thread_settings(config)));
+
     let pipeline_path =
         pipeline.map(Path::to_path_buf).unwrap_or_else(|| config.resolve(&config.paths.default_pipeline));
     let model = PipelineDefinition::load(&pipeline_path).map_err(|e| e.to_string()).and_then(|d| {

@@ -26,11 +26,15 @@ pub struct OutputConfig {
     /// `probabilities.png`: the blended probability map as 16-bit gray (0..65535 = 0..1).
     #[serde(default)]
     pub probabilities: bool,
+    /// The longer side of `overlay.png` in pixels: a larger image's overlay is scaled down to it
+    /// (the outline drawn at that size). 0 writes the overlay at the image's size.
+    #[serde(default)]
+    pub overlay_max_size: u32,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { mask: true, overlay: true, probabilities: false }
+        OutputConfig { mask: true, overlay: true, probabilities: false, overlay_max_size: 0 }
     }
 }
 
@@ -193,18 +197,22 @@ pub fn write_images(dir: &Path, images: &Images, settings: &OutputConfig) -> Res
     let mut paths = OutputPaths::default();
     if settings.mask {
         let path = dir.join("mask.png");
-        save_png(&path, images.mask)?;
+        // A 0/255 mask: Sub is as small as Adaptive (2.7 kB at 512×512) at a third of the time.
+        save_png(&path, images.mask, image::codecs::png::FilterType::Sub)?;
         paths.mask = Some(path);
     }
     if settings.overlay {
         let path = dir.join("overlay.png");
-        let overlay = overlay(images.image, images.mask, images.truth);
-        save_png(&path, &overlay)?;
+        let truth = images.truth.filter(|t| t.dimensions() == images.image.dimensions());
+        match shrunk(images.image, images.mask, truth, settings.overlay_max_size) {
+            Some((image, mask, truth)) => save_overlay(&path, &image, &mask, truth.as_ref())?,
+            None => save_overlay(&path, images.image, images.mask, truth)?,
+        }
         paths.overlay = Some(path);
     }
     if let Some(map) = images.probabilities {
         let path = dir.join("probabilities.png");
-        save_png(&path, map)?;
+        save_png(&path, map, image::codecs::png::FilterType::Adaptive)?;
         paths.probabilities = Some(path);
     }
     Ok(paths)
@@ -248,28 +256,95 @@ fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// PNG with fast compression: outputs are written for every case, so encoding time is pipeline
-/// overhead; they are a few percent larger than at the default level.
-fn save_png<P, C>(path: &Path, image: &image::ImageBuffer<P, C>) -> Result<(), EmitError>
+/// PNG with fast compression (fdeflate): outputs are written for every case, so encoding time is
+/// pipeline overhead; they are larger than at the default level.
+fn save_png<P, C>(
+    path: &Path,
+    image: &image::ImageBuffer<P, C>,
+    filter: image::codecs::png::FilterType,
+) -> Result<(), EmitError>
 where
     P: image::Pixel + image::PixelWithColorType,
     [P::Subpixel]: image::EncodableLayout,
     C: std::ops::Deref<Target = [P::Subpixel]>,
 {
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::codecs::png::{CompressionType, PngEncoder};
     let tmp = temporary(path);
     let file = std::fs::File::create(&tmp).map_err(|source| EmitError::Write { path: path.into(), source })?;
-    let encoder =
-        PngEncoder::new_with_quality(std::io::BufWriter::new(file), CompressionType::Fast, FilterType::Adaptive);
+    let encoder = PngEncoder::new_with_quality(std::io::BufWriter::new(file), CompressionType::Fast, filter);
     image.write_with_encoder(encoder).map_err(|source| EmitError::Encode { path: path.into(), source })?;
     std::fs::rename(&tmp, path).map_err(|source| EmitError::Write { path: path.into(), source })
+}
+
+/// The image, its mask and the ground truth scaled down so that the longer side is `max_size`, or
+/// `None` when the image is no larger (or `max_size` is 0). The image is scaled bilinearly, the masks
+/// by nearest neighbour (they stay 0/255).
+fn shrunk(
+    image: &RgbImage,
+    mask: &GrayImage,
+    truth: Option<&GrayImage>,
+    max_size: u32,
+) -> Option<(RgbImage, GrayImage, Option<GrayImage>)> {
+    use fast_image_resize::{ResizeAlg, ResizeOptions, Resizer};
+    let (w, h) = image.dimensions();
+    if max_size == 0 || w.max(h) <= max_size {
+        return None;
+    }
+    let scale = |side: u32| ((side as u64 * max_size as u64 + w.max(h) as u64 / 2) / w.max(h) as u64).max(1) as u32;
+    let (sw, sh) = (scale(w), scale(h));
+    let mut resizer = Resizer::new();
+    let mut small = RgbImage::new(sw, sh);
+    resizer.resize(image, &mut small, &crate::preprocess::bilinear()).expect("RGB to RGB resize cannot fail");
+    let nearest = ResizeOptions::new().resize_alg(ResizeAlg::Nearest);
+    let mut shrink_mask = |m: &GrayImage| {
+        let mut out = GrayImage::new(sw, sh);
+        resizer.resize(m, &mut out, &nearest).expect("gray to gray resize cannot fail");
+        out
+    };
+    let small_mask = shrink_mask(mask);
+    let small_truth = truth.map(&mut shrink_mask);
+    Some((small, small_mask, small_truth))
+}
+
+/// Writes `overlay.png`: the image is copied row by row and the outlines painted into each row
+/// while it is in cache (one pass, no clone followed by a second pass per outline), then encoded
+/// whole with fdeflate and the Sub filter: on 512×512 gray images 0.87 ms against 1.16 ms for
+/// Adaptive, 5% larger. (png's row-by-row StreamWriter was tried: 1.18 ms, slower than the whole
+/// image's encode by more than the copy it saves.)
+fn save_overlay(
+    path: &Path,
+    image: &RgbImage,
+    predicted: &GrayImage,
+    truth: Option<&GrayImage>,
+) -> Result<(), EmitError> {
+    let (w, h) = image.dimensions();
+    let thickness = overlay_thickness(w, h);
+    let mut truth = truth.filter(|t| t.dimensions() == (w, h)).map(|t| Outline::new(t, thickness));
+    let mut predicted = Outline::new(predicted, thickness);
+    let mut data = Vec::with_capacity(image.as_raw().len());
+    for (y, source) in image.as_raw().chunks_exact((3 * w as usize).max(1)).enumerate() {
+        let start = data.len();
+        data.extend_from_slice(source);
+        let row = &mut data[start..];
+        if let Some(truth) = &mut truth {
+            truth.paint(y, row, TRUTH);
+        }
+        predicted.paint(y, row, PREDICTED);
+    }
+    let overlay = RgbImage::from_raw(w, h, data).expect("the overlay has the image's size");
+    save_png(path, &overlay, image::codecs::png::FilterType::Sub)
+}
+
+/// The outline's width on an overlay: 1 px per 200 px of the shorter side, at least 1.
+fn overlay_thickness(w: u32, h: u32) -> u32 {
+    (w.min(h) / 200).max(1)
 }
 
 /// The image with the outlines drawn on it (ground truth first, prediction on top).
 pub fn overlay(image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage>) -> RgbImage {
     let mut out = image.clone();
     let (w, h) = image.dimensions();
-    let thickness = (w.min(h) / 200).max(1);
+    let thickness = overlay_thickness(w, h);
     if let Some(truth) = truth.filter(|t| t.dimensions() == (w, h)) {
         draw_outline(&mut out, truth, thickness, TRUTH);
     }
@@ -279,40 +354,90 @@ pub fn overlay(image: &RgbImage, predicted: &GrayImage, truth: Option<&GrayImage
 
 /// Paints foreground pixels that lie within `thickness` of the background (or of the border).
 pub fn draw_outline(image: &mut RgbImage, mask: &GrayImage, thickness: u32, colour: Rgb<u8>) {
-    // A pixel is inside when its whole (2t+1)² window is foreground: an erosion by a square, done
-    // as a row pass then a column pass (linear in t, not quadratic; the border counts as background).
-    let (w, h) = (mask.width() as usize, mask.height() as usize);
-    let t = thickness as usize;
-    let on: Vec<bool> = mask.as_raw().iter().map(|v| *v > 0).collect();
-    let window_all = |line: &[bool], out: &mut [bool]| {
-        // out[i] = every line[j] with |i - j| ≤ t, using the run of `true` that ends at each place.
-        let n = line.len();
-        let mut run = vec![0usize; n];
-        let mut count = 0;
-        for i in 0..n {
-            count = if line[i] { count + 1 } else { 0 };
-            run[i] = count;
-        }
-        for i in 0..n {
-            out[i] = i >= t && i + t < n && run[i + t] > 2 * t;
-        }
-    };
-    let mut rows_inside = vec![false; w * h];
-    for y in 0..h {
-        window_all(&on[y * w..(y + 1) * w], &mut rows_inside[y * w..(y + 1) * w]);
+    assert_eq!(image.dimensions(), mask.dimensions(), "an outline is drawn on an image of the mask's size");
+    let mut outline = Outline::new(mask, thickness);
+    let stride = 3 * image.width() as usize;
+    for (y, row) in image.as_mut().chunks_exact_mut(stride.max(1)).enumerate() {
+        outline.paint(y, row, colour);
     }
-    let (mut column, mut inside) = (vec![false; h], vec![false; h]);
-    for x in 0..w {
-        for y in 0..h {
-            column[y] = rows_inside[y * w + x];
+}
+
+/// A mask's outline, one row at a time, top to bottom: the foreground pixels that lie within `t` of
+/// the background or of the border. A pixel is inside when its whole (2t+1)² window is foreground:
+/// an erosion by a square, done as a pass along each row and a running count down each column, so
+/// it costs O(width × height) whatever `t`, reads the mask in order and holds two rows of counts.
+struct Outline<'a> {
+    mask: &'a [u8],
+    w: usize,
+    h: usize,
+    t: usize,
+    /// Mask rows already counted into `down`.
+    fed: usize,
+    /// Scratch for one row: the run of foreground that ends at each column.
+    across: Vec<u32>,
+    /// For each column, how many consecutive rows up to the last one fed have their whole
+    /// horizontal window (2t+1 wide) in the foreground.
+    down: Vec<u32>,
+}
+
+impl<'a> Outline<'a> {
+    fn new(mask: &'a GrayImage, thickness: u32) -> Outline<'a> {
+        let (w, h) = (mask.width() as usize, mask.height() as usize);
+        Outline { mask: mask.as_raw(), w, h, t: thickness as usize, fed: 0, across: vec![0; w], down: vec![0; w] }
+    }
+
+    fn row(&self, y: usize) -> &'a [u8] {
+        &self.mask[y * self.w..(y + 1) * self.w]
+    }
+
+    /// Counts mask row `y` (the next one) into `down`.
+    fn feed(&mut self, y: usize) {
+        let (w, t) = (self.w, self.t);
+        let line = self.row(y);
+        if !any_foreground(line) {
+            self.down.fill(0);
+            return;
         }
-        window_all(&column, &mut inside);
-        for y in 0..h {
-            if on[y * w + x] && !inside[y] {
-                image.put_pixel(x as u32, y as u32, colour);
+        let mut count = 0;
+        for (run, v) in self.across.iter_mut().zip(line) {
+            count = if *v > 0 { count + 1 } else { 0 };
+            *run = count;
+        }
+        let window = 2 * t as u32;
+        for (x, down) in self.down.iter_mut().enumerate() {
+            let inside = x >= t && x + t < w && self.across[x + t] > window;
+            *down = if inside { *down + 1 } else { 0 };
+        }
+    }
+
+    /// Paints the outline pixels of row `y` into `row` (RGB, the mask's width). Rows must come in
+    /// order, each once.
+    fn paint(&mut self, y: usize, row: &mut [u8], colour: Rgb<u8>) {
+        let t = self.t;
+        // A pixel can be inside only when rows y - t ..= y + t all exist.
+        let deep = y >= t && y + t < self.h;
+        if deep {
+            while self.fed <= y + t {
+                self.feed(self.fed);
+                self.fed += 1;
+            }
+        }
+        let line = self.row(y);
+        if !any_foreground(line) {
+            return;
+        }
+        let window = 2 * t as u32;
+        for ((pixel, v), down) in row.chunks_exact_mut(3).zip(line).zip(&self.down) {
+            if *v > 0 && !(deep && *down > window) {
+                pixel.copy_from_slice(&colour.0);
             }
         }
     }
+}
+
+/// Whether a mask row holds any foreground (an OR over the row, which the compiler vectorizes).
+fn any_foreground(line: &[u8]) -> bool {
+    line.iter().fold(0u8, |acc, v| acc | v) != 0
 }
 
 /// Writing can fail for a moment (a full disk being cleaned, a network share): a few attempts with
@@ -337,6 +462,7 @@ const EMIT_ATTEMPTS: u32 = 3;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::GenericImageView;
 
     #[test]
     fn outline_marks_the_border_not_the_inside() {
@@ -376,6 +502,84 @@ mod tests {
         }
     }
 
+    /// Foreground with background (or the border) within `t` pixels: the definition, brute force.
+    fn brute_outline(mask: &GrayImage, t: i64) -> Vec<bool> {
+        let (w, h) = (mask.width() as i64, mask.height() as i64);
+        let on = |x: i64, y: i64| x >= 0 && y >= 0 && x < w && y < h && mask.get_pixel(x as u32, y as u32).0[0] > 0;
+        let mut out = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let near = (-t..=t).any(|dy| (-t..=t).any(|dx| !on(x + dx, y + dy)));
+                out.push(on(x, y) && near);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn outlines_of_random_masks_match_the_definition() {
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for (w, h, t) in [(17, 13, 1), (20, 9, 2), (5, 30, 3), (3, 3, 1), (31, 24, 4), (1, 7, 1)] {
+            // Blocky masks (runs of foreground), so that some pixels are inside.
+            let mut mask = GrayImage::new(w, h);
+            for _ in 0..6 {
+                let (x0, y0) = (next() % w, next() % h);
+                let (bw, bh) = (1 + next() % w, 1 + next() % h);
+                for y in y0..(y0 + bh).min(h) {
+                    for x in x0..(x0 + bw).min(w) {
+                        mask.put_pixel(x, y, image::Luma([255]));
+                    }
+                }
+            }
+            let mut image = RgbImage::new(w, h);
+            draw_outline(&mut image, &mask, t, PREDICTED);
+            let painted: Vec<bool> = image.pixels().map(|p| *p == PREDICTED).collect();
+            assert_eq!(painted, brute_outline(&mask, t as i64), "{w}×{h}, thickness {t}");
+        }
+    }
+
+    #[test]
+    fn the_streamed_overlay_is_the_drawn_overlay_and_the_mask_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = RgbImage::from_fn(450, 410, |x, y| Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 7) as u8]));
+        let disc = |cx: i64, cy: i64, r: i64| {
+            GrayImage::from_fn(450, 410, |x, y| {
+                let d = (x as i64 - cx).pow(2) + (y as i64 - cy).pow(2);
+                image::Luma([if d < r * r { 255 } else { 0 }])
+            })
+        };
+        let (mask, truth) = (disc(200, 180, 90), disc(230, 200, 100));
+        let images = Images { image: &image, mask: &mask, truth: Some(&truth), probabilities: None };
+        let paths = write_images(dir.path(), &images, &OutputConfig::default()).unwrap();
+        let written = image::open(paths.overlay.unwrap()).unwrap().to_rgb8();
+        assert!(written == overlay(&image, &mask, Some(&truth)), "overlay.png differs from overlay()");
+        let read_mask = image::open(paths.mask.unwrap()).unwrap().to_luma8();
+        assert!(read_mask == mask, "mask.png differs from the mask");
+    }
+
+    #[test]
+    fn overlay_max_size_scales_the_longer_side_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = RgbImage::from_pixel(800, 300, Rgb([90, 90, 90]));
+        let mask = GrayImage::from_fn(800, 300, |x, _| image::Luma([if x < 400 { 255 } else { 0 }]));
+        let images = Images { image: &image, mask: &mask, truth: None, probabilities: None };
+        let settings = OutputConfig { overlay_max_size: 200, ..OutputConfig::default() };
+        let paths = write_images(dir.path(), &images, &settings).unwrap();
+        let written = image::open(paths.overlay.unwrap()).unwrap().to_rgb8();
+        assert_eq!(written.dimensions(), (200, 75));
+        assert_eq!(*written.get_pixel(99, 40), PREDICTED, "the outline at the mask's edge");
+        assert_eq!(*written.get_pixel(150, 40), Rgb([90, 90, 90]));
+        assert_eq!(image::open(paths.mask.unwrap()).unwrap().dimensions(), (800, 300), "the mask keeps its size");
+        // No larger than the limit: written as it is.
+        let settings = OutputConfig { overlay_max_size: 800, ..OutputConfig::default() };
+        let paths = write_images(&dir.path().join("b"), &images, &settings).unwrap();
+        assert_eq!(image::open(paths.overlay.unwrap()).unwrap().dimensions(), (800, 300));
+    }
+
     #[test]
     fn files_are_written_and_no_temporaries_remain() {
         let dir = tempfile::tempdir().unwrap();
@@ -383,7 +587,7 @@ mod tests {
         let image = RgbImage::new(4, 4);
         let mask = GrayImage::from_pixel(4, 4, image::Luma([255]));
         let images = Images { image: &image, mask: &mask, truth: Some(&mask), probabilities: None };
-        let settings = OutputConfig { mask: true, overlay: true, probabilities: false };
+        let settings = OutputConfig { mask: true, overlay: true, probabilities: false, overlay_max_size: 0 };
         let paths = write_images(&case, &images, &settings).unwrap();
         write_json(&case, &serde_json::json!({"ok": true})).unwrap();
         assert!(paths.mask.unwrap().is_file() && paths.overlay.unwrap().is_file());

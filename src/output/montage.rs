@@ -31,7 +31,7 @@ pub fn montage(tiles: &[RgbImage]) -> RgbImage {
 pub fn write_montage(dir: &Path, tiles: &[RgbImage]) -> Result<PathBuf, EmitError> {
     create_dir(dir)?;
     let path = dir.join("overlay.png");
-    save_png(&path, &montage(tiles))?;
+    save_png(&path, &montage(tiles), image::codecs::png::FilterType::Sub)?;
     Ok(path)
 }
 
