@@ -323,32 +323,24 @@ async fn prepare_stage(
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, tensors, outcomes, ledger) = (context.clone(), tensors.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
+            // Blocks while the inference queue is full: backpressure up to ingest.
+            let send = |tensor, job| {
+                let _ = tensors.send(InferRequest { tensor, payload: job });
+            };
+            let end = |outcome| {
+                let _ = outcomes.blocking_send(Message::Outcome(outcome));
+            };
             if meta.series.is_some() {
                 ledger.mark(&meta.case_id, LedgerState::Decoded);
-                // Slice by slice, each blocking while the inference queue is full.
-                series::prepare(
-                    &context,
-                    meta,
-                    |tensor, job| {
-                        let _ = tensors.send(InferRequest { tensor, payload: job });
-                    },
-                    |outcome| {
-                        let _ = outcomes.blocking_send(Message::Outcome(Box::new(outcome)));
-                    },
-                );
-                drop(slot);
-                return;
-            }
-            match stages::prepare(&context, meta, &bytes) {
-                Ok(work) => {
-                    ledger.mark(&work.meta.case_id, LedgerState::Decoded);
-                    // Blocks while the inference queue is full: backpressure up to ingest.
-                    stages::cut_tiles(&context, &work, |tensor, job| {
-                        let _ = tensors.send(InferRequest { tensor, payload: job });
-                    });
-                }
-                Err(outcome) => {
-                    let _ = outcomes.blocking_send(Message::Outcome(outcome));
+                // Slice by slice: only the slices in flight are in memory.
+                series::prepare(&context, meta, send, |outcome| end(Box::new(outcome)));
+            } else {
+                match stages::prepare(&context, meta, &bytes) {
+                    Ok(work) => {
+                        ledger.mark(&work.meta.case_id, LedgerState::Decoded);
+                        stages::cut_tiles(&context, &work, send);
+                    }
+                    Err(outcome) => end(outcome),
                 }
             }
             drop(slot);

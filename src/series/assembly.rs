@@ -124,7 +124,6 @@ impl SeriesWork {
         let started = std::time::Instant::now();
         let slice = &self.case.slices[index];
         let truth = self.truth(slice, mask.dimensions());
-        let foreground = mask.as_raw().iter().filter(|v| **v != 0).count() as u64;
         let (confusion, truth_error) = match &truth {
             Ok(Some(truth)) => match crate::metrics::confusion(mask, truth) {
                 Ok(counts) => (Some(counts), None),
@@ -134,18 +133,21 @@ impl SeriesWork {
             Err(message) => (None, Some(format!("slice {}: {message}", index + 1))),
         };
         let packed = PackedMask::from_gray(mask);
+        let foreground = packed.count();
         timings.evaluate_ms += started.elapsed().as_secs_f64() * 1e3;
 
+        // The montage's overlay is drawn outside the lock, so other slices of the case are not held
+        // up; a slice that another overtook meanwhile is dropped again by the truncation below.
+        let n = self.case.slices.len();
+        let wanted = {
+            let state = self.state.lock().expect("series lock");
+            state.montage.len() < MONTAGE_SLICES
+                || state.montage.iter().any(|(k, fg, _)| rank(foreground, index, n) > rank(*fg, *k, n))
+        };
+        let overlay = wanted.then(|| crate::output::overlay(image, mask, truth.ok().flatten().as_ref()));
         let mut state = self.state.lock().expect("series lock");
-        let wanted = state.montage.len() < MONTAGE_SLICES
-            || state.montage.iter().any(|(k, fg, _)| {
-                rank(foreground, index, self.case.slices.len()) > rank(*fg, *k, self.case.slices.len())
-            });
-        if wanted {
-            // Drawn outside the lock would be better, but the race would only redraw a slice.
-            let overlay = crate::output::overlay(image, mask, truth.ok().flatten().as_ref());
+        if let Some(overlay) = overlay {
             state.montage.push((index, foreground, overlay));
-            let n = self.case.slices.len();
             state.montage.sort_by_key(|(k, fg, _)| std::cmp::Reverse(rank(*fg, *k, n)));
             state.montage.truncate(MONTAGE_SLICES);
         }
