@@ -82,33 +82,46 @@ impl Store {
         pipeline: &str,
         model_sha256: &str,
     ) -> Result<Vec<String>, StoreError> {
-        const ACTION: &str = "finding the cases of a file";
-        let series: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT s.case_id FROM series_slices s JOIN cases c ON c.case_id = s.case_id
-             WHERE s.file_sha256 = $1 AND c.pipeline = $2 AND c.model_sha256 = $3
-             ORDER BY s.case_id",
-        )
-        .bind(file_sha256)
-        .bind(pipeline)
-        .bind(model_sha256)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query(ACTION))?;
+        let series = self
+            .case_ids_of_file(
+                "SELECT DISTINCT s.case_id FROM series_slices s JOIN cases c ON c.case_id = s.case_id
+                 WHERE s.file_sha256 = $1 AND c.pipeline = $2 AND c.model_sha256 = $3
+                 ORDER BY s.case_id",
+                file_sha256,
+                pipeline,
+                model_sha256,
+            )
+            .await?;
         if !series.is_empty() {
-            return Ok(series.into_iter().map(|(id,)| id).collect());
+            return Ok(series);
         }
-        let own: Vec<(String,)> = sqlx::query_as(
+        self.case_ids_of_file(
             "SELECT c.case_id FROM cases c LEFT JOIN dicom_cases d ON d.case_id = c.case_id
              WHERE c.file_sha256 = $1 AND c.pipeline = $2 AND c.model_sha256 = $3
              ORDER BY COALESCE(d.frame_number, 0), c.case_id",
+            file_sha256,
+            pipeline,
+            model_sha256,
         )
-        .bind(file_sha256)
-        .bind(pipeline)
-        .bind(model_sha256)
-        .fetch_all(&self.pool)
         .await
-        .map_err(query(ACTION))?;
-        Ok(own.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The case ids `sql` selects for ($1 file SHA-256, $2 pipeline, $3 model SHA-256).
+    async fn case_ids_of_file(
+        &self,
+        sql: &'static str,
+        file_sha256: &str,
+        pipeline: &str,
+        model_sha256: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(sql)
+            .bind(file_sha256)
+            .bind(pipeline)
+            .bind(model_sha256)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("finding the cases of a file"))?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// The `limit` latest runs, newest first, with their counts.
