@@ -214,7 +214,11 @@ async fn a_dropped_series_becomes_one_case_and_late_instances_make_it_whole_agai
             common::try_count(&pool, "SELECT COUNT(*) FROM case_results WHERE n_frames = 20").await == Some(1)
         })
         .await;
-    let done = std::fs::read_dir(world.state().join("done/series")).unwrap().next().unwrap().unwrap().path();
+    // The series' folder under done/: the files are moved there just after the case is recorded.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(series().join("manifest.json")).unwrap()).unwrap();
+    let uid = manifest["fixtures"]["ct_sphere"]["series_instance_uid"].as_str().unwrap();
+    let done = efen::ingest::disposition::series_done_dir(&world.state(), uid);
     world
         .wait_for("every file in the series' folder under done/", Duration::from_secs(30), async || {
             common::names(&done).len() == now.len()
