@@ -38,7 +38,8 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
 
     let pipeline_path =
         pipeline.map(Path::to_path_buf).unwrap_or_else(|| config.resolve(&config.paths.default_pipeline));
-    let model = PipelineDefinition::load(&pipeline_path).map_err(|e| e.to_string()).and_then(|d| {
+    let definition = PipelineDefinition::load(&pipeline_path).map_err(|e| e.to_string());
+    let model = definition.clone().and_then(|d| {
         Model::load(&d.model).map_err(|e| {
             format!("{e} (scripts/setup.sh restores the bundled model card; check the pipeline's model path)")
         })
@@ -51,8 +52,11 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
             .map_err(Clone::clone),
     );
 
-    if let Some(notice) = model.as_ref().ok().and_then(|m| m.card.notice()) {
-        println!("note  {notice}");
+    if let (Ok(definition), Ok(model)) = (&definition, &model) {
+        let card = model.card.at_size(definition.preprocess.input_size);
+        for notice in card.notice().into_iter().chain(card.size_warning()) {
+            println!("note  {notice}");
+        }
     }
 
     if let (Ok(_), Ok(model)) = (&loaded, &model) {

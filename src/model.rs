@@ -48,6 +48,48 @@ impl ModelCard {
     pub fn notice(&self) -> Option<String> {
         self.intended_use().map(|text| format!("model {}: {text}", self.name))
     }
+
+    /// The card as a pipeline uses it: with `preprocess.input_size` as the model's input size.
+    pub fn at_size(&self, input_size: Option<[u32; 2]>) -> ModelCard {
+        let mut card = self.clone();
+        if let Some([height, width]) = input_size {
+            (card.input.height, card.input.width) = (height, width);
+        }
+        card
+    }
+
+    /// The input sizes (`[height, width]`) at which the card's held-out metrics were measured and
+    /// met its goal (`validated_input_sizes`); `None` when the card does not say.
+    pub fn validated_input_sizes(&self) -> Option<Vec<[u32; 2]>> {
+        serde_json::from_value(self.extra.get("validated_input_sizes")?.clone()).ok()
+    }
+
+    /// A warning when the model runs at an input size its card did not validate: a convolutional
+    /// network accepts any size, but its accuracy away from the sizes it was checked at is unknown
+    /// (or, where the card measured it there, below its goal).
+    pub fn size_warning(&self) -> Option<String> {
+        let validated = self.validated_input_sizes()?;
+        let size = [self.input.height, self.input.width];
+        if validated.contains(&size) {
+            return None;
+        }
+        let name = |[h, w]: [u32; 2]| format!("{h}x{w}");
+        let list: Vec<String> = validated.iter().copied().map(name).collect();
+        let measured = self
+            .extra
+            .get("test_metrics_by_size")
+            .and_then(|m| m.get(name(size)))
+            .and_then(|m| m.get("dsc"))
+            .and_then(|d| d.as_f64())
+            .map(|dsc| format!("its held-out DSC there is {dsc:.3}"))
+            .unwrap_or_else(|| "its accuracy there was never measured".to_string());
+        Some(format!(
+            "model {} runs at {} (height x width) but its card validated it only at {}: {measured}",
+            self.name,
+            name(size),
+            if list.is_empty() { "no size".to_string() } else { list.join(", ") },
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -120,4 +162,40 @@ pub fn card_path(model: &Path) -> PathBuf {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(extra: serde_json::Value) -> ModelCard {
+        let mut card = serde_json::json!({
+            "name": "m", "sha256": "00",
+            "input": {"name": "image", "channels": 3, "height": 128, "width": 128, "scale": 255.0},
+            "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
+            "output": {"name": "mask", "activation": "sigmoid"}, "threshold": 0.5
+        });
+        card.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(card).unwrap()
+    }
+
+    #[test]
+    fn a_size_outside_the_validated_ones_is_warned_about() {
+        let card = card(serde_json::json!({
+            "validated_input_sizes": [[128, 128], [192, 192]],
+            "test_metrics_by_size": {"128x128": {"dsc": 0.91}, "320x320": {"dsc": 0.02}}
+        }));
+        assert_eq!(card.size_warning(), None, "its own size");
+        assert_eq!(card.at_size(Some([192, 192])).size_warning(), None);
+        let measured = card.at_size(Some([320, 320])).size_warning().unwrap();
+        assert!(measured.contains("320x320") && measured.contains("128x128, 192x192"), "{measured}");
+        assert!(measured.contains("held-out DSC there is 0.020"), "{measured}");
+        let unmeasured = card.at_size(Some([256, 192])).size_warning().unwrap();
+        assert!(unmeasured.contains("256x192") && unmeasured.contains("never measured"), "{unmeasured}");
+    }
+
+    #[test]
+    fn a_card_without_validated_sizes_warns_about_none() {
+        assert_eq!(card(serde_json::json!({})).at_size(Some([512, 512])).size_warning(), None);
+    }
 }

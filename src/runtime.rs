@@ -37,6 +37,59 @@ pub struct RuntimeConfig {
     pub spinning: bool,
     /// ONNX Runtime sessions, each on its own inference thread serving the shared tile queue.
     pub sessions: usize,
+    /// Options of the CUDA execution provider (`[runtime.cuda]`).
+    pub cuda: CudaOptions,
+    /// Options of the TensorRT execution provider (`[runtime.tensorrt]`).
+    pub tensorrt: TensorRtOptions,
+}
+
+/// `[runtime.cuda]`: how the CUDA execution provider runs the model.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CudaOptions {
+    /// The GPU, by CUDA index.
+    pub device_id: i32,
+    /// cuDNN convolution algorithm search: `exhaustive` (benchmarks every algorithm on the first
+    /// batch of each shape: slow first batch, fastest after), `heuristic` or `default`.
+    pub conv_algo_search: String,
+    /// Let cuDNN use as much workspace as the fastest algorithm wants.
+    pub conv_max_workspace: bool,
+    /// Run convolutions in NHWC, the layout tensor cores prefer (fp16 especially); ONNX Runtime
+    /// inserts the transposes.
+    pub prefer_nhwc: bool,
+    /// Allow TF32 tensor-core math for fp32 models (about fp16's range, 10 bits of mantissa).
+    pub tf32: bool,
+    /// Capture the graph once and replay it: only for fixed shapes (one batch size, no tiling
+    /// with a partial last batch), which efen does not guarantee; off unless the site knows.
+    pub cuda_graph: bool,
+    /// Most GPU memory ONNX Runtime's arena may take, in MiB (0: no limit).
+    pub memory_limit_mb: usize,
+}
+
+/// `[runtime.tensorrt]`: how the TensorRT execution provider builds and keeps its engines.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorRtOptions {
+    pub device_id: i32,
+    /// Build fp16 engines (TensorRT picks fp16 or fp32 per layer).
+    pub fp16: bool,
+    /// Folder for built engines and the timing cache, relative to the project root; empty: engines
+    /// are rebuilt at every start (minutes for a large model).
+    pub engine_cache_dir: String,
+    /// Largest workspace a layer may use while the engine is built, in MiB (0: TensorRT's default).
+    pub max_workspace_mb: usize,
+}
+
+impl CudaOptions {
+    fn conv_search(&self) -> Option<ep::cuda::ConvAlgorithmSearch> {
+        use ep::cuda::ConvAlgorithmSearch as Search;
+        match self.conv_algo_search.as_str() {
+            "exhaustive" => Some(Search::Exhaustive),
+            "heuristic" => Some(Search::Heuristic),
+            "default" => Some(Search::Default),
+            _ => None,
+        }
+    }
 }
 
 impl RuntimeConfig {
@@ -51,6 +104,12 @@ impl RuntimeConfig {
                     "runtime.providers: unknown execution provider {provider:?} (use tensorrt, cuda or cpu)"
                 ));
             }
+        }
+        if self.cuda.conv_search().is_none() {
+            problems.push(format!(
+                "runtime.cuda.conv_algo_search {:?} must be exhaustive, heuristic or default",
+                self.cuda.conv_algo_search
+            ));
         }
         problems
     }
@@ -188,8 +247,8 @@ pub fn thread_settings(config: &Config) -> String {
 /// `ort`'s builder errors are not `Send`, so the whole build stays in one `ort::Result` function.
 fn build_session(environment: &Environment, config: &Config, provider: &str, bytes: &[u8]) -> ort::Result<Session> {
     let dispatch = match provider {
-        "tensorrt" => ep::TensorRT::default().build().error_on_failure(),
-        "cuda" => ep::CUDA::default().build().error_on_failure(),
+        "tensorrt" => tensorrt(config).build().error_on_failure(),
+        "cuda" => cuda(&config.runtime.cuda).build().error_on_failure(),
         _ => ep::CPU::default().build().error_on_failure(),
     };
     // Spinning off (the default) for both pools: idle ONNX Runtime threads sleep instead of taking
@@ -202,6 +261,37 @@ fn build_session(environment: &Environment, config: &Config, provider: &str, byt
         .with_inter_op_spinning(config.runtime.spinning)?
         .with_execution_providers([dispatch])?
         .commit_from_memory(bytes)
+}
+
+fn cuda(options: &CudaOptions) -> ep::CUDA {
+    let mut cuda = ep::CUDA::default()
+        .with_device_id(options.device_id)
+        .with_conv_algorithm_search(options.conv_search().unwrap_or_default())
+        .with_conv_max_workspace(options.conv_max_workspace)
+        .with_prefer_nhwc(options.prefer_nhwc)
+        .with_tf32(options.tf32)
+        .with_cuda_graph(options.cuda_graph);
+    if options.memory_limit_mb > 0 {
+        cuda = cuda.with_memory_limit(options.memory_limit_mb << 20);
+    }
+    cuda
+}
+
+fn tensorrt(config: &Config) -> ep::TensorRT {
+    let options = &config.runtime.tensorrt;
+    let mut tensorrt = ep::TensorRT::default().with_device_id(options.device_id).with_fp16(options.fp16);
+    if !options.engine_cache_dir.is_empty() {
+        let dir = config.resolve(Path::new(&options.engine_cache_dir)).display().to_string();
+        tensorrt = tensorrt
+            .with_engine_cache(true)
+            .with_engine_cache_path(&dir)
+            .with_timing_cache(true)
+            .with_timing_cache_path(&dir);
+    }
+    if options.max_workspace_mb > 0 {
+        tensorrt = tensorrt.with_max_workspace_size(options.max_workspace_mb << 20);
+    }
+    tensorrt
 }
 
 /// Which providers load for `model`, in config order, with the reason for each that does not.

@@ -66,7 +66,7 @@ pub fn render(report: &RunReport, elapsed_s: f64) -> String {
         }
         out += &format!("{metrics}\n");
     }
-    if let Some(notice) = &report.model_notice {
+    for notice in &report.model_notices {
         out += &format!("{notice}\n");
     }
     out

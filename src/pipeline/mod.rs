@@ -133,9 +133,9 @@ impl Engine {
             tracing::warn!("{notice}");
         }
         let threshold = definition.postprocess.threshold.unwrap_or(model.card.threshold);
-        let mut card = model.card.clone();
-        if let Some([height, width]) = definition.preprocess.input_size {
-            (card.input.height, card.input.width) = (height, width);
+        let card = model.card.at_size(definition.preprocess.input_size);
+        if let Some(warning) = card.size_warning() {
+            tracing::warn!("{warning}");
         }
         let context = Arc::new(StageContext {
             card: card.clone(),
@@ -203,6 +203,7 @@ impl Engine {
         settings["threshold_used"] = serde_json::json!(self.context.threshold);
         settings["provider"] = serde_json::json!(self.provider);
         settings["model_intended_use"] = serde_json::json!(self.model.card.intended_use());
+        settings["model_size_warning"] = serde_json::json!(self.context.card.size_warning());
         self.store
             .start_run(&NewRun {
                 run_id: run_id.clone(),

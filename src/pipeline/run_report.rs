@@ -101,8 +101,9 @@ impl Row {
 #[derive(Debug, Default)]
 pub struct RunReport {
     pub rows: Vec<Row>,
-    /// What the model's card says it is for, repeated under the run's tables.
-    pub model_notice: Option<String>,
+    /// What the model's card says it is for, and whether it runs at a size the card validated:
+    /// repeated under the run's tables.
+    pub model_notices: Vec<String>,
 }
 
 impl RunReport {

@@ -289,7 +289,8 @@ mod tests {
 }
 
 /// What the cards of the runs' models say they are for (recorded with each run's settings), one
-/// line per model: "model efen-small: trained only on synthetic data: …".
+/// line per model: "model efen-small: trained only on synthetic data: …", and any run's warning
+/// that its model ran at a size the card did not validate.
 pub async fn model_notices(store: &Store, runs: &Frame) -> anyhow::Result<Vec<String>> {
     let wanted: std::collections::BTreeSet<&str> = (0..runs.height()).filter_map(|i| runs.text(i, "run_id")).collect();
     let rows: Vec<(String, String, String)> =
@@ -299,6 +300,9 @@ pub async fn model_notices(store: &Store, runs: &Frame) -> anyhow::Result<Vec<St
         let settings: serde_json::Value = serde_json::from_str(&settings).unwrap_or_default();
         if let Some(text) = settings["model_intended_use"].as_str().filter(|t| !t.is_empty()) {
             notices.insert(format!("model {model}: {text}"));
+        }
+        if let Some(warning) = settings["model_size_warning"].as_str().filter(|t| !t.is_empty()) {
+            notices.insert(warning.to_string());
         }
     }
     Ok(notices.into_iter().collect())

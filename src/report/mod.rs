@@ -73,11 +73,20 @@ async fn report(store: &Store, filters: &Filters, args: &Request, config: &Confi
             eprintln!("wrote {} ({} cases)", out.display(), data.cases.height());
             Ok(())
         }
-        Format::Table if args.table.is_none() => {
+        Format::Table => {
+            let tables = match args.table {
+                Some(table) => vec![table],
+                None => vec![Table::Runs, Table::Paper, Table::Failures],
+            };
             let mut text = String::new();
-            for table in [Table::Runs, Table::Paper, Table::Failures] {
+            for table in tables {
                 let frame = table_frame(store, filters, table).await?;
                 text += &format!("{}\n{}\n\n", export::title(table), export::terminal(&frame, table));
+            }
+            // Numbers laid out like the paper's invite comparison with it: say what the model is.
+            let runs = load::frame(store, &load::RUNS, filters).await?;
+            for notice in load::model_notices(store, &runs).await? {
+                text += &format!("note: {notice}\n");
             }
             export::write_text(args.out.as_deref(), &text)
         }
