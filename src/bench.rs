@@ -10,6 +10,7 @@ use image::{Rgb, RgbImage};
 use crate::config::Config;
 use crate::infer::Inference;
 use crate::pipeline::run_report::Quiet;
+use crate::pipeline::stage_cpu::{self, CpuStage};
 use crate::pipeline::{Engine, Status};
 use crate::preprocess::{Canvas, Plan};
 
@@ -112,6 +113,19 @@ fn bare(
     Ok((spent.mul_f64(scale), (process_cpu() - cpu_before).mul_f64(scale)))
 }
 
+/// "decode 1.2, preprocess 0.3, …, rest 4.0 ms": the CPU stages' share of the CPU outside
+/// inference, and the rest (ingest, the store, channels, the kernel's work on other threads).
+fn by_stage(stages: &[Duration], outside_ms: f64, per_case: impl Fn(Duration) -> f64) -> String {
+    let mut parts: Vec<String> = CpuStage::ALL
+        .iter()
+        .zip(stages)
+        .map(|(stage, cpu)| format!("{} {:.2}", stage.name(), per_case(*cpu)))
+        .collect();
+    let staged: f64 = stages.iter().map(|cpu| per_case(*cpu)).sum();
+    parts.push(format!("rest {:.2} ms", outside_ms - staged));
+    parts.join(", ")
+}
+
 /// Runs the benchmark and returns its figures as (measure, value) rows.
 pub async fn bench(
     mut config: Config,
@@ -165,8 +179,10 @@ pub async fn bench(
     let bare_rate = cases as f64 / bare_time.as_secs_f64();
 
     let cpu_before = process_cpu();
+    let stages_before = stage_cpu::totals();
     let (report, elapsed) = crate::pipeline::run_once(&mut engine, &[drop], std::sync::Arc::new(Quiet)).await?;
     let run_cpu = process_cpu() - cpu_before;
+    let stages: Vec<Duration> = stage_cpu::totals().iter().zip(stages_before).map(|(after, before)| *after - before).collect();
     engine.close().await;
     let succeeded = report.count(Status::Succeeded);
     anyhow::ensure!(succeeded == cases, "only {succeeded} of {cases} cases succeeded: {}", report.counts());
@@ -197,6 +213,7 @@ pub async fn bench(
             "CPU outside inference per case",
             format!("{outside:.1} ms ({:.0}% of the CPU)", 100.0 * outside / per_case(run_cpu).max(1e-9)),
         ),
+        ("CPU outside inference by stage, per case", by_stage(&stages, outside, per_case)),
         (
             "latency p50 / p95 (all dropped at once)",
             format!("{:.0} / {:.0} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.95)),

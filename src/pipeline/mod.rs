@@ -13,6 +13,7 @@ mod record;
 pub mod run;
 pub mod run_report;
 mod series;
+pub mod stage_cpu;
 pub mod stages;
 pub mod watch;
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use image::{GrayImage, RgbImage};
 
+use super::stage_cpu::{CpuStage, Meter};
 use super::stages::{self, SegOutcome, StageContext, ms, save_seg};
 use crate::case::{CaseMeta, Evaluation, Failure, Outcome, SeriesSummary, SliceOf, Stage, Succeeded, TileJob, Timings};
 use crate::dicom::{DicomFile, SegSlice};
@@ -34,7 +35,10 @@ pub fn prepare(
     let mut open: Option<(usize, DicomFile)> = None;
     for (index, slice) in case.slices.iter().enumerate() {
         let started = Instant::now();
-        match decode(ctx, &case, slice, &mut open) {
+        let cpu = Meter::start();
+        let decoded = decode(ctx, &case, slice, &mut open);
+        cpu.stop(CpuStage::Decode);
+        match decoded {
             Ok((rgb, kind)) => {
                 let of = SliceOf { series: series.clone(), index };
                 let work = stages::plan_work(ctx, series.meta.clone(), rgb, kind, ms(started.elapsed()), Some(of));
@@ -135,6 +139,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     }
 
     let started = Instant::now();
+    let cpu = Meter::start();
     let dir = ctx.out_dir.join(&meta.case_id);
     let written = write_outputs(ctx, case, &done, &dir);
     timings.emit_ms = ms(started.elapsed());
@@ -198,6 +203,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     }
     timings.emit_ms = ms(started.elapsed());
+    cpu.stop(CpuStage::Emit);
     end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction }))
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use image::GrayImage;
 
+use super::stage_cpu::{CpuStage, Meter};
 use crate::case::{
     Assembly, CaseMeta, CaseWork, DicomInput, Evaluation, Failure, Outcome, Stage, Succeeded, TileJob, Timings,
 };
@@ -49,11 +50,13 @@ pub(super) fn ms(d: Duration) -> f64 {
 /// Decode, plan the tiles and lay out the canvas. On failure the case is over.
 pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<CaseWork>, Box<Outcome>> {
     let started = Instant::now();
+    let cpu = Meter::start();
     // DICOM was parsed at ingest (one that did not parse never gets here).
     let decoded = match &meta.dicom {
         Some(input) => decode_dicom(ctx, input, meta.frame.map_or(0, |f| f.index)),
         None => decode::decode(bytes).map(|d| (d.rgb, d.kind)).map_err(|e| e.to_string()),
     };
+    cpu.stop(CpuStage::Decode);
     let (rgb, kind) = match decoded {
         Ok(decoded) => decoded,
         Err(message) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, message))),
@@ -71,11 +74,13 @@ pub fn plan_work(
     slice: Option<crate::case::SliceOf>,
 ) -> Arc<CaseWork> {
     let started = Instant::now();
+    let cpu = Meter::start();
     let (w, h) = rgb.dimensions();
     let plan = Plan::new(w, h, &ctx.card, ctx.fit, &ctx.tiling);
     let accumulator = Accumulator::with_passes(plan.clone(), ctx.passes.len());
     let (canvas, original) = Canvas::new(rgb, plan);
     let timings = Timings { decode_ms, preprocess_ms: ms(started.elapsed()), ..Default::default() };
+    cpu.stop(CpuStage::Preprocess);
     let assembly = Mutex::new(Assembly { accumulator: Some(accumulator), timings, error: None });
     Arc::new(CaseWork { meta, kind, canvas, original, assembly, slice })
 }
@@ -96,6 +101,7 @@ fn decode_dicom(ctx: &StageContext, input: &DicomInput, frame: u32) -> Result<(i
 pub fn cut_tiles(ctx: &StageContext, work: &Arc<CaseWork>, mut send: impl FnMut(Vec<f32>, TileJob)) {
     for index in 0..work.canvas.plan.tiles.len() {
         let started = Instant::now();
+        let cpu = Meter::start();
         let tensor = work.canvas.tile(index, &ctx.card);
         work.assembly.lock().expect("assembly lock").timings.preprocess_ms += ms(started.elapsed());
         // Test-time mirroring: the same tile again, flipped (each pass is a tensor of the batch).
@@ -104,6 +110,7 @@ pub fn cut_tiles(ctx: &StageContext, work: &Arc<CaseWork>, mut send: impl FnMut(
             flip.apply(&mut flipped, work.canvas.plan.tile);
             send(flipped, TileJob { work: work.clone(), index, flip });
         }
+        cpu.stop(CpuStage::Preprocess);
         send(tensor, TileJob { work: work.clone(), index, flip: Flip::default() });
     }
 }
@@ -116,6 +123,7 @@ pub fn add_tile(
     infer_time: Duration,
 ) -> Option<Outcome> {
     let started = Instant::now();
+    let cpu = Meter::start();
     let mut assembly = job.work.assembly.lock().expect("assembly lock");
     assembly.timings.infer_ms += ms(infer_time);
     let complete = match output {
@@ -131,6 +139,7 @@ pub fn add_tile(
         }
     };
     assembly.timings.postprocess_ms += ms(started.elapsed());
+    cpu.stop(CpuStage::Postprocess);
     if !complete {
         return None;
     }
@@ -145,10 +154,12 @@ pub fn add_tile(
         return Some(work.outcome(timings, Err(Failure { stage: Stage::Infer, message: e.to_string() })));
     }
     let started = Instant::now();
+    let cpu = Meter::start();
     let probabilities_wanted = ctx.outputs.probabilities && work.slice.is_none();
     let (mut mask, probabilities) = accumulator.finish(ctx.threshold, probabilities_wanted);
     ctx.cleanup.apply(&mut mask);
     timings.postprocess_ms += ms(started.elapsed());
+    cpu.stop(CpuStage::Postprocess);
     if let Some(slice) = &work.slice {
         return super::series::slice_done(ctx, work, slice, &mask, timings);
     }
@@ -168,6 +179,7 @@ pub fn finish(
     let fail = |stage: Stage, message: String| Err(Failure { stage, message });
 
     let started = Instant::now();
+    let cpu = Meter::start();
     let truth = match meta.ground_truth.as_deref().map(|path| load_ground_truth(path, meta)).transpose() {
         Ok(truth) => truth,
         Err(message) => return end(timings, fail(Stage::Evaluate, message)),
@@ -180,8 +192,10 @@ pub fn finish(
         }
     };
     timings.evaluate_ms = ms(started.elapsed());
+    cpu.stop(CpuStage::Evaluate);
 
     let started = Instant::now();
+    let cpu = Meter::start();
     let dir = ctx.out_dir.join(&meta.case_id);
     let images = output::Images { image, mask: &mask, truth: truth.as_ref(), probabilities: probabilities.as_ref() };
     let mut outputs = match output::retrying(|| output::write_images(&dir, &images, &ctx.outputs)) {
@@ -230,6 +244,7 @@ pub fn finish(
         Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
     }
     timings.emit_ms = ms(started.elapsed());
+    cpu.stop(CpuStage::Emit);
     end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction: foreground }))
 }
 
