@@ -14,6 +14,8 @@
 # - Python with PyTorch, onnx and onnxruntime (CPU is enough: it makes the fp16 copy), and the CUDA
 #   and cuDNN libraries: those of PyTorch's nvidia-* packages are put on LD_LIBRARY_PATH.
 # GPU_BENCH_PROVIDER=cpu runs the same steps on the CPU (to check this script on any machine).
+# GPU_BENCH_SESSIONS (default 1, as efen bench's bare runs use one session: a fair ratio) sets
+# runtime.sessions; 2 lets one batch copy while the other runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +53,7 @@ if [ "$provider" = cuda ]; then
 else
   echo "gpu-bench: GPU_BENCH_PROVIDER=$provider (a check of the script, not a GPU figure)"
 fi
-echo "efen: $("$efen" --version), ONNX Runtime: ${ORT_DYLIB_PATH:-efen's default}, work folder: $work"
+echo "efen: $("$efen" --version), ONNX Runtime: ${ORT_DYLIB_PATH:-the default}, work folder: $work"
 
 # The models: full-width fp32, then its fp16 copy (float32 input and output, as efen feeds it).
 "$python" bench/gpu_export.py --width "$width" --size "$h" "$w" --out "$work/efen-fp32.onnx"
@@ -68,7 +70,7 @@ overlay = true
 TOML
 done
 
-export EFEN_RUNTIME__PROVIDERS="[\"$provider\"]" EFEN_RUNTIME__SESSIONS=${GPU_BENCH_SESSIONS:-2}
+export EFEN_RUNTIME__PROVIDERS="[\"$provider\"]" EFEN_RUNTIME__SESSIONS=${GPU_BENCH_SESSIONS:-1}
 for precision in fp32 fp16; do
   for batch in 1 32; do
     nhwc=false; [ "$precision" = fp16 ] && nhwc=true
