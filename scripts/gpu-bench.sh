@@ -57,8 +57,13 @@ echo "efen: $("$efen" --version), ONNX Runtime: ${ORT_DYLIB_PATH:-the default}, 
 
 # The models: full-width fp32, then its fp16 copy (float32 input and output, as efen feeds it).
 "$python" bench/gpu_export.py --width "$width" --size "$h" "$w" --out "$work/efen-fp32.onnx"
-"$python" bench/fp16.py "$work/efen-fp32.onnx" "$work/efen-fp16.onnx"
-for precision in fp32 fp16; do
+precisions=fp32
+if "$python" bench/fp16.py "$work/efen-fp32.onnx" "$work/efen-fp16.onnx"; then
+  precisions="fp32 fp16"
+else
+  echo "gpu-bench: no fp16 copy (the reason is above): fp32 only"
+fi
+for precision in $precisions; do
   cat > "$work/pipeline-$precision.toml" <<TOML
 name = "gpu-bench-$precision"
 model = "efen-$precision.onnx"
@@ -71,7 +76,7 @@ TOML
 done
 
 export EFEN_RUNTIME__PROVIDERS="[\"$provider\"]" EFEN_RUNTIME__SESSIONS=${GPU_BENCH_SESSIONS:-1}
-for precision in fp32 fp16; do
+for precision in $precisions; do
   for batch in 1 32; do
     nhwc=false; [ "$precision" = fp16 ] && nhwc=true
     echo; echo "== efen bench: $provider $precision, batch $batch, prefer_nhwc $nhwc, $cases cases of $size"
