@@ -1,6 +1,7 @@
 //! The receive spool: each instance a C-STORE delivers is streamed into `<state>/incoming/.part/`,
 //! then fsynced, renamed to `<state>/incoming/<series uid>/<sop instance uid>.dcm` and the folder
-//! fsynced, all before the SCP answers success: an acknowledged image survives a crash.
+//! fsynced, all before the SCP answers success: an acknowledged image survives a crash. STOW-RS
+//! (`crate::http::dicomweb`) writes whole PS3.10 files through the same spool.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub struct Spool {
 pub struct PartFile {
     path: PathBuf,
     file: std::fs::File,
+    /// Empty for a whole file ([`Spool::begin_file`]): read from its data set at commit.
     sop_instance: String,
 }
 
@@ -72,9 +74,21 @@ impl Spool {
         file.write_all(&file_meta(sop_class, sop_instance, transfer_syntax, calling_ae)).map_err(io)?;
         Ok(PartFile { path, file, sop_instance: sop_instance.to_string() })
     }
+
+    /// Starts a whole PS3.10 file (preamble, meta group, data set), as a STOW-RS part brings it.
+    pub fn begin_file(&self) -> Result<PartFile, SpoolError> {
+        let path = self.incoming.join(".part").join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&path).map_err(|source| SpoolError::Io { path: path.clone(), source })?;
+        Ok(PartFile { path, file, sop_instance: String::new() })
+    }
 }
 
 impl PartFile {
+    /// Where the partial file is, to read its header before it is committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
         self.file.write_all(bytes).map_err(|source| SpoolError::Io { path: self.path.clone(), source })
     }
@@ -104,8 +118,20 @@ impl PartFile {
         if !is_plain_uid(&series) {
             return Err(SpoolError::NoSeries(series));
         }
+        let sop_instance = match self.sop_instance.as_str() {
+            "" => object
+                .element(tags::SOP_INSTANCE_UID)
+                .ok()
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+                .unwrap_or_default(),
+            given => given.to_string(),
+        };
+        if !is_plain_uid(&sop_instance) {
+            return Err(SpoolError::Unreadable(format!("SOP Instance UID {sop_instance:?} is not a plain UID")));
+        }
         let dir = spool.incoming.join(&series);
-        let target = dir.join(format!("{}.dcm", self.sop_instance));
+        let target = dir.join(format!("{sop_instance}.dcm"));
         // The collector removes emptied series folders; if it just did, make the folder again.
         for attempt in 0..3 {
             let created = !dir.is_dir();
