@@ -215,8 +215,11 @@ async fn a_series_stored_by_stow_rs_comes_back_to_orthanc_as_a_seg_by_stow_rs() 
     let pool = world.pool().await;
     world
         .wait_for("the series case to succeed", Duration::from_secs(120), async || {
-            count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND source_path LIKE '%/dicom-node/%'")
-                .await
+            count(
+                &pool,
+                "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded' AND source_path LIKE '%/dicom-node/%'",
+            )
+            .await
                 == 1
         })
         .await;
@@ -304,7 +307,8 @@ async fn stow_rs_refuses_what_it_cannot_store_and_stores_nothing_half() {
     assert_eq!(warnings.len(), 2, "{}", answer.head);
     assert!(warnings[0].starts_with("299 efen \"part 2 refused with C000"), "{warnings:?}");
     assert!(warnings[1].contains("is not an image storage class"), "{warnings:?}");
-    let mut names: Vec<String> = stored().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        stored().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     names.sort();
     let mut expected: Vec<String> = good.iter().map(|uid| format!("{uid}.dcm")).collect();
     expected.sort();
@@ -317,7 +321,8 @@ async fn stow_rs_refuses_what_it_cannot_store_and_stores_nothing_half() {
     assert_eq!(answer.items("00081198")[0]["00081197"]["Value"][0], 0xC409);
     assert_eq!(answer.instances("00081198"), [sop_instance(&files[3])]);
     // The same instance posted to its own study is stored.
-    let answer = post(port, &format!("/dicomweb/studies/{study_uid}"), STOW, &multipart(&dicom_parts(&files[3..4])), None);
+    let answer =
+        post(port, &format!("/dicomweb/studies/{study_uid}"), STOW, &multipart(&dicom_parts(&files[3..4])), None);
     assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
 
     // Not multipart/related DICOM: 415.

@@ -80,7 +80,8 @@ async fn receive(stow: &Stow, study: Option<String>, headers: &HeaderMap, body: 
     let boundary = boundary(headers)?;
     let limit = stow.max_bytes;
     let too_large = || {
-        let message = format!("the body is over engine.max_file_mb ({} MiB): send the series in several requests", limit >> 20);
+        let message =
+            format!("the body is over engine.max_file_mb ({} MiB): send the series in several requests", limit >> 20);
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -117,7 +118,9 @@ async fn receive(stow: &Stow, study: Option<String>, headers: &HeaderMap, body: 
         parts.push(part);
     }
     if parts.is_empty() {
-        return Err(ApiError::bad_request("the multipart body has no parts: send one application/dicom part per instance"));
+        return Err(ApiError::bad_request(
+            "the multipart body has no parts: send one application/dicom part per instance",
+        ));
     }
 
     let spool = stow.spool.clone();
@@ -134,7 +137,11 @@ async fn receive(stow: &Stow, study: Option<String>, headers: &HeaderMap, body: 
         match outcome {
             Ok(()) => stored.push(reference),
             Err((code, why)) => {
-                let instance = if reference.sop_instance.is_empty() { String::new() } else { format!(" ({})", reference.sop_instance) };
+                let instance = if reference.sop_instance.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reference.sop_instance)
+                };
                 let text = format!("part {}{instance} refused with {code:04X}: {why}", index + 1);
                 tracing::warn!("STOW-RS: {text}");
                 warnings.push(response::warning(&text));
@@ -269,12 +276,22 @@ mod tests {
     fn only_multipart_related_dicom_is_taken() {
         assert_eq!(boundary(&headers("multipart/related; type=\"application/dicom\"; boundary=xyz")).unwrap(), "xyz");
         assert_eq!(boundary(&headers("Multipart/Related; boundary=\"a b\"")).unwrap(), "a b");
-        for refused in
-            ["application/dicom", "multipart/form-data; boundary=x", "multipart/related; type=\"application/dicom+json\"; boundary=x", ""]
-        {
-            assert_eq!(boundary(&headers(refused)).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{refused}");
+        for refused in [
+            "application/dicom",
+            "multipart/form-data; boundary=x",
+            "multipart/related; type=\"application/dicom+json\"; boundary=x",
+            "",
+        ] {
+            assert_eq!(
+                boundary(&headers(refused)).unwrap_err().status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{refused}"
+            );
         }
-        assert_eq!(boundary(&headers("multipart/related; type=\"application/dicom\"")).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            boundary(&headers("multipart/related; type=\"application/dicom\"")).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

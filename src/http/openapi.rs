@@ -49,7 +49,7 @@ fn dicomweb_paths() -> [(&'static str, Value); 2] {
             "summary": "STOW-RS: store DICOM instances (one per part) into the DICOM node's receive spool",
             "description": "Each part is a PS3.10 instance. The whole body is read before any part is committed; then each instance is checked as a C-STORE would be (image storage SOP class, node transfer syntaxes) and made durable in <state>/incoming/<series>/. Series become cases like those received by the DICOM node, and their SEGs go to node.destinations. A refused part is named in a Warning header (299).",
             "parameters": parameters,
-            "requestBody": { "required": true, "content": { "multipart/related; type="application/dicom"": { "schema": { "type": "string", "contentEncoding": "binary" } } } },
+            "requestBody": { "required": true, "content": { "multipart/related; type=\"application/dicom\"": { "schema": { "type": "string", "contentEncoding": "binary" } } } },
             "responses": {
                 "200": { "description": "Every instance stored", "content": dicom_json.clone() },
                 "202": { "description": "Some instances stored, others refused (Failed SOP Sequence)", "content": dicom_json.clone() },

@@ -51,9 +51,8 @@ pub struct Peer {
 impl FromStr for Peer {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("destination {text:?} is neither AE@host:port nor dicomweb:http(s)://host:port/<DICOMweb root>")
-        };
+        let bad =
+            || format!("destination {text:?} is neither AE@host:port nor dicomweb:http(s)://host:port/<DICOMweb root>");
         let (ae_title, address) = text.split_once('@').ok_or_else(bad)?;
         let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
         let port = port.parse().map_err(|_| bad())?;

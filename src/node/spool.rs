@@ -233,6 +233,30 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_file_is_named_after_its_own_sop_instance() {
+        let state = tempfile::tempdir().unwrap();
+        let spool = Spool::open(state.path()).unwrap();
+        let mut data = InMemDicomObject::new_empty();
+        data.put(DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.7")));
+        data.put(DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3")));
+        data.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.9")));
+        let file =
+            data.with_meta(dicom_object::FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.1")).unwrap();
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes).unwrap();
+
+        let mut part = spool.begin_file().unwrap();
+        part.write(&bytes).unwrap();
+        let (series, path) = part.commit(&spool).unwrap();
+        assert_eq!((series.as_str(), path), ("1.2.3", state.path().join("incoming/1.2.3/1.2.3.9.dcm")));
+        assert_eq!(std::fs::read(state.path().join("incoming/1.2.3/1.2.3.9.dcm")).unwrap(), bytes, "kept as sent");
+
+        let dropped = spool.begin_file().unwrap();
+        drop(dropped);
+        assert_eq!(std::fs::read_dir(state.path().join("incoming/.part")).unwrap().count(), 0);
+    }
+
+    #[test]
     fn garbage_is_refused_and_leaves_nothing() {
         let state = tempfile::tempdir().unwrap();
         let spool = Spool::open(state.path()).unwrap();

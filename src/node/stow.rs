@@ -66,8 +66,8 @@ impl FromStr for StowTarget {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("the URL must not have a query or fragment"));
         }
-        let basic_auth = (!url.username().is_empty())
-            .then(|| (percent_decode(url.username()), url.password().map(percent_decode)));
+        let basic_auth =
+            (!url.username().is_empty()).then(|| (percent_decode(url.username()), url.password().map(percent_decode)));
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let root = url.as_str().trim_end_matches('/').to_string();
@@ -123,10 +123,12 @@ pub async fn store(file: &Path, http: &reqwest::Client, target: &StowTarget, nam
     }
     let response = request.send().await.map_err(|e| failed(error_chain(&e)))?;
     let status = response.status();
-    let warning = response.headers().get_all(reqwest::header::WARNING).iter().filter_map(|v| v.to_str().ok()).fold(
-        String::new(),
-        |all, w| if all.is_empty() { w.to_string() } else { format!("{all}; {w}") },
-    );
+    let warning = response
+        .headers()
+        .get_all(reqwest::header::WARNING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .fold(String::new(), |all, w| if all.is_empty() { w.to_string() } else { format!("{all}; {w}") });
     let text = response.text().await.map_err(|e| failed(error_chain(&e)))?;
     let answer = serde_json::from_str::<Value>(&text).ok();
     let code = answer.as_ref().and_then(|a| status_of(a, &sop_instance));
@@ -148,7 +150,9 @@ pub async fn store(file: &Path, http: &reqwest::Client, target: &StowTarget, nam
 fn status_of(answer: &Value, sop_instance: &str) -> Option<u16> {
     let items = |key: &str| answer[key]["Value"].as_array().cloned().unwrap_or_default();
     let names = |item: &Value| {
-        item[REFERENCED_SOP_INSTANCE_UID]["Value"][0].as_str().is_some_and(|uid| uid.trim_end_matches('\0') == sop_instance)
+        item[REFERENCED_SOP_INSTANCE_UID]["Value"][0]
+            .as_str()
+            .is_some_and(|uid| uid.trim_end_matches('\0') == sop_instance)
     };
     let code = |item: &Value, key: &str| item[key]["Value"][0].as_u64().and_then(|c| u16::try_from(c).ok());
     if let Some(item) = items(REFERENCED_SOP_SEQUENCE).iter().find(|&item| names(item)) {
@@ -188,7 +192,8 @@ mod tests {
         let refused = json!({ "00081198": { "vr": "SQ", "Value": [
             { "00081155": { "vr": "UI", "Value": ["1.2.3"] }, "00081197": { "vr": "US", "Value": [290] } } ] } });
         assert_eq!(status_of(&refused, "1.2.3"), Some(0x0122));
-        let anonymous = json!({ "00081198": { "vr": "SQ", "Value": [ { "00081197": { "vr": "US", "Value": [49152] } } ] } });
+        let anonymous =
+            json!({ "00081198": { "vr": "SQ", "Value": [ { "00081197": { "vr": "US", "Value": [49152] } } ] } });
         assert_eq!(status_of(&anonymous, "1.2.3"), Some(0xC000));
         assert_eq!(status_of(&json!({}), "1.2.3"), None);
     }

@@ -50,7 +50,8 @@ pub async fn watch(
     };
     let http = match &spool {
         Some(spool) if config.http.enabled() => {
-            let stow = Arc::new(crate::http::dicomweb::Stow::new(spool.clone(), &config.node, config.engine.max_file_mb));
+            let stow =
+                Arc::new(crate::http::dicomweb::Stow::new(spool.clone(), &config.node, config.engine.max_file_mb));
             Some(crate::http::start(&config.http, readiness.clone(), cases.clone(), stow, shutdown.clone()).await?)
         }
         _ => None,

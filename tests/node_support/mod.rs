@@ -98,17 +98,16 @@ impl Orthanc {
     }
 
     async fn launch(efen_port: u16, dicomweb: bool) -> Orthanc {
-        let plugins: Vec<PathBuf> = if dicomweb {
-            let plugin = std::fs::read_dir(PLUGIN_DIR)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libOrthancDicomWeb.so")));
-            vec![plugin.expect("Orthanc's DICOMweb plugin (Debian orthanc-dicomweb; scripts/system-packages.sh)")]
-        } else {
-            Vec::new()
-        };
+        let plugins: Vec<PathBuf> =
+            if dicomweb {
+                let plugin =
+                    std::fs::read_dir(PLUGIN_DIR).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+                        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libOrthancDicomWeb.so"))
+                    });
+                vec![plugin.expect("Orthanc's DICOMweb plugin (Debian orthanc-dicomweb; scripts/system-packages.sh)")]
+            } else {
+                Vec::new()
+            };
         let dir = tempfile::tempdir().unwrap();
         let (http_port, dicom_port) = (free_port(), free_port());
         let mut config = serde_json::json!({

@@ -62,7 +62,8 @@ pub fn body(stored: &[Reference], failed: &[(Reference, u16)]) -> Value {
 /// The SOP Instance Reference Macro: class (0008,1150) and instance (0008,1155); an unknown UID is
 /// present without a value.
 fn item(reference: &Reference) -> Map<String, Value> {
-    let uid = |value: &str| if value.is_empty() { json!({ "vr": "UI" }) } else { json!({ "vr": "UI", "Value": [value] }) };
+    let uid =
+        |value: &str| if value.is_empty() { json!({ "vr": "UI" }) } else { json!({ "vr": "UI", "Value": [value] }) };
     let mut item = Map::new();
     item.insert("00081150".into(), uid(&reference.sop_class));
     item.insert("00081155".into(), uid(&reference.sop_instance));
