@@ -129,7 +129,8 @@ fn ct_series() -> (Vec<PathBuf>, String, String) {
     files.sort();
     let first = dicom_object::open_file(&files[0]).unwrap();
     let uid = |tag| first.element(tag).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
-    (files.clone(), uid(tags::SERIES_INSTANCE_UID), uid(tags::STUDY_INSTANCE_UID))
+    let (series, study) = (uid(tags::SERIES_INSTANCE_UID), uid(tags::STUDY_INSTANCE_UID));
+    (files, series, study)
 }
 
 fn sop_instance(file: &Path) -> String {
@@ -203,7 +204,10 @@ async fn a_series_stored_by_stow_rs_comes_back_to_orthanc_as_a_seg_by_stow_rs() 
     wait_ready(&world, &mut child, port).await;
 
     let (files, series_uid, study_uid) = ct_series();
-    let answer = post(port, &format!("/dicomweb/studies/{study_uid}"), STOW, &multipart(&dicom_parts(&files)), None);
+    let body = multipart(&dicom_parts(&files));
+    let started = std::time::Instant::now();
+    let answer = post(port, &format!("/dicomweb/studies/{study_uid}"), STOW, &body, None);
+    let stored_in = started.elapsed();
     assert_eq!(answer.status, 200, "{}\n{}\n{}", answer.head, String::from_utf8_lossy(&answer.body), world.logs());
     assert_eq!(answer.headers("content-type"), ["application/dicom+json"]);
     let referenced: BTreeSet<String> = answer.instances("00081199").into_iter().collect();
@@ -232,6 +236,13 @@ async fn a_series_stored_by_stow_rs_comes_back_to_orthanc_as_a_seg_by_stow_rs() 
             count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 1
         })
         .await;
+    eprintln!(
+        "STOW-RS: {} instances ({} KiB) stored in {:.2} s; their SEG in Orthanc by STOW-RS after {:.2} s (series quiet time 1 s)",
+        files.len(),
+        body.len() / 1024,
+        stored_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     let (recorded, seg_uid): (String, String) =
         sqlx::query_as("SELECT destination, sop_instance_uid FROM sends WHERE object = 'seg'")
             .fetch_one(&pool)
