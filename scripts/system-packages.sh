@@ -4,6 +4,7 @@
 #   cmake, g++          CharLS, the JPEG-LS codec of dicom-pixeldata
 #   chromium            the HTML report is opened and screenshotted headless (tests/report.rs)
 #   orthanc             a real PACS peer for the DICOM node tests (tests/node.rs)
+#   orthanc-dicomweb    Orthanc's DICOMweb plugin, the STOW-RS peer of tests/dicomweb.rs
 #   prometheus          scrapes efen's /metrics in tests/http.rs
 set -euo pipefail
 
@@ -15,6 +16,8 @@ need=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null || need+=("${package_of[$tool]}")
 done
+# A plugin, not a command.
+dpkg-query -W -f='${Status}' orthanc-dicomweb 2>/dev/null | grep -q 'install ok installed' || need+=(orthanc-dicomweb)
 ((${#need[@]})) || exit 0
 
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

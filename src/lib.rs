@@ -21,8 +21,8 @@
 //! `efen run` and `efen watch`, [`model`] reads model cards, [`runtime`] loads ONNX Runtime,
 //! [`config`] composes the stages' settings, [`shutdown`]
 //! turns signals into a drain, [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
-//! outbox of SEGs), [`http`] gives it health checks, Prometheus metrics (from the typed events
-//! of [`telemetry`]) and a cases API, [`doctor`] checks an installation, [`bench`] measures the
+//! outbox of SEGs by C-STORE or STOW-RS), [`http`] gives it health checks, Prometheus metrics
+//! (from the typed events of [`telemetry`]), a cases API and DICOMweb STOW-RS, [`doctor`] checks an installation, [`bench`] measures the
 //! pipeline against bare ONNX Runtime, [`report`] reads the store into reports and [`cli`] is the
 //! face on the terminal (flags, progress, tables, exit codes).
 

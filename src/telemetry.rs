@@ -66,7 +66,7 @@ fn describe() {
     describe_gauge!(STORE_UP, "1 when the store answered its last query, 0 when it did not");
     describe_counter!(STORE_RETRIES, "Store operations retried because the database was unavailable");
     describe_counter!(ASSOCIATIONS, "DICOM associations established with the Storage SCP");
-    describe_counter!(INSTANCES, "DICOM instances received by C-STORE, by result (stored, refused)");
+    describe_counter!(INSTANCES, "DICOM instances received by C-STORE or STOW-RS, by result (stored, refused)");
     describe_counter!(SENDS, "Send attempts recorded, by the state they left the send in (accepted, pending, failed)");
     describe_gauge!(START_TIME, Unit::Seconds, "When this process started, in seconds since the Unix epoch");
     describe_counter!(

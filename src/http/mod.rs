@@ -13,6 +13,7 @@
 //! GET  /v1/instances/{sha256}   the case an uploaded file became (a DICOM instance: its series case)
 //! GET  /v1/runs[?limit=]        the latest runs, newest first
 //! GET  /v1/openapi.json         the OpenAPI 3.1 document of all of the above
+//! POST /dicomweb/studies[/{study}]  STOW-RS: multipart/related DICOM instances into the node's spool
 //! ```
 //! Uploads are not a second way into the engine: [`inbox`] writes them where the watcher looks,
 //! and the watcher admits them through the ledger like any dropped file.
@@ -20,6 +21,7 @@
 //! connections and lets the requests in flight finish.
 
 pub mod cases;
+pub mod dicomweb;
 pub mod error;
 pub mod files;
 pub mod inbox;
@@ -81,6 +83,7 @@ struct Service {
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
     cases: Arc<Cases>,
+    stow: Arc<dicomweb::Stow>,
 }
 
 /// The running server.
@@ -100,11 +103,13 @@ impl Server {
 }
 
 /// Binds `config.listen`, installs the metrics recorder and serves until `shutdown` is cancelled.
-/// `cases` is shared with the watch, which opens it to uploads once the engine is open.
+/// `cases` is shared with the watch, which opens it to uploads once the engine is open; `stow`
+/// writes into the DICOM node's spool.
 pub async fn start(
     config: &HttpConfig,
     readiness: Arc<Readiness>,
     cases: Arc<Cases>,
+    stow: Arc<dicomweb::Stow>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(config.listen.trim())
@@ -123,8 +128,8 @@ pub async fn start(
             }
         }
     });
-    let app = router(Arc::new(Service { readiness, metrics, cases }));
-    tracing::info!(listen = %addr, "HTTP server listening: /healthz, /readyz, /metrics, /v1 (cases, runs, openapi.json)");
+    let app = router(Arc::new(Service { readiness, metrics, cases, stow }));
+    tracing::info!(listen = %addr, "HTTP server listening: /healthz, /readyz, /metrics, /v1 (cases, runs, openapi.json), /dicomweb (STOW-RS)");
     let task = tokio::spawn(async move {
         let stopped = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = stopped.await {
@@ -145,6 +150,8 @@ fn router(service: Arc<Service>) -> Router {
         .route("/v1/instances/{sha256}", get(cases::instance))
         .route("/v1/runs", get(runs::list))
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/dicomweb/studies", post(dicomweb::store))
+        .route("/dicomweb/studies/{study}", post(dicomweb::store_in_study))
         .fallback(not_found)
         .with_state(service)
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::cases::FILES;
 
 /// The routes, as the router has them (method, path): what the document must describe.
-pub const ROUTES: [(&str, &str); 9] = [
+pub const ROUTES: [(&str, &str); 11] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -17,6 +17,8 @@ pub const ROUTES: [(&str, &str); 9] = [
     ("get", "/v1/instances/{sha256}"),
     ("get", "/v1/runs"),
     ("get", "/v1/openapi.json"),
+    ("post", "/dicomweb/studies"),
+    ("post", "/dicomweb/studies/{study}"),
 ];
 
 pub async fn serve() -> Json<Value> {
@@ -24,6 +26,44 @@ pub async fn serve() -> Json<Value> {
 }
 
 pub fn document() -> Value {
+    let mut document = v1_document();
+    let paths = document["paths"].as_object_mut().expect("paths is an object");
+    for (path, item) in dicomweb_paths() {
+        paths.insert(path.into(), item);
+    }
+    document
+}
+
+/// STOW-RS (PS3.18 §10.5), described as the standard has it.
+fn dicomweb_paths() -> [(&'static str, Value); 2] {
+    let store = |in_study: bool| {
+        let mut parameters = Vec::new();
+        if in_study {
+            parameters.push(json!({ "name": "study", "in": "path", "required": true,
+                "description": "Study Instance UID: an instance of another study is refused with Failure Reason C409",
+                "schema": { "type": "string" } }));
+        }
+        let dicom_json = json!({ "application/dicom+json": { "schema": { "$ref": "#/components/schemas/StoreInstancesResponse" } } });
+        let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+        json!({ "post": {
+            "summary": "STOW-RS: store DICOM instances (one per part) into the DICOM node's receive spool",
+            "description": "Each part is a PS3.10 instance. The whole body is read before any part is committed; then each instance is checked as a C-STORE would be (image storage SOP class, node transfer syntaxes) and made durable in <state>/incoming/<series>/. Series become cases like those received by the DICOM node, and their SEGs go to node.destinations. A refused part is named in a Warning header (299).",
+            "parameters": parameters,
+            "requestBody": { "required": true, "content": { "multipart/related; type=\"application/dicom\"": { "schema": { "type": "string", "contentEncoding": "binary" } } } },
+            "responses": {
+                "200": { "description": "Every instance stored", "content": dicom_json.clone() },
+                "202": { "description": "Some instances stored, others refused (Failed SOP Sequence)", "content": dicom_json.clone() },
+                "409": { "description": "No instance stored; each refusal in the Failed SOP Sequence", "content": dicom_json },
+                "400": error("bad_request: a body that is cut or malformed, or has no parts (nothing stored)"),
+                "413": error("too_large: over engine.max_file_mb"),
+                "415": error("unsupported_media_type: not multipart/related with application/dicom parts")
+            }
+        } })
+    };
+    [("/dicomweb/studies", store(false)), ("/dicomweb/studies/{study}", store(true))]
+}
+
+fn v1_document() -> Value {
     let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let case_id = json!({ "name": "id", "in": "path", "required": true,
         "description": "The case id: 24 hexadecimal digits, from the SHA-256 of the input, the pipeline and the model",
@@ -112,8 +152,9 @@ pub fn document() -> Value {
             } }
         },
         "components": { "schemas": {
+            "StoreInstancesResponse": { "type": "object", "description": "PS3.18 Annex I in DICOM JSON: 00081199 Referenced SOP Sequence (stored), 00081198 Failed SOP Sequence with 00081197 Failure Reason (0110, 0122, A700, C000, C122, C409), 00081190 Retrieve URL (empty)" },
             "Error": { "type": "object", "required": ["error", "message"], "properties": {
-                "error": { "type": "string", "description": "not_found, empty_body, too_large, bad_name, bad_request, not_ready, store_unavailable, store_error, write_failed, read_failed" },
+                "error": { "type": "string", "description": "not_found, empty_body, too_large, bad_name, bad_request, not_ready, store_unavailable, store_error, write_failed, read_failed, unsupported_media_type" },
                 "message": { "type": "string" } } },
             "Readiness": { "type": "object", "properties": {
                 "ready": { "type": "boolean" },

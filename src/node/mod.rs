@@ -3,8 +3,10 @@
 //! ```text
 //! modality/PACS ─C-STORE→ scp ─durable write→ <state>/incoming/<series>/   (spool)
 //!   series (quiet time, [select] rules) ─rename→ <drop>/dicom-node/<series>/ → the drop watcher
-//!   pipeline → seg.dcm ─outbox (sends table, retries)→ C-STORE → destinations
+//!   pipeline → seg.dcm ─outbox (sends table, retries)→ C-STORE or STOW-RS → destinations
 //! ```
+//! STOW-RS (`crate::http::dicomweb`) writes into the same spool, so the collector and the outbox
+//! also run for `efen watch` with an HTTP face and no Storage SCP.
 //! Associations come from dicom-ul; the DIMSE command sets are efen's ([`dimse`]).
 
 pub mod dimse;
@@ -14,6 +16,7 @@ pub mod scp;
 pub mod send;
 pub mod series;
 pub mod spool;
+pub mod stow;
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,54 +55,60 @@ pub struct NodeConfig {
     pub send_timeout_ms: u64,
 }
 
-/// Starts the SCP, the series collector and the outbox; they stop when `shutdown` is cancelled.
-/// `drop_dir` is the watched drop folder, `rules` the pipeline's `[select]` section, `store` the
-/// engine's store (whose pool the node shares).
+/// Starts what `efen watch` needs of the node: with `spool` (the receive spool, shared with STOW-RS)
+/// the series collector, and the Storage SCP when `[node] listen` is set; the outbox when there are
+/// destinations. They stop when `shutdown` is cancelled. `drop_dir` is the watched drop folder,
+/// `rules` the pipeline's `[select]` section, `store` the engine's store (whose pool the node shares).
 pub async fn start(
     config: &Config,
     store: &crate::store::Store,
     drop_dir: &Path,
     rules: SelectConfig,
+    spool: Option<spool::Spool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let node = &config.node;
     let state = config.state_dir();
-    let spool = spool::Spool::open(&state)?;
-    let listener = tokio::net::TcpListener::bind(&node.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("DICOM node cannot listen on {}: {e}", node.listen))?;
     let mut tasks = JoinSet::new();
-    let mut transfer_syntaxes: Vec<String> = scp::UNCOMPRESSED.iter().map(|s| s.to_string()).collect();
-    transfer_syntaxes.extend(node.accept_compressed.iter().cloned());
-    let settings = scp::ScpSettings {
-        ae_title: node.ae_title.clone(),
-        allowed_callers: node.allowed_callers.clone(),
-        transfer_syntaxes,
-        max_pdu_length: node.max_pdu_length,
-    };
-    tracing::info!(
-        listen = %node.listen,
-        ae_title = %node.ae_title,
-        callers = if node.allowed_callers.is_empty() { "any".to_string() } else { node.allowed_callers.join(",") },
-        "DICOM node listening"
-    );
-    tasks.spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
-
-    let target = drop_dir.join(crate::ingest::NODE_INBOX);
-    let collector = series::Collector {
-        incoming: spool.incoming.clone(),
-        target: target.clone(),
-        ignored: state.join("ignored"),
-        quiet: Duration::from_millis(node.series_quiet_ms),
-        rules,
-    };
-    tasks.spawn(collect(collector, store.clone(), shutdown.clone()));
+    if let Some(spool) = spool {
+        if node.enabled() {
+            let listener = tokio::net::TcpListener::bind(&node.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("DICOM node cannot listen on {}: {e}", node.listen))?;
+            let settings = scp::ScpSettings {
+                ae_title: node.ae_title.clone(),
+                allowed_callers: node.allowed_callers.clone(),
+                transfer_syntaxes: node.transfer_syntaxes(),
+                max_pdu_length: node.max_pdu_length,
+            };
+            tracing::info!(
+                listen = %node.listen,
+                ae_title = %node.ae_title,
+                callers = if node.allowed_callers.is_empty() { "any".to_string() } else { node.allowed_callers.join(",") },
+                "DICOM node listening"
+            );
+            tasks.spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
+        }
+        let collector = series::Collector {
+            incoming: spool.incoming.clone(),
+            target: drop_dir.join(crate::ingest::NODE_INBOX),
+            ignored: state.join("ignored"),
+            quiet: Duration::from_millis(node.series_quiet_ms),
+            rules,
+        };
+        tasks.spawn(collect(collector, store.clone(), shutdown.clone()));
+    }
 
     let destinations = node.destinations()?;
     if !destinations.is_empty() {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("efen/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot make the HTTP client for DICOMweb destinations: {e}"))?;
         let settings = outbox::OutboxSettings {
             calling_ae: node.ae_title.clone(),
             destinations,
+            http,
             attempts: node.send_attempts.max(1),
             backoff: Duration::from_millis(node.send_backoff_ms),
             timeout: Duration::from_millis(node.send_timeout_ms),
@@ -141,15 +150,16 @@ async fn collect(collector: series::Collector, store: crate::store::Store, shutd
 impl NodeConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        // Destinations also serve STOW-RS without a Storage SCP.
+        if let Err(e) = self.destinations() {
+            problems.push(e.to_string());
+        }
         if !self.enabled() {
             return problems;
         }
         let ae = &self.ae_title;
         if ae.trim().is_empty() || ae.len() > 16 || ae.contains('\\') || !ae.is_ascii() {
             problems.push(format!("node.ae_title {ae:?} must be 1 to 16 ASCII characters without '\\'"));
-        }
-        if let Err(e) = self.destinations() {
-            problems.push(e.to_string());
         }
         if self.max_pdu_length < 4096 {
             problems.push("node.max_pdu_length must be at least 4096".to_string());
@@ -162,15 +172,20 @@ impl NodeConfig {
         !self.listen.trim().is_empty()
     }
 
-    /// What the record stage queues for a case that came in over DICOM: each object (the SEG, and
-    /// the overlay as Secondary Capture with `send_overlay`) to each destination.
+    /// What the record stage queues for a case that came in over DICOM (C-STORE or STOW-RS): each
+    /// object (the SEG, and the overlay as Secondary Capture with `send_overlay`) to each destination.
     pub fn sends_for_received_cases(&self) -> Vec<(String, &'static str)> {
-        if !self.enabled() {
-            return Vec::new();
-        }
         let objects: &[&'static str] = if self.send_overlay { &["seg", "overlay"] } else { &["seg"] };
         let destinations = self.destinations().unwrap_or_default();
         destinations.iter().flat_map(|d| objects.iter().map(move |o| (d.to_string(), *o))).collect()
+    }
+
+    /// The transfer syntaxes taken in, by C-STORE or STOW-RS: Explicit and Implicit VR Little Endian,
+    /// then `accept_compressed`.
+    pub fn transfer_syntaxes(&self) -> Vec<String> {
+        let mut syntaxes: Vec<String> = scp::UNCOMPRESSED.iter().map(|s| s.to_string()).collect();
+        syntaxes.extend(self.accept_compressed.iter().cloned());
+        syntaxes
     }
 
     pub fn destinations(&self) -> anyhow::Result<Vec<send::Destination>> {
@@ -218,7 +233,7 @@ mod tests {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(scp::serve(listener, settings, spool.clone(), shutdown.clone()));
-        let efen: send::Destination = format!("EFEN@127.0.0.1:{port}").parse().unwrap();
+        let efen: send::Peer = format!("EFEN@127.0.0.1:{port}").parse().unwrap();
         let timeout = Duration::from_secs(20);
 
         let good = instance(dir.path(), "1.2.3.4.1", Some("1.2.3.4"));

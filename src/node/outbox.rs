@@ -1,4 +1,5 @@
-//! The outbox: the SEG of every succeeded case that came in over DICOM goes to each destination.
+//! The outbox: the SEG of every succeeded case that came in over DICOM (C-STORE or STOW-RS) goes to
+//! each destination, by C-STORE or by STOW-RS.
 //! The record stage queued those sends with the case's result; the store's send queue is the
 //! state: a send is `pending` until the peer accepts (`accepted`, with its status code) or the
 //! attempts run out (`failed`); failed and pending sends are retried when efen starts again.
@@ -18,6 +19,8 @@ use crate::store::{PendingSend, SendAttempt, SendStatus, Store, StoreError};
 pub struct OutboxSettings {
     pub calling_ae: String,
     pub destinations: Vec<Destination>,
+    /// The HTTP client of STOW-RS destinations (one connection pool for all).
+    pub http: reqwest::Client,
     pub attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
@@ -82,7 +85,7 @@ async fn send_round(
             (_, None) => Err("the case has no seg.dcm".to_string()),
         };
         let outcome = match file {
-            Ok(file) => send::store(&file, &settings.calling_ae, destination, settings.timeout).await,
+            Ok(file) => send::send(&file, &settings.calling_ae, destination, &settings.http, settings.timeout).await,
             Err(reason) => Err(send::SendError::File { path: PathBuf::from(&object), reason }),
         };
         let attempts = backoff.get(&key).map_or(0, |b| b.attempts) + 1;

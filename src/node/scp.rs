@@ -285,7 +285,7 @@ fn refusal(request: Command, context: u8, error: &SpoolError) -> Receiving {
 }
 
 /// Out of space: A700 (the sender may retry later); other write errors: 0110; not DICOM: C000.
-fn refusal_status(error: &SpoolError) -> u16 {
+pub(crate) fn refusal_status(error: &SpoolError) -> u16 {
     match error {
         e if e.is_out_of_space() => status::OUT_OF_RESOURCES,
         SpoolError::Io { .. } => status::PROCESSING_FAILURE,

@@ -1,5 +1,5 @@
-//! C-STORE SCU: sends one DICOM file to a destination over its own association and returns the
-//! peer's status code.
+//! Sending one DICOM file to a destination: a C-STORE peer over its own association, or a DICOMweb
+//! server by STOW-RS ([`super::stow`]); either way the peer's status code comes back.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -13,29 +13,57 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use super::dimse::{self, Command};
 use super::scp::UNCOMPRESSED;
 
-/// Where results go: `AE@host:port`.
+/// Where results go: a C-STORE peer (`AE@host:port`) or a DICOMweb server
+/// (`dicomweb:http://host:port/dicom-web`, or https).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
+pub enum Destination {
+    Dimse(Peer),
+    DicomWeb(super::stow::StowTarget),
 }
 
 impl FromStr for Destination {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("destination {text:?} is not AE@host:port");
+        match text.strip_prefix(super::stow::SCHEME) {
+            Some(url) => url.parse().map(Destination::DicomWeb),
+            None => text.parse().map(Destination::Dimse),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Dimse(peer) => peer.fmt(f),
+            Destination::DicomWeb(target) => write!(f, "{}{target}", super::stow::SCHEME),
+        }
+    }
+}
+
+/// A C-STORE peer: `AE@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for Peer {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("destination {text:?} is neither AE@host:port nor dicomweb:http(s)://host:port/<DICOMweb root>");
         let (ae_title, address) = text.split_once('@').ok_or_else(bad)?;
         let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
         let port = port.parse().map_err(|_| bad())?;
         if ae_title.is_empty() || ae_title.len() > 16 || host.is_empty() {
             return Err(bad());
         }
-        Ok(Destination { ae_title: ae_title.into(), host: host.into(), port })
+        Ok(Peer { ae_title: ae_title.into(), host: host.into(), port })
     }
 }
 
-impl std::fmt::Display for Destination {
+impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
     }
@@ -51,6 +79,8 @@ pub enum SendError {
     NoContext { destination: String, sop_class: String },
     #[error("{destination} did not answer within {seconds} s")]
     Timeout { destination: String, seconds: u64 },
+    #[error("STOW-RS to {destination} failed: {reason}")]
+    Http { destination: String, reason: String },
 }
 
 /// What went out: the SOP Instance UID and the peer's C-STORE status.
@@ -61,13 +91,29 @@ pub struct Sent {
     pub error_comment: Option<String>,
 }
 
-/// Sends `file` to `destination` as `calling_ae`; the whole exchange within `timeout`.
-pub async fn store(
+/// Sends `file` to `destination`: C-STORE as `calling_ae`, or STOW-RS through `http`; the whole
+/// exchange within `timeout`.
+pub async fn send(
     file: &Path,
     calling_ae: &str,
     destination: &Destination,
+    http: &reqwest::Client,
     timeout: Duration,
 ) -> Result<Sent, SendError> {
+    match destination {
+        Destination::Dimse(peer) => store(file, calling_ae, peer, timeout).await,
+        Destination::DicomWeb(target) => {
+            let name = destination.to_string();
+            match tokio::time::timeout(timeout, super::stow::store(file, http, target, &name)).await {
+                Ok(result) => result,
+                Err(_) => Err(SendError::Timeout { destination: name, seconds: timeout.as_secs() }),
+            }
+        }
+    }
+}
+
+/// Sends `file` to the C-STORE peer `destination` as `calling_ae`; the whole exchange within `timeout`.
+pub async fn store(file: &Path, calling_ae: &str, destination: &Peer, timeout: Duration) -> Result<Sent, SendError> {
     let name = destination.to_string();
     match tokio::time::timeout(timeout, store_inner(file, calling_ae, destination)).await {
         Ok(result) => result,
@@ -75,7 +121,7 @@ pub async fn store(
     }
 }
 
-async fn store_inner(file: &Path, calling_ae: &str, destination: &Destination) -> Result<Sent, SendError> {
+async fn store_inner(file: &Path, calling_ae: &str, destination: &Peer) -> Result<Sent, SendError> {
     let unreadable = |reason: String| SendError::File { path: file.to_path_buf(), reason };
     let object = dicom_object::open_file(file).map_err(|e| unreadable(e.to_string()))?;
     let meta = object.meta();
@@ -169,10 +215,24 @@ mod tests {
     #[test]
     fn destinations_parse_from_ae_at_host_port() {
         let d: Destination = "PACS@10.0.0.5:104".parse().unwrap();
-        assert_eq!(d, Destination { ae_title: "PACS".into(), host: "10.0.0.5".into(), port: 104 });
+        assert_eq!(d, Destination::Dimse(Peer { ae_title: "PACS".into(), host: "10.0.0.5".into(), port: 104 }));
         assert_eq!(d.to_string(), "PACS@10.0.0.5:104");
         assert!("PACS@host".parse::<Destination>().is_err());
         assert!("@host:1".parse::<Destination>().is_err());
         assert!("A_VERY_LONG_AE_TITLE@h:1".parse::<Destination>().is_err());
+    }
+
+    #[test]
+    fn dicomweb_destinations_parse_and_print_without_credentials() {
+        let d: Destination = "dicomweb:http://pacs:8042/dicom-web/".parse().unwrap();
+        assert!(matches!(d, Destination::DicomWeb(_)));
+        assert_eq!(d.to_string(), "dicomweb:http://pacs:8042/dicom-web");
+        let secret: Destination = "dicomweb:https://efen:s3cret@pacs.example/dicom-web".parse().unwrap();
+        assert_eq!(secret.to_string(), "dicomweb:https://pacs.example/dicom-web");
+        assert!(!format!("{secret:?}").contains("s3cret"), "{secret:?}");
+        for bad in ["dicomweb:", "dicomweb:ftp://pacs/dicom-web", "dicomweb:pacs:8042", "dicomweb:http://"] {
+            let error = bad.parse::<Destination>().unwrap_err();
+            assert!(error.contains("dicomweb:"), "{bad}: {error}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The receive spool: each instance a C-STORE delivers is streamed into `<state>/incoming/.part/`,
 //! then fsynced, renamed to `<state>/incoming/<series uid>/<sop instance uid>.dcm` and the folder
-//! fsynced, all before the SCP answers success: an acknowledged image survives a crash.
+//! fsynced, all before the SCP answers success: an acknowledged image survives a crash. STOW-RS
+//! (`crate::http::dicomweb`) writes whole PS3.10 files through the same spool.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub struct Spool {
 pub struct PartFile {
     path: PathBuf,
     file: std::fs::File,
+    /// Empty for a whole file ([`Spool::begin_file`]): read from its data set at commit.
     sop_instance: String,
 }
 
@@ -72,9 +74,21 @@ impl Spool {
         file.write_all(&file_meta(sop_class, sop_instance, transfer_syntax, calling_ae)).map_err(io)?;
         Ok(PartFile { path, file, sop_instance: sop_instance.to_string() })
     }
+
+    /// Starts a whole PS3.10 file (preamble, meta group, data set), as a STOW-RS part brings it.
+    pub fn begin_file(&self) -> Result<PartFile, SpoolError> {
+        let path = self.incoming.join(".part").join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&path).map_err(|source| SpoolError::Io { path: path.clone(), source })?;
+        Ok(PartFile { path, file, sop_instance: String::new() })
+    }
 }
 
 impl PartFile {
+    /// Where the partial file is, to read its header before it is committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
         self.file.write_all(bytes).map_err(|source| SpoolError::Io { path: self.path.clone(), source })
     }
@@ -104,8 +118,20 @@ impl PartFile {
         if !is_plain_uid(&series) {
             return Err(SpoolError::NoSeries(series));
         }
+        let sop_instance = match self.sop_instance.as_str() {
+            "" => object
+                .element(tags::SOP_INSTANCE_UID)
+                .ok()
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+                .unwrap_or_default(),
+            given => given.to_string(),
+        };
+        if !is_plain_uid(&sop_instance) {
+            return Err(SpoolError::Unreadable(format!("SOP Instance UID {sop_instance:?} is not a plain UID")));
+        }
         let dir = spool.incoming.join(&series);
-        let target = dir.join(format!("{}.dcm", self.sop_instance));
+        let target = dir.join(format!("{sop_instance}.dcm"));
         // The collector removes emptied series folders; if it just did, make the folder again.
         for attempt in 0..3 {
             let created = !dir.is_dir();
@@ -203,6 +229,30 @@ mod tests {
         let back = dicom_object::open_file(&path).unwrap();
         assert_eq!(back.meta().transfer_syntax(), "1.2.840.10008.1.2");
         assert_eq!(back.element(tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap(), "1.2.3.4");
+        assert_eq!(std::fs::read_dir(state.path().join("incoming/.part")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_whole_file_is_named_after_its_own_sop_instance() {
+        let state = tempfile::tempdir().unwrap();
+        let spool = Spool::open(state.path()).unwrap();
+        let mut data = InMemDicomObject::new_empty();
+        data.put(DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.7")));
+        data.put(DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3")));
+        data.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.9")));
+        let file =
+            data.with_meta(dicom_object::FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.1")).unwrap();
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes).unwrap();
+
+        let mut part = spool.begin_file().unwrap();
+        part.write(&bytes).unwrap();
+        let (series, path) = part.commit(&spool).unwrap();
+        assert_eq!((series.as_str(), path), ("1.2.3", state.path().join("incoming/1.2.3/1.2.3.9.dcm")));
+        assert_eq!(std::fs::read(state.path().join("incoming/1.2.3/1.2.3.9.dcm")).unwrap(), bytes, "kept as sent");
+
+        let dropped = spool.begin_file().unwrap();
+        drop(dropped);
         assert_eq!(std::fs::read_dir(state.path().join("incoming/.part")).unwrap().count(), 0);
     }
 

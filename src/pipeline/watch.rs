@@ -1,6 +1,6 @@
 //! `efen watch`: watches a drop folder (and, with `node.listen`, is a DICOM node feeding it; with
-//! `http.listen`, serves health, metrics and cases, whose uploads feed it too) until SIGINT or
-//! SIGTERM, then finishes the cases in flight.
+//! `http.listen`, serves health, metrics, cases and STOW-RS, whose uploads feed it too) until SIGINT
+//! or SIGTERM, then finishes the cases in flight.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,10 +42,19 @@ pub async fn watch(
     ]));
     // Uploads land in <drop>/http/, where the watcher below takes them like any dropped file.
     let cases = Arc::new(crate::http::Cases::new(&dir, config.out_dir(), config.engine.max_file_mb));
-    let http = if config.http.enabled() {
-        Some(crate::http::start(&config.http, readiness.clone(), cases.clone(), shutdown.clone()).await?)
+    // The receive spool, opened once: the Storage SCP and STOW-RS both write into it.
+    let spool = if config.node.enabled() || config.http.enabled() {
+        Some(crate::node::spool::Spool::open(&config.state_dir())?)
     } else {
         None
+    };
+    let http = match &spool {
+        Some(spool) if config.http.enabled() => {
+            let stow =
+                Arc::new(crate::http::dicomweb::Stow::new(spool.clone(), &config.node, config.engine.max_file_mb));
+            Some(crate::http::start(&config.http, readiness.clone(), cases.clone(), stow, shutdown.clone()).await?)
+        }
+        _ => None,
     };
     let observer: Arc<dyn CaseObserver> = Arc::new(crate::telemetry::Observed(observer));
     let mut engine = Engine::open(config, pipeline).await?;
@@ -96,10 +105,11 @@ pub async fn watch(
         }
     }
 
-    // The DICOM node feeds the same drop folder, so everything below applies to what it receives.
-    let node = if engine.config.node.enabled() {
+    // The DICOM node (and STOW-RS) feeds the same drop folder, so everything below applies to what
+    // it receives.
+    let node = if spool.is_some() || !engine.config.node.destinations.is_empty() {
         let rules = engine.definition.select.clone();
-        Some(crate::node::start(&engine.config, &engine.store, &dir, rules, shutdown.clone()).await?)
+        Some(crate::node::start(&engine.config, &engine.store, &dir, rules, spool, shutdown.clone()).await?)
     } else {
         None
     };

@@ -83,11 +83,34 @@ pub struct Orthanc {
     pub dir: tempfile::TempDir,
 }
 
+/// Where Debian's `orthanc-dicomweb` puts the plugin.
+const PLUGIN_DIR: &str = "/usr/lib/orthanc";
+
 impl Orthanc {
     pub async fn start(efen_port: u16) -> Orthanc {
+        Orthanc::launch(efen_port, false).await
+    }
+
+    /// With Debian's DICOMweb plugin (`orthanc-dicomweb`): QIDO-RS, WADO-RS and STOW-RS at
+    /// `/dicom-web/`.
+    pub async fn with_dicomweb(efen_port: u16) -> Orthanc {
+        Orthanc::launch(efen_port, true).await
+    }
+
+    async fn launch(efen_port: u16, dicomweb: bool) -> Orthanc {
+        let plugins: Vec<PathBuf> =
+            if dicomweb {
+                let plugin =
+                    std::fs::read_dir(PLUGIN_DIR).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+                        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libOrthancDicomWeb.so"))
+                    });
+                vec![plugin.expect("Orthanc's DICOMweb plugin (Debian orthanc-dicomweb; scripts/system-packages.sh)")]
+            } else {
+                Vec::new()
+            };
         let dir = tempfile::tempdir().unwrap();
         let (http_port, dicom_port) = (free_port(), free_port());
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "Name": "efen-test",
             "HttpPort": http_port,
             "DicomPort": dicom_port,
@@ -98,9 +121,12 @@ impl Orthanc {
             "AuthenticationEnabled": false,
             "DicomCheckCalledAet": false,
             "DicomModalities": { "efen": ["EFEN", "127.0.0.1", efen_port] },
-            "Plugins": [],
+            "Plugins": plugins,
             "StableAge": 2,
         });
+        if dicomweb {
+            config["DicomWeb"] = serde_json::json!({ "Enable": true, "Root": "/dicom-web/" });
+        }
         let path = dir.path().join("orthanc.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
