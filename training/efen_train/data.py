@@ -144,10 +144,14 @@ def normalise(img: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarr
 
 class SegDataset(torch.utils.data.Dataset):
     """Items -> (normalised image tensor, mask tensor (1, H, W) float 0/1); optional cache of
-    the decoded originals (the synthetic set is generated once, augmented every epoch)."""
+    the decoded originals (the synthetic set is generated once, augmented every epoch).
+
+    `transform` is one albumentations transform, or a function size -> transform for
+    multi-scale batches: the index is then (i, size), as SizedBatches yields it."""
 
     def __init__(self, items, transform, cache: bool = False):
         self.items, self.transform, self.cache = items, transform, {} if cache else None
+        self._by_size = {}
 
     def __len__(self):
         return len(self.items)
@@ -159,8 +163,34 @@ class SegDataset(torch.utils.data.Dataset):
             self.cache[i] = self.items[i]()
         return self.cache[i]
 
-    def __getitem__(self, i):
+    def _transform(self, size):
+        if size is None:
+            return self.transform
+        if size not in self._by_size:
+            self._by_size[size] = self.transform(size)
+        return self._by_size[size]
+
+    def __getitem__(self, index):
+        i, size = index if isinstance(index, tuple) else (index, None)
         img, mask = self.raw(i)
-        out = self.transform(image=img, mask=mask)
+        out = self._transform(size)(image=img, mask=mask)
         return (torch.from_numpy(normalise(out["image"])),
                 torch.from_numpy(out["mask"].astype(np.float32))[None])
+
+
+class SizedBatches(torch.utils.data.Sampler):
+    """Batch sampler for multi-scale training: a fresh permutation every epoch, each batch
+    drawn at one size (a square side) chosen at random; seeded, so a run is reproducible."""
+
+    def __init__(self, n: int, batch_size: int, sizes, seed: int = 0):
+        self.n, self.batch_size, self.sizes = n, batch_size, list(sizes)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return self.n // self.batch_size                 # drop_last
+
+    def __iter__(self):
+        perm = self.rng.permutation(self.n)
+        for b in range(len(self)):
+            size = int(self.sizes[self.rng.integers(len(self.sizes))])
+            yield [(int(i), size) for i in perm[b * self.batch_size:(b + 1) * self.batch_size]]

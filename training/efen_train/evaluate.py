@@ -64,6 +64,20 @@ def evaluate_items(predict, items, size, mean, std, threshold=0.5, batch=8, gray
     return acc.summary()
 
 
+CARD_SIZES = (128, 192, 256, 320, 384)   # the square sizes a bundled card is measured at
+
+
+def metrics_by_size(predict, items, sizes, mean, std, threshold=0.5) -> dict:
+    """{"HxW": {"dsc", "iou", "n_images"}} at each (h, w): mean-of-per-image DSC and IoU of
+    the model run at that input size (the card's `test_metrics_by_size`)."""
+    out = {}
+    for h, w in sizes:
+        s = evaluate_items(predict, items, (h, w), mean, std, threshold)
+        out[f"{h}x{w}"] = {"dsc": s["mean_per_image"]["dsc"], "iou": s["mean_per_image"]["iou"],
+                           "n_images": s["n_images"]}
+    return out
+
+
 def add_data_args(ap):
     ap.add_argument("--dataset", default="synthetic", choices=["synthetic", "cvc", "isic", "dsb"])
     ap.add_argument("--data-root", default=None, help="root folder of a public data set")
@@ -81,6 +95,8 @@ def main(argv=None):
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                     help="model input size (default: the checkpoint's, or 128 128 for ONNX)")
+    ap.add_argument("--sizes", type=int, nargs="+", metavar="S",
+                    help="also report mean DSC / IoU at each of these square input sizes")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--gray", action="store_true",
                     help="feed grey-scale versions of the images (robustness check)")
@@ -102,6 +118,12 @@ def main(argv=None):
     summary["split"] = (f"{a.dataset} {a.split} (8:1:1, split seed {a.split_seed})"
                         + (", grey-scale inputs" if a.gray else ""))
     print(format_summary(summary, summary["split"]))
+    if a.sizes:
+        by_size = metrics_by_size(predict, split, [(s, s) for s in a.sizes], mean, std,
+                                  a.threshold)
+        for k, m in by_size.items():
+            print(f"{k:>9}: DSC {m['dsc']:.4f}  IoU {m['iou']:.4f}  ({m['n_images']} images)")
+        summary["by_size"] = by_size
     if a.json:
         with open(a.json, "w") as f:
             json.dump(summary, f, indent=2)

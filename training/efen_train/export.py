@@ -28,13 +28,15 @@ from .synthetic import make_example
 from .train import train_command
 
 OPSET = 17
+PARITY_BOUND = 1e-5   # max |p_onnxruntime - p_torch|
 
 
-def count_flops(width: float, h: int, w: int, attn_min_stride: int = 8) -> int:
+def count_flops(h: int, w: int, **config) -> int:
     """FLOPs (2 x multiply-accumulates of conv, transposed conv and matmul) of one forward
-    pass on a 1x3xHxW input, counted on the meta device (no memory, no weights)."""
+    pass on a 1x3xHxW input of EFEN(**config), counted on the meta device (no memory, no
+    weights)."""
     with torch.device("meta"):
-        model = EFEN(width, attn_min_stride).eval()
+        model = EFEN(**config).eval()
         x = torch.empty(1, 3, h, w)
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(x)
@@ -78,17 +80,33 @@ def sha256(path: str) -> str:
     return hsh.hexdigest()
 
 
-def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
+DSC_GOAL = 0.88   # held-out DSC a size must reach to be listed in validated_input_sizes
+
+
+def describe(config: dict) -> str:
+    parts = [f"width multiplier {config['width']}", "VGG-19 encoder"]
+    if config.get("reextraction", True):
+        parts.append("feature re-extraction encoder/decoder (D2 skips from E1 only)"
+                     + (", /16 bridge" if config.get("bridge") else ""))
+    skip = ("positional-encoding + cross-attention skips" if config.get("cross_attention", True)
+            else "positional-encoding skips without cross-attention")
+    if not config.get("use_pe", True):
+        skip = skip.replace("positional-encoding + ", "").replace("positional-encoding ", "")
+    elif config.get("pe_ref"):
+        skip += f" (positions on the {config['pe_ref'][0]}x{config['pe_ref'][1]} training grid)"
+    parts += [skip, f"attention grid >= input/{config['attn_min_stride']}"]
+    return f"EFEN ({'; '.join(parts)})"
+
+
+def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs, by_size=None):
     args = (ck or {}).get("args", {})
     report = (ck or {}).get("report", {})
     h, w = size
     card = {
         "name": name, "file": file,
-        "architecture": f"EFEN (width multiplier {width}; VGG-19 encoder, feature re-extraction "
-                        f"encoder/decoder, positional-encoding + cross-attention skips, "
-                        f"attention grid >= input/{model.attn_min_stride})",
+        "architecture": describe(model.config),
         "parameters": count_parameters(model),
-        "flops_at_input": count_flops(width, h, w, model.attn_min_stride),
+        "flops_at_input": count_flops(h, w, **model.config),
         "flops_note": "2 x multiply-accumulates of conv, transposed conv and matmul, one image",
         "input": {"name": "image", "layout": "NCHW", "channels": 3, "height": h, "width": w,
                   "color": "RGB", "scale": 255.0, "dynamic_axes": ["batch", "height", "width"],
@@ -115,7 +133,11 @@ def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
         f"{args.get('split_seed')}" if ds == "synthetic" else f"{ds} at {args.get('data_root')}")
     card["training"] = {
         "optimizer": args.get("optimizer"), "lr": args.get("lr"),
-        "batch_size": args.get("batch_size"), "loss": "BCE + Dice (theta = 1)",
+        "batch_size": args.get("batch_size"),
+        "loss": "BCE + Dice (eq. 11: squared terms in the denominator, theta = 1)",
+        "train_sizes": args.get("train_sizes") or [h],
+        "validation_sizes": args.get("val_sizes") or [h],
+        "selection": "best validation loss (mean over the validation sizes); test split unused",
         "epochs": report.get("total_epochs", report.get("epochs_run", ck.get("epoch"))),
         "best_epoch": ck.get("epoch"),
         "early_stop_patience": args.get("early_stop"),
@@ -129,10 +151,17 @@ def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs):
         "seconds": report.get("total_train_seconds", report.get("train_seconds",
                                                                 ck.get("seconds"))),
         "continued_from": (ck.get("prior") or {}).get("from"),
+        # how each run ended: "epochs", "early-stop", or the --max-minutes safety net
+        "stopped_by": ((ck.get("prior") or {}).get("stopped_by", [])
+                       + [report.get("stopped_by", "?")]),
         "commands": ((ck.get("prior") or {}).get("commands", []) + [train_command(args)]),
     }
     if test_metrics:
         card["test_metrics"] = test_metrics
+    if by_size:
+        card["validated_input_sizes"] = [[int(v) for v in k.split("x")]
+                                         for k, m in by_size.items() if m["dsc"] >= DSC_GOAL]
+        card["test_metrics_by_size"] = by_size
     return card
 
 
@@ -155,6 +184,8 @@ def main(argv=None):
                     help="nominal input size (default: the checkpoint's, else 128 128)")
     ap.add_argument("--no-evaluate", action="store_true",
                     help="skip the test-split evaluation with ONNX Runtime")
+    ap.add_argument("--sizes", type=int, nargs="+", metavar="S",
+                    help="square sizes of test_metrics_by_size (default 128 192 256 320 384)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -177,12 +208,12 @@ def main(argv=None):
     export_onnx(model, tmp, h, w)
     diffs = parity(model, tmp, [(h, w), (h + 32, w + 64)])
     print("parity max |onnxruntime - torch|:", diffs)
-    if max(diffs.values()) > 1e-4:
-        raise SystemExit("parity check failed (> 1e-4)")
+    if max(diffs.values()) > PARITY_BOUND:
+        raise SystemExit(f"parity check failed (> {PARITY_BOUND})")
 
-    test_metrics = None
+    test_metrics = by_size = None
     if ck is not None and not a.no_evaluate:
-        from .evaluate import evaluate_items, onnx_predictor
+        from .evaluate import CARD_SIZES, evaluate_items, metrics_by_size, onnx_predictor
         from .metrics import format_summary
         args = ck["args"]
         items = dataset_items(args["dataset"], args.get("data_root"), args["n_synthetic"],
@@ -194,9 +225,14 @@ def main(argv=None):
                                  f"{args['split_seed']}), evaluated with ONNX Runtime at the "
                                  f"original resolution")
         print(format_summary(test_metrics, test_metrics["split"]))
+        sizes = [(s, s) for s in (a.sizes or CARD_SIZES)]
+        by_size = metrics_by_size(onnx_predictor(tmp, a.threads), test, sizes, ck["mean"],
+                                  ck["std"])
+        for k, m in by_size.items():
+            print(f"{k:>9}: DSC {m['dsc']:.4f}  IoU {m['iou']:.4f}")
 
     card = build_card(name, os.path.basename(a.out), model, width, (h, w), ck, test_metrics,
-                      diffs)
+                      diffs, by_size)
     m = onnx.load(tmp)
     meta = {"model_card": json.dumps(card, ensure_ascii=False), "name": name,
             "input_mean": json.dumps(card["mean"]), "input_std": json.dumps(card["std"]),

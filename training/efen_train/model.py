@@ -6,10 +6,19 @@ Data flow (paper names; strides are relative to the input):
     │                 bottleneck block5_conv4 /16
     │    D1 (eq. 2)   4 stages: Phi_D1 (transposed conv) + R_D1 + Psi_D1, widths 256,128,64,32
     │                 (the first U-Net's final 1x1 output conv is dropped)
-    └──► fuse(x, D1 out) ─► E2 (eq. 3)  stage k: op_E2(concat(Phi_E2(E2_{k-1}), D1 map of
-                                        the same size)), widths 32,64,128,256, then a bridge /16
-                            D2 (eq. 4)  4 stages: Phi_D2 + R_D2(E1 skip, .) + E2 skip + Psi_D2
-                            1x1 conv -> logits (sigmoid applied by `predict` / the export)
+    └──► R_fuse(x, D1 out)  the input and D1's output fused by an improved skip connection
+           E2 (eq. 3) stage k: op_E2(concat(Phi_E2(E2_{k-1} | W_E2_k), D1 map of the same size));
+                      Phi_E2 = [2x2 max-pool] + 3x3 conv-BN-ReLU with its own weights,
+                      widths 32,64,128,256 at /1,/2,/4,/8
+           D2 (eq. 4) 3 stages from E2's /8 map: Phi_D2 + R_D2(E1 skip, .) + Psi_D2, widths
+                      128,64,32 at /4,/2,/1 (skips only from E1, as the paper states)
+           1x1 conv -> logits (sigmoid applied by `predict` / the export)
+
+`bridge=True` adds the /16 block the paper does not describe (max-pool + two 3x3 convs after
+E2) and a fourth D2 stage that takes E1's /8 skip; off by default.
+
+Ablations (paper Table 1): use_pe=False (no positional encoding), cross_attention=False (the
+skips pass FE' unfiltered), reextraction=False (U-Net with improved skips: D1 -> 1x1 conv).
 
 `width` scales every channel count (reduced variants); at width=1 the encoder is exactly
 torchvision's vgg19().features, so ImageNet weights load from a local file.
@@ -17,7 +26,7 @@ torchvision's vgg19().features, so ImageNet weights load from a local file.
 import torch
 import torch.nn as nn
 
-from .layers import DecoderStage, conv_bn_relu, two_3x3_one_1x1
+from .layers import DecoderStage, ImprovedSkip, conv_bn_relu, two_3x3_one_1x1
 
 VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
              512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -64,39 +73,65 @@ class VGG19Encoder(nn.Module):
 
 
 class EFEN(nn.Module):
-    def __init__(self, width: float = 1.0, attn_min_stride: int = 8):
+    def __init__(self, width: float = 1.0, attn_min_stride: int = 8, pe_ref=None,
+                 bridge: bool = False, use_pe: bool = True, cross_attention: bool = True,
+                 reextraction: bool = True):
+        """pe_ref: the training input size (H, W); positional codes are measured on that grid
+        at every input size (DECISIONS 7). None: positions on each map's own grid."""
         super().__init__()
         self.width = width
         self.attn_min_stride = attn_min_stride
+        self.config = {"width": width, "attn_min_stride": attn_min_stride,
+                       "pe_ref": list(pe_ref) if pe_ref is not None else None,
+                       "bridge": bridge, "use_pe": use_pe, "cross_attention": cross_attention,
+                       "reextraction": reextraction}
         self.encoder1 = VGG19Encoder(width)
         e1 = self.encoder1.channels                        # [64,128,256,512,512] * width
         dec = [scaled(c, width) for c in DECODER_WIDTHS]   # [256,128,64,32] * width
         enc2 = [scaled(c, width) for c in ENCODER2_WIDTHS]  # [32,64,128,256] * width
 
-        def pool(fd_stride):
-            return max(1, attn_min_stride // fd_stride)
+        def skip(fe_stride, scale=2):
+            """ImprovedSkip options for FE at fe_stride and FD at fe_stride * scale."""
+            fd_stride = fe_stride * scale
+            ref = (lambda s: (pe_ref[0] / s, pe_ref[1] / s)) if pe_ref is not None else (
+                lambda s: None)
+            return {"pool": max(1, attn_min_stride // fd_stride), "scale": scale,
+                    "use_pe": use_pe, "cross_attention": cross_attention,
+                    "pe_ref_e": ref(fe_stride), "pe_ref_d": ref(fd_stride)}
 
         # First decoder D1: stage k takes D1_{k-1} at stride 16/2^k and E1 skip at 8/2^k.
         c_d = [e1[4]] + dec[:3]
         self.decoder1 = nn.ModuleList(
-            DecoderStage(c_d[k], e1[3 - k], dec[k], pool(16 >> k)) for k in range(4))
+            DecoderStage(c_d[k], e1[3 - k], dec[k], **skip(8 >> k)) for k in range(4))
+        self.reextraction = reextraction
+        if not reextraction:
+            self.head = nn.Conv2d(dec[3], 1, 1)
+            return
 
-        # Feature re-extraction: fuse the input with D1's output, then E2 (eq. 3).
-        # Stage 1's Phi_E2 is a 3x3 conv on concat(x, D1_4); later ones are 2x2 max-pools.
-        self.fuse = conv_bn_relu(3 + dec[3], enc2[0], 3)
-        self.pool = nn.MaxPool2d(2)
-        c_prev = [enc2[0]] + enc2[:3]
+        # Fusion of the input with D1's output "using improved skip-connection" (same grid).
+        self.fuse = ImprovedSkip(3, dec[3], enc2[0], d_k=enc2[0], **skip(1, scale=1))
+        # E2 (eq. 3): Phi_E2 of stage k has its own weights W_E2_k (conv, pooling, ReLU).
+        c_prev = [self.fuse.out_channels] + enc2[:3]
+        self.phi_e2 = nn.ModuleList(
+            nn.Sequential(*([nn.MaxPool2d(2)] if k > 0 else []),
+                          conv_bn_relu(c_prev[k], enc2[k], 3)) for k in range(4))
         d1_same = dec[::-1]                                # D1 widths at /1, /2, /4, /8
         self.op_e2 = nn.ModuleList(
-            two_3x3_one_1x1(c_prev[k] + d1_same[k], enc2[k]) for k in range(4))
-        bridge = scaled(256, width)
-        self.bridge2 = nn.Sequential(conv_bn_relu(enc2[3], bridge), conv_bn_relu(bridge, bridge))
+            two_3x3_one_1x1(enc2[k] + d1_same[k], enc2[k]) for k in range(4))
 
-        # Second decoder D2 (eq. 4): R_D2 gets E1's skips, E2's skip is concatenated as is.
-        c_d2 = [bridge] + dec[:3]
+        # D2 (eq. 4): R_D2 takes only E1's skips. Without the bridge it starts from E2's /8 map.
+        if bridge:
+            b = scaled(256, width)
+            self.bridge2 = nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(enc2[3], b),
+                                         conv_bn_relu(b, b))
+            c_d2, outs, strides = [b] + dec[:3], dec, [8, 4, 2, 1]
+        else:
+            self.bridge2 = None
+            c_d2, outs, strides = [enc2[3]] + dec[1:3], dec[1:], [4, 2, 1]
+        self.e1_skip_of_d2 = [{8: 3, 4: 2, 2: 1, 1: 0}[s] for s in strides]
         self.decoder2 = nn.ModuleList(
-            DecoderStage(c_d2[k], e1[3 - k], dec[k], pool(16 >> k), c_extra=enc2[3 - k])
-            for k in range(4))
+            DecoderStage(c_d2[k], e1[self.e1_skip_of_d2[k]], outs[k], **skip(s))
+            for k, s in enumerate(strides))
         self.head = nn.Conv2d(dec[3], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,16 +141,14 @@ class EFEN(nn.Module):
         for k, stage in enumerate(self.decoder1):
             d = stage(d, e1[3 - k])
             d1.append(d)                                   # /8, /4, /2, /1
-        e2 = []
-        h = self.fuse(torch.cat([x, d1[3]], 1))            # Phi_E2 of stage 1
-        for k, op in enumerate(self.op_e2):
-            if k > 0:
-                h = self.pool(h)                           # Phi_E2 of stages 2..4
-            h = op(torch.cat([h, d1[3 - k]], 1))           # op_E2
-            e2.append(h)                                   # /1, /2, /4, /8
-        d = self.bridge2(self.pool(h))                     # /16
-        for k, stage in enumerate(self.decoder2):
-            d = stage(d, e1[3 - k], e2[3 - k])
+        if not self.reextraction:
+            return self.head(d)
+        h = self.fuse(x, d1[3])                            # R(input, D1 output)
+        for k in range(4):
+            h = self.op_e2[k](torch.cat([self.phi_e2[k](h), d1[3 - k]], 1))  # E2_k, /1../8
+        d = self.bridge2(h) if self.bridge2 is not None else h
+        for stage, i in zip(self.decoder2, self.e1_skip_of_d2):
+            d = stage(d, e1[i])
         return self.head(d)
 
     @torch.no_grad()

@@ -15,12 +15,12 @@ import time
 import numpy as np
 import torch
 
-from .data import (IMAGENET_MEAN, IMAGENET_STD, SegDataset, dataset_items, eval_transform,
-                   split_811, train_transform)
-from .evaluate import add_data_args, evaluate_items, torch_predictor
+from .data import (IMAGENET_MEAN, IMAGENET_STD, SegDataset, SizedBatches, dataset_items,
+                   eval_transform, split_811, train_transform)
+from .evaluate import add_data_args, evaluate_items, metrics_by_size, torch_predictor
 from .losses import bce_dice_loss
 from .metrics import format_summary
-from .model import EFEN, count_parameters, load_vgg19_weights
+from .model import EFEN, count_parameters, load_vgg19_weights  # noqa: F401
 
 
 def parse_args(argv=None):
@@ -33,7 +33,24 @@ def parse_args(argv=None):
                     help="local torchvision vgg19 state-dict file (width 1 only; no download)")
     ap.add_argument("--init-from", default=None,
                     help="start from this checkpoint's weights (fine-tuning / continuing)")
-    ap.add_argument("--input-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
+    ap.add_argument("--bridge", action="store_true",
+                    help="add the /16 bridge after E2 (not in the paper; off by default)")
+    ap.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
+    ap.add_argument("--no-cross-attention", action="store_true",
+                    help="ablation: skips pass FE' unfiltered (no cross-attention)")
+    ap.add_argument("--no-reextraction", action="store_true",
+                    help="ablation: U-Net with improved skips only (no E2/D2)")
+    ap.add_argument("--pe-grid", default="train", choices=["train", "own"],
+                    help="positions on the training grid (survives a change of size) or on "
+                         "each map's own grid")
+    ap.add_argument("--input-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                    help="the model's nominal (card) size; also the grid positions refer to")
+    ap.add_argument("--train-sizes", type=int, nargs="+", default=None, metavar="S",
+                    help="multi-scale training: each batch is drawn at one of these square "
+                         "sizes (default: --input-size only)")
+    ap.add_argument("--val-sizes", type=int, nargs="+", default=None, metavar="S",
+                    help="validation loss = mean over these square sizes (default: "
+                         "--input-size only)")
     ap.add_argument("--crop-scale", type=float, nargs=2, default=(0.4, 1.0),
                     metavar=("MIN", "MAX"), help="area range of the random resized crop")
     ap.add_argument("--gray-prob", type=float, default=0.0,
@@ -50,7 +67,9 @@ def parse_args(argv=None):
     ap.add_argument("--plateau-factor", type=float, default=0.1)
     ap.add_argument("--min-lr", type=float, default=1e-7)
     ap.add_argument("--theta", type=float, default=1.0, help="Dice smoothing (eq. 11)")
-    ap.add_argument("--max-minutes", type=float, default=0.0, help="wall-clock budget, 0 = none")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="safety net only (0 = none): a run it stops is marked so in its "
+                         "report and card; recipes stop on --epochs and --early-stop")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/efen")
@@ -74,15 +93,26 @@ def train_step(model, opt, x, y, theta=1.0) -> float:
 
 
 @torch.no_grad()
-def validate(model, loader, theta=1.0) -> float:
+def validate(model, loaders, theta=1.0) -> float:
+    """Validation loss, averaged over the validation sizes (one loader per size)."""
     model.eval()
-    losses = [float(bce_dice_loss(model(x), y, theta)) * len(x) for x, y in loader]
-    return sum(losses) / len(loader.dataset)
+    per_size = []
+    for loader in loaders:
+        losses = [float(bce_dice_loss(model(x), y, theta)) * len(x) for x, y in loader]
+        per_size.append(sum(losses) / len(loader.dataset))
+    return float(np.mean(per_size))
+
+
+def model_from_args(a) -> EFEN:
+    return EFEN(a.model_width, a.attn_min_stride,
+                pe_ref=tuple(a.input_size) if a.pe_grid == "train" else None,
+                bridge=a.bridge, use_pe=not a.no_pe, cross_attention=not a.no_cross_attention,
+                reextraction=not a.no_reextraction)
 
 
 def save_checkpoint(path, model, a, extra):
     ck = {"state_dict": model.state_dict(),
-          "config": {"width": a.model_width, "attn_min_stride": a.attn_min_stride},
+          "config": model.config,
           "input_size": list(a.input_size), "mean": list(IMAGENET_MEAN),
           "std": list(IMAGENET_STD), "args": vars(a), **extra}
     tmp = path + ".tmp"
@@ -103,20 +133,34 @@ def main(argv=None):
     items = dataset_items(a.dataset, a.data_root, a.n_synthetic, a.data_seed)
     tr, va, te = split_811(items, a.split_seed)
     cache = a.dataset == "synthetic"
-    train_ds = SegDataset(tr, train_transform(h, w, a.crop_scale, a.gray_prob), cache=cache)
-    val_ds = SegDataset(va, eval_transform(h, w), cache=cache)
-    g = torch.Generator().manual_seed(a.seed)
-    train_dl = torch.utils.data.DataLoader(train_ds, a.batch_size, shuffle=True, drop_last=True,
-                                           generator=g)
-    val_dl = torch.utils.data.DataLoader(val_ds, a.batch_size)
+    if a.train_sizes:
+        for s in a.train_sizes + (a.val_sizes or []):
+            if s % 16:
+                raise SystemExit(f"size {s}: must be a multiple of 16")
+        train_ds = SegDataset(tr, lambda s: train_transform(s, s, a.crop_scale, a.gray_prob),
+                              cache=cache)
+        train_dl = torch.utils.data.DataLoader(
+            train_ds, batch_sampler=SizedBatches(len(tr), a.batch_size, a.train_sizes, a.seed))
+    else:
+        train_ds = SegDataset(tr, train_transform(h, w, a.crop_scale, a.gray_prob), cache=cache)
+        g = torch.Generator().manual_seed(a.seed)
+        train_dl = torch.utils.data.DataLoader(train_ds, a.batch_size, shuffle=True,
+                                               drop_last=True, generator=g)
+    val_sizes = [(s, s) for s in a.val_sizes] if a.val_sizes else [(h, w)]
+    val_cache = {} if cache else None
+    val_dls = []
+    for vh, vw in val_sizes:
+        ds = SegDataset(va, eval_transform(vh, vw), cache=cache)
+        ds.cache = val_cache                              # decode each validation image once
+        val_dls.append(torch.utils.data.DataLoader(ds, a.batch_size))
 
-    model = EFEN(a.model_width, a.attn_min_stride)
+    model = model_from_args(a)
     if a.pretrained_vgg:
         print(f"loaded {load_vgg19_weights(model, a.pretrained_vgg)} VGG-19 tensors")
     prior = {"seconds": 0.0, "epochs": 0}
     if a.init_from:
         init = torch.load(a.init_from, map_location="cpu", weights_only=False)
-        model.load_state_dict(init["state_dict"])
+        model.load_state_dict(init["state_dict"])  # same architecture flags required
         prior = _prior_training(a.init_from, init)
         print(f"initialised from {a.init_from} ({prior['epochs']} epochs, "
               f"{prior['seconds']:.0f} s before)")
@@ -127,10 +171,11 @@ def main(argv=None):
           f"{len(tr)}/{len(va)}/{len(te)} train/val/test")
 
     best, since_best, history, t0 = float("inf"), 0, [], time.time()
+    stopped_by = "epochs"
     best_path = os.path.join(a.out, "best.pt")
     for epoch in range(1, a.epochs + 1):
         train_loss = np.mean([train_step(model, opt, x, y, a.theta) for x, y in train_dl])
-        val_loss = validate(model, val_dl, a.theta)
+        val_loss = validate(model, val_dls, a.theta)
         sched.step(val_loss)
         elapsed = time.time() - t0
         history.append({"epoch": epoch, "train_loss": float(train_loss), "val_loss": val_loss,
@@ -148,16 +193,24 @@ def main(argv=None):
             since_best += 1
         if since_best >= a.early_stop:
             print(f"early stop: no better validation loss for {a.early_stop} epochs")
+            stopped_by = "early-stop"
             break
         if a.max_minutes and elapsed > a.max_minutes * 60:
-            print(f"time budget of {a.max_minutes} min reached")
+            print(f"SAFETY NET: --max-minutes {a.max_minutes} reached; the run is cut short")
+            stopped_by = "max-minutes (safety net fired)"
             break
 
     model, ck = _reload(best_path)
     summary = evaluate_items(torch_predictor(model), te, (h, w), IMAGENET_MEAN, IMAGENET_STD)
     summary["split"] = f"{a.dataset} test (8:1:1, split seed {a.split_seed})"
     print(format_summary(summary, summary["split"]))
+    # what runs and card sizes are chosen on: the validation split, never the test split
+    val_by_size = metrics_by_size(torch_predictor(model), va, val_sizes, IMAGENET_MEAN,
+                                  IMAGENET_STD)
+    for k, m in val_by_size.items():
+        print(f"validation {k}: DSC {m['dsc']:.4f}  IoU {m['iou']:.4f}")
     report = {"best_epoch": ck["epoch"], "epochs_run": len(history), "best_val_loss": best,
+              "stopped_by": stopped_by, "val_by_size": val_by_size,
               "train_seconds": round(time.time() - t0, 1), "prior": prior,
               "total_epochs": prior["epochs"] + len(history),
               "total_train_seconds": round(prior["seconds"] + time.time() - t0, 1),
@@ -171,7 +224,10 @@ def train_command(args: dict) -> str:
     """The train command line that reproduces a checkpoint, rebuilt from its saved args."""
     parts = ["python -m efen_train.train"]
     for k, v in args.items():
-        if v is None:
+        if v is None or v is False:
+            continue
+        if v is True:                                      # a store_true flag
+            parts.append("--" + k.replace("_", "-"))
             continue
         flag = "--" + k.replace("_", "-")
         parts.append(f"{flag} {' '.join(map(str, v))}" if isinstance(v, (list, tuple))
@@ -186,9 +242,10 @@ def _prior_training(path, ck):
     if os.path.exists(rep):
         with open(rep) as f:
             r = json.load(f)
+        stops = (r.get("prior") or {}).get("stopped_by", []) + [r.get("stopped_by", "?")]
         return {"seconds": r.get("total_train_seconds", r["train_seconds"]),
                 "epochs": r.get("total_epochs", r["epochs_run"]), "from": path,
-                "commands": commands}
+                "commands": commands, "stopped_by": stops}
     return {"seconds": float(ck.get("seconds", 0.0)), "epochs": int(ck.get("epoch", 0)),
             "from": path, "commands": commands}
 

@@ -12,8 +12,8 @@ from efen_train.metrics import MetricAccumulator, confusion, scores
 def test_loss_half_probability_one_positive():
     logits = torch.zeros(1, 1, 2, 2)                       # p = 0.5 everywhere
     target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
-    # BCE = ln 2; Dice = (2*0.5 + 1) / (2 + 1 + 1) = 0.5
-    assert float(bce_dice_loss(logits, target)) == pytest.approx(math.log(2) + 0.5, abs=1e-6)
+    # BCE = ln 2; Dice (eq. 11, squared terms) = (2*0.5 + 1) / (4*0.25 + 1 + 1) = 2/3
+    assert float(bce_dice_loss(logits, target)) == pytest.approx(math.log(2) + 1 / 3, abs=1e-6)
 
 
 def test_loss_perfect_prediction_is_zero_even_for_empty_masks():
@@ -22,14 +22,20 @@ def test_loss_perfect_prediction_is_zero_even_for_empty_masks():
     assert float(bce_dice_loss(logits, target)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_dice_is_averaged_per_image_with_theta_one():
+def test_dice_is_averaged_per_image_with_squared_denominator_and_theta_one():
     probs = torch.full((2, 1, 2, 2), 0.5)
     target = torch.zeros(2, 1, 2, 2)
     target[0, 0, 0, 0] = 1
-    # image 0: (1 + 1) / (2 + 1 + 1) = 1/2; image 1: (0 + 1) / (2 + 0 + 1) = 1/3
-    assert float(dice_loss(probs, target)) == pytest.approx(1 - (0.5 + 1 / 3) / 2, abs=1e-6)
-    # theta = 0: image 0: 1 / 3, image 1: 0 / 2
-    assert float(dice_loss(probs, target, theta=0.0)) == pytest.approx(1 - (1 / 3) / 2, abs=1e-6)
+    # sum p^2 = 4 * 0.25 = 1 per image (the plain sum p would be 2)
+    # image 0: (1 + 1) / (1 + 1 + 1) = 2/3; image 1: (0 + 1) / (1 + 0 + 1) = 1/2
+    assert float(dice_loss(probs, target)) == pytest.approx(1 - (2 / 3 + 1 / 2) / 2, abs=1e-6)
+    # theta = 0: image 0: 1 / 2, image 1: 0 / 1
+    assert float(dice_loss(probs, target, theta=0.0)) == pytest.approx(1 - (1 / 2) / 2, abs=1e-6)
+    # a soft target: g^2 differs from g, and eq. 11 squares it too
+    soft = torch.full((1, 1, 1, 2), 0.5)
+    p = torch.tensor([[[[1.0, 0.0]]]])
+    # (2 * 0.5 + 1) / (1 + 0.5 + 1) = 0.8
+    assert float(dice_loss(p, soft)) == pytest.approx(0.2, abs=1e-6)
 
 
 def test_metrics_hand_computed():

@@ -41,15 +41,15 @@ def test_one_training_step_lowers_the_loss():
 
 def test_export_parity_on_trained_weights(tmp_path):
     torch.manual_seed(0)
-    model = EFEN(width=0.0625)
+    model = EFEN(width=0.0625, pe_ref=(32, 32))    # positions on the training grid
     x, y = _batch()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):                       # trained weights and non-trivial BN statistics
         train.train_step(model, opt, x, y)
     path = str(tmp_path / "m.onnx")
     export.export_onnx(model, path, 32, 32)
-    diffs = export.parity(model, path, [(32, 32), (48, 80)])
-    assert max(diffs.values()) <= 1e-4, diffs
+    diffs = export.parity(model, path, [(32, 32), (48, 80), (96, 64)])
+    assert max(diffs.values()) <= export.PARITY_BOUND == 1e-5, diffs
     inp = onnx.load(path).graph.input[0]
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
@@ -61,10 +61,21 @@ def test_cli_train_export_evaluate_end_to_end(tmp_path):
     report = train.main(common + ["--model-width", "0.0625", "--input-size", "32", "32",
                                   "--epochs", "2", "--optimizer", "adam", "--lr", "1e-3",
                                   "--gray-prob", "0.5", "--crop-scale", "0.8", "1.0",
-                                  "--out", out])
+                                  "--train-sizes", "32", "48", "--val-sizes", "32", "48",
+                                  "--no-cross-attention", "--out", out])
     assert report["epochs_run"] == 2 and report["test"]["n_images"] == 2
+    assert report["stopped_by"] == "epochs" and set(report["val_by_size"]) == {"32x32", "48x48"}
     onnx_path = str(tmp_path / "tiny.onnx")
-    card = export.main(["--checkpoint", os.path.join(out, "best.pt"), "--out", onnx_path])
+    card = export.main(["--checkpoint", os.path.join(out, "best.pt"), "--out", onnx_path,
+                        "--sizes", "32", "48"])
+    assert "without cross-attention" in card["architecture"]
+    assert card["training"]["stopped_by"] == ["epochs"]
+    cmd = card["training"]["commands"][-1]
+    assert "--no-cross-attention" in cmd and "--no-pe" not in cmd and "--train-sizes 32 48" in cmd
+    assert set(card["test_metrics_by_size"]) == {"32x32", "48x48"}
+    assert card["validated_input_sizes"] == [
+        [int(v) for v in k.split("x")] for k, m in card["test_metrics_by_size"].items()
+        if m["dsc"] >= export.DSC_GOAL]
     saved = json.load(open(str(tmp_path / "tiny.card.json")))
     assert saved["sha256"] == hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
     assert saved["test_metrics"]["n_images"] == 2 and card["training"]["optimizer"] == "adam"
@@ -85,7 +96,7 @@ def test_bundled_model_honours_its_card():
     assert card["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
     for key in ["name", "architecture", "parameters", "flops_at_input", "input", "mean", "std",
                 "output", "threshold", "training_data", "training", "test_metrics", "opset",
-                "exported_by"]:
+                "exported_by", "intended_use", "validated_input_sizes", "test_metrics_by_size"]:
         assert key in card, key
     assert card["input"]["name"] == "image" and card["output"]["name"] == "mask"
     assert card["output"]["activation"] == "sigmoid" and card["opset"] >= 17
