@@ -101,7 +101,8 @@ enum Command {
     /// Report from the store: run summaries, the paper table, failures; as a terminal table, CSV,
     /// Parquet, JSON or one self-contained HTML file.
     Report(report::ReportArgs),
-    /// Check the ONNX Runtime library, execution providers, the store and the folders.
+    /// Check the ONNX Runtime library, execution providers, the store and the folders, and what
+    /// `efen watch` opens: the HTTP and DICOM ports, TLS files, the token, the destinations.
     Doctor {
         #[arg(long)]
         pipeline: Option<PathBuf>,
