@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// The compiled-in defaults: the same file users edit, so the two cannot drift apart.
 const DEFAULTS: &str = include_str!("../config/default.toml");
+/// The bearer token's variable, read verbatim rather than parsed like the other keys.
+const BEARER_TOKEN_VAR: &str = "EFEN_HTTP__BEARER_TOKEN";
+const BEARER_TOKEN_KEY: &str = "http__bearer_token";
 const SECTIONS: [&str; 8] = ["paths", "database", "runtime", "engine", "watch", "dicom", "node", "http"];
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +73,7 @@ impl Config {
                 .filter(|key| {
                     // Only section keys: other EFEN_ variables (EFEN_CONFIG, EFEN_LOG) are not config.
                     let key = key.as_str().to_ascii_lowercase();
-                    SECTIONS.iter().any(|s| key.starts_with(&format!("{s}__")))
+                    key != BEARER_TOKEN_KEY && SECTIONS.iter().any(|s| key.starts_with(&format!("{s}__")))
                 })
                 .split("__"),
         );
@@ -78,6 +81,11 @@ impl Config {
             path: file.clone().unwrap_or_else(|| PathBuf::from("<defaults>")),
             source: Box::new(e),
         })?;
+        // The token as it is: figment would read `12345` as a number and `[x]` as a list, and
+        // print the value in its error.
+        if let Ok(token) = std::env::var(BEARER_TOKEN_VAR) {
+            config.http.bearer_token = crate::http::auth::Secret::new(token);
+        }
         if config.database.url.is_empty() {
             config.database.url = std::env::var("DATABASE_URL").unwrap_or_default();
         }
@@ -85,6 +93,13 @@ impl Config {
             .as_deref()
             .and_then(project_root_of)
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+        // The TLS files are opened by the HTTP server, which knows no project root.
+        let root = config.root.clone();
+        for path in [&mut config.http.tls_cert, &mut config.http.tls_key] {
+            if !path.as_os_str().is_empty() {
+                *path = root.join(&*path);
+            }
+        }
         config.validate()?;
         Ok(config)
     }

@@ -1,5 +1,7 @@
 //! `efen doctor` and `efen model inspect`: check an installation and say how to fix what is
-//! missing.
+//! missing. [`service`] checks what `efen watch` opens to the network.
+
+mod service;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,7 +12,8 @@ use crate::pipeline::definition::PipelineDefinition;
 use crate::runtime;
 use crate::store::{Store, redact_url};
 
-/// Prints one line per check; exits 1 if any failed.
+/// Prints one line per check (`ok`, `FAIL`, and `warn`, `note` or `info` that fail nothing); exits
+/// 1 if any failed.
 pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut check = |name: &str, result: Result<String, String>| match result {
@@ -100,6 +103,15 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
                 .map(|_| dir.display().to_string())
                 .map_err(|e| format!("{}: {e} (create it or set paths.* in the config)", dir.display())),
         );
+    }
+
+    for (name, verdict) in service::checks(config).await {
+        match verdict {
+            service::Verdict::Ok(detail) => check(name, Ok(detail)),
+            service::Verdict::Fail(fix) => check(name, Err(fix)),
+            service::Verdict::Warn(warning) => println!("warn  {name}: {warning}"),
+            service::Verdict::Info(detail) => println!("info  {name}: {detail}"),
+        }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

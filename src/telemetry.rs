@@ -27,6 +27,8 @@ pub const SENDS: &str = "efen_sends_total";
 pub const START_TIME: &str = "efen_process_start_time_seconds";
 pub const BUILD_INFO: &str = "efen_build_info";
 pub const UPLOADS: &str = "efen_http_uploads_total";
+pub const UNAUTHORIZED: &str = "efen_http_unauthorized_total";
+pub const INBOX_QUEUED: &str = "efen_http_inbox_queued";
 
 /// Seconds, from a sub-millisecond stage of a small image to a case that waited minutes for the store.
 const SECONDS_BUCKETS: [f64; 16] =
@@ -71,8 +73,13 @@ fn describe() {
     describe_gauge!(START_TIME, Unit::Seconds, "When this process started, in seconds since the Unix epoch");
     describe_counter!(
         UPLOADS,
-        "Files posted to /v1/cases, by result (accepted, empty, too_large, bad_name, unavailable, error)"
+        "Files posted to /v1/cases, by result (accepted, empty, too_large, bad_name, busy, unavailable, error)"
     );
+    describe_counter!(
+        UNAUTHORIZED,
+        "HTTP requests refused with 401 for want of the bearer token, by reason (missing, wrong)"
+    );
+    describe_gauge!(INBOX_QUEUED, "Uploads in the drop folder's http/ inbox waiting for the watcher to claim them");
     describe_gauge!(BUILD_INFO, "Always 1; the labels name efen's version, the pipeline and the model's SHA-256");
 }
 
@@ -163,6 +170,8 @@ pub enum Upload {
     TooLarge,
     /// A `?name=` the watcher would never take as an input (400).
     BadName,
+    /// `http.max_queued_uploads` uploads wait for the watcher already (503).
+    Busy,
     /// The model is still loading (503).
     Unavailable,
     /// The body broke off, or the file could not be written (400, 500).
@@ -176,6 +185,7 @@ impl Upload {
             Upload::Empty => "empty",
             Upload::TooLarge => "too_large",
             Upload::BadName => "bad_name",
+            Upload::Busy => "busy",
             Upload::Unavailable => "unavailable",
             Upload::Error => "error",
         }
@@ -185,6 +195,16 @@ impl Upload {
 /// `POST /v1/cases` answered an upload.
 pub fn upload(result: Upload) {
     ::metrics::counter!(UPLOADS, "result" => result.as_str()).increment(1);
+}
+
+/// A request was refused for want of the bearer token (`missing`, `wrong`).
+pub fn unauthorized(reason: &'static str) {
+    ::metrics::counter!(UNAUTHORIZED, "reason" => reason).increment(1);
+}
+
+/// Uploads waiting in the HTTP inbox, counted at a scrape.
+pub fn inbox_queued(files: usize) {
+    ::metrics::gauge!(INBOX_QUEUED).set(files as f64);
 }
 
 /// A [`CaseObserver`] that counts each case and passes it on to the face's observer, so the

@@ -63,7 +63,8 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
         /// Also serve HTTP on this host:port (overrides http.listen): /healthz, /readyz, /metrics,
-        /// and cases under /v1 (POST /v1/cases takes a file into DIR/http/; see /v1/openapi.json).
+        /// cases under /v1 (POST /v1/cases takes a file into DIR/http/; see /v1/openapi.json) and
+        /// DICOMweb STOW-RS at /dicomweb/studies.
         #[arg(long, value_name = "HOST:PORT")]
         http: Option<String>,
         /// The drop folder.
@@ -101,7 +102,8 @@ enum Command {
     /// Report from the store: run summaries, the paper table, failures; as a terminal table, CSV,
     /// Parquet, JSON or one self-contained HTML file.
     Report(report::ReportArgs),
-    /// Check the ONNX Runtime library, execution providers, the store and the folders.
+    /// Check the ONNX Runtime library, execution providers, the store and the folders, and what
+    /// `efen watch` opens: the HTTP and DICOM ports, TLS files, the token, the destinations.
     Doctor {
         #[arg(long)]
         pipeline: Option<PathBuf>,

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::Service;
 use super::error::ApiError;
-use super::inbox::{self, Inbox, ReceiveError, Received};
+use super::inbox::{self, Inbox, PublishError, ReceiveError, Received};
 use crate::ingest::AdmissionConfig;
 use crate::store::{CaseStatus, Store};
 use crate::telemetry::{self, Upload};
@@ -83,9 +83,10 @@ enum Becomes {
 }
 
 impl Cases {
-    /// `drop_dir` is the watched folder; uploads go to its `http/` folder.
-    pub fn new(drop_dir: &std::path::Path, out_dir: PathBuf, max_file_mb: u64) -> Cases {
-        let inbox = Inbox::new(drop_dir, max_file_mb.saturating_mul(1 << 20));
+    /// `drop_dir` is the watched folder; uploads go to its `http/` folder, where at most
+    /// `max_queued` wait for the watcher.
+    pub fn new(drop_dir: &std::path::Path, out_dir: PathBuf, max_file_mb: u64, max_queued: usize) -> Cases {
+        let inbox = Inbox::new(drop_dir, max_file_mb.saturating_mul(1 << 20), max_queued);
         if let Err(e) = inbox.sweep() {
             tracing::warn!(dir = %inbox.dir.display(), "cannot clear the HTTP inbox of stale uploads: {e}");
         }
@@ -206,6 +207,13 @@ async fn accept(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    // A full inbox refuses before a byte is written; publish checks again, under its lock.
+    let inbox = cases.inbox.clone();
+    let queued = tokio::task::spawn_blocking(move || inbox.queued(inbox.max_queued)).await.ok().and_then(Result::ok);
+    if let Some(queued) = queued.filter(|&n| n >= cases.inbox.max_queued) {
+        let full = PublishError::Full { queued };
+        return Err((Upload::Busy, ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", full.to_string())));
+    }
     let received = match cases.inbox.receive(body).await {
         Ok(received) => received,
         Err(ReceiveError::TooLarge { .. }) => return Err(too_large()),
@@ -241,10 +249,17 @@ async fn accept(
     })
     .await
     .expect("publishing does not panic");
-    let (name, becomes) = published.map_err(|e| {
-        tracing::error!("cannot write an upload into the drop folder: {e}");
-        let message = format!("cannot write the upload into the drop folder: {e}");
-        (Upload::Error, ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message))
+    let (name, becomes) = published.map_err(|e| match e {
+        // The watcher is behind: the client retries after Retry-After, nothing was kept.
+        PublishError::Full { .. } => {
+            tracing::warn!("upload refused: {e}");
+            (Upload::Busy, ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()))
+        }
+        PublishError::Write(e) => {
+            tracing::error!("cannot write an upload into the drop folder: {e}");
+            let message = format!("cannot write the upload into the drop folder: {e}");
+            (Upload::Error, ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message))
+        }
     })?;
     cases.remember(&becomes, &sha256);
     tracing::info!(file = %format!("{}/{name}", inbox::FOLDER), sha256 = %sha256, "upload accepted");

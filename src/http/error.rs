@@ -11,7 +11,8 @@ use crate::store::StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     /// Stable, snake_case: `not_found`, `empty_body`, `too_large`, `bad_name`, `bad_request`,
-    /// `not_ready`, `store_unavailable`, `store_error`, `write_failed`, `unsupported_media_type`.
+    /// `not_ready`, `busy`, `unauthorized`, `store_unavailable`, `store_error`, `write_failed`,
+    /// `unsupported_media_type`.
     pub code: &'static str,
     pub message: String,
 }

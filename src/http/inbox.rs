@@ -7,9 +7,15 @@
 //! by a hard link, which never replaces a file already there, and the directory is fsynced. A 202
 //! therefore means the bytes are on disk under a name the watcher will take. Nothing is held in
 //! memory but the first bytes, so an upload as large as `engine.max_file_mb` costs no RAM.
+//!
+//! The inbox is the queue in front of the watcher: when the engine falls behind, the watcher claims
+//! slowly and uploads wait here. Past `http.max_queued_uploads` files waiting, [`Inbox::publish`]
+//! refuses (the client gets 503 and `Retry-After`), so a flood is held back instead of filling
+//! the disk; the count and the naming happen under one lock, so the limit holds under concurrency.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, HttpBody};
@@ -25,11 +31,14 @@ const MAX_NAME: usize = 200;
 /// A temporary file this old was left by a process that died mid-upload.
 const STALE: Duration = Duration::from_secs(3600);
 
-/// `<drop>/http/`, and the largest file it takes.
+/// `<drop>/http/`, the largest file it takes, and how many may wait in it.
 #[derive(Debug, Clone)]
 pub struct Inbox {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    pub max_queued: usize,
+    /// Held while a file is counted and named: two uploads never both take the last place.
+    publishing: Arc<Mutex<()>>,
 }
 
 /// An upload on disk under its temporary name, not yet visible to the watcher. Dropping it
@@ -66,9 +75,31 @@ pub enum ReceiveError {
     Write(#[from] std::io::Error),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{queued} uploads are waiting for the watcher already (http.max_queued_uploads); retry later")]
+    Full { queued: usize },
+    #[error(transparent)]
+    Write(#[from] std::io::Error),
+}
+
 impl Inbox {
-    pub fn new(drop_dir: &Path, max_bytes: u64) -> Inbox {
-        Inbox { dir: drop_dir.join(FOLDER), max_bytes }
+    pub fn new(drop_dir: &Path, max_bytes: u64, max_queued: usize) -> Inbox {
+        Inbox { dir: drop_dir.join(FOLDER), max_bytes, max_queued, publishing: Arc::default() }
+    }
+
+    /// Uploads waiting for the watcher: the visible files in the folder, counted up to `limit`.
+    /// Blocking.
+    pub fn queued(&self, limit: usize) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let waiting = entries.flatten().filter(|entry| {
+            !entry.file_name().to_string_lossy().starts_with('.') && entry.file_type().is_ok_and(|t| t.is_file())
+        });
+        Ok(waiting.take(limit).count())
     }
 
     /// Removes temporary files that a crash left behind. The folder itself is made by the first
@@ -120,8 +151,14 @@ impl Inbox {
     }
 
     /// Gives the received file its final name `name` (or, when that is taken, `<stem>-<sha12>.<ext>`,
-    /// then `<stem>-<sha12>-2.<ext>`, …) and makes it durable. Returns the name used. Blocking.
-    pub fn publish(&self, mut received: Received, name: &str) -> std::io::Result<String> {
+    /// then `<stem>-<sha12>-2.<ext>`, …) and makes it durable, unless `max_queued` files wait
+    /// already. Returns the name used. Blocking.
+    pub fn publish(&self, mut received: Received, name: &str) -> Result<String, PublishError> {
+        let _publishing = self.publishing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let queued = self.queued(self.max_queued)?;
+        if queued >= self.max_queued {
+            return Err(PublishError::Full { queued });
+        }
         let sha12 = &received.sha256[..12];
         let temp = received.path().to_path_buf();
         for n in 0..1000 {
@@ -149,7 +186,9 @@ impl Inbox {
                 return Ok(candidate);
             }
         }
-        Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("every variant of {name:?} is taken")))
+        let taken =
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("every variant of {name:?} is taken"));
+        Err(taken.into())
     }
 }
 
@@ -253,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn an_upload_is_written_whole_under_a_free_name_or_not_at_all() {
         let folder = tempfile::tempdir().unwrap();
-        let inbox = Inbox::new(folder.path(), 10);
+        let inbox = Inbox::new(folder.path(), 10, 3);
         inbox.sweep().unwrap();
         assert!(!inbox.dir.exists(), "made by the first upload only");
         let first = inbox.receive(Body::from("hello")).await.unwrap();
@@ -265,6 +304,11 @@ mod tests {
         assert_eq!(inbox.publish(second, "a.txt").unwrap(), format!("a-{sha12}.txt"));
         let third = inbox.receive(Body::from("hello")).await.unwrap();
         assert_eq!(inbox.publish(third, "a.txt").unwrap(), format!("a-{sha12}-2.txt"));
+
+        assert_eq!(inbox.queued(100).unwrap(), 3);
+        let fourth = inbox.receive(Body::from("world")).await.unwrap();
+        assert!(matches!(inbox.publish(fourth, "b.txt"), Err(PublishError::Full { queued: 3 })));
+        assert!(!inbox.dir.join("b.txt").exists(), "a refused upload leaves nothing");
 
         let refused = inbox.receive(Body::from("more than ten bytes")).await;
         assert!(matches!(refused, Err(ReceiveError::TooLarge { limit: 10 })));

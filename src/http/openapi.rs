@@ -73,7 +73,7 @@ fn v1_document() -> Value {
     for (_, media_type) in FILES {
         file_content.insert(media_type.into(), json!({ "schema": { "type": "string", "contentEncoding": "binary" } }));
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "efen",
@@ -98,7 +98,7 @@ fn v1_document() -> Value {
             } },
             "/v1/cases": { "post": {
                 "summary": "Submit an image or a DICOM instance as a case",
-                "description": "The body is the file. It is written durably into <drop>/http/ and taken by the watcher like a dropped file. An image (or a single-frame DICOM instance under [dicom] unit = \"instance\") is one case, named at once. A DICOM instance of a series (unit = \"series\") becomes part of its series case once the series has been quiet for watch.series_quiet_ms: case_id is null and status_url is /v1/instances/{sha256}. Bytes that are neither an image nor DICOM are accepted and the case fails at decode with the reason.",
+                "description": "The body is the file. It is written durably into <drop>/http/ and taken by the watcher like a dropped file. An image (or a single-frame DICOM instance under [dicom] unit = \"instance\") is one case, named at once. A DICOM instance of a series (unit = \"series\") becomes part of its series case once the series has been quiet for watch.series_quiet_ms: case_id is null and status_url is /v1/instances/{sha256}. Bytes that are neither an image nor DICOM are accepted (202) and the case fails at decode with the reason (status failed, error_stage decode, error_message).",
                 "parameters": [ { "name": "name", "in": "query", "required": false,
                     "description": "File name in the drop folder (path separators and control characters become _, leading dots go). Default: upload-<first 12 hex of the SHA-256> with the extension of the sniffed format. A taken name gains -<sha12>.",
                     "schema": { "type": "string" } } ],
@@ -108,7 +108,7 @@ fn v1_document() -> Value {
                     "400": error("empty_body, bad_name (a name the watcher takes as ground truth) or a body that broke off"),
                     "413": error("too_large: over engine.max_file_mb"),
                     "500": error("write_failed: the drop folder did not take the file"),
-                    "503": error("not_ready: the model is still loading")
+                    "503": error("not_ready: the model is still loading; busy: http.max_queued_uploads uploads wait for the watcher already. Retry-After says when to try again")
                 }
             } },
             "/v1/cases/{id}": { "get": {
@@ -154,7 +154,7 @@ fn v1_document() -> Value {
         "components": { "schemas": {
             "StoreInstancesResponse": { "type": "object", "description": "PS3.18 Annex I in DICOM JSON: 00081199 Referenced SOP Sequence (stored), 00081198 Failed SOP Sequence with 00081197 Failure Reason (0110, 0122, A700, C000, C122, C409), 00081190 Retrieve URL (empty)" },
             "Error": { "type": "object", "required": ["error", "message"], "properties": {
-                "error": { "type": "string", "description": "not_found, empty_body, too_large, bad_name, bad_request, not_ready, store_unavailable, store_error, write_failed, read_failed, unsupported_media_type" },
+                "error": { "type": "string", "description": "not_found, empty_body, too_large, bad_name, bad_request, busy, not_ready, unauthorized, store_unavailable, store_error, write_failed, read_failed, unsupported_media_type" },
                 "message": { "type": "string" } } },
             "Readiness": { "type": "object", "properties": {
                 "ready": { "type": "boolean" },
@@ -186,7 +186,31 @@ fn v1_document() -> Value {
                 "cases": { "type": "integer" }, "succeeded": { "type": "integer" }, "failed": { "type": "integer" },
                 "duplicates": { "type": "integer" } } }
         } }
-    })
+    });
+    guarded(&mut doc);
+    doc
+}
+
+/// The bearer token (`http.bearer_token`, see [`super::auth`]): every operation but the health
+/// checks and the metrics is guarded, and may answer 401. Added to every path here, so that a
+/// route described later is covered as the router covers it.
+fn guarded(doc: &mut Value) {
+    doc["components"]["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer",
+        "description": "Required when http.bearer_token is set (for /metrics too with http.protect_metrics); otherwise no credentials" } });
+    let unauthorized = json!({ "description": "unauthorized: no bearer token, or not the one configured (http.bearer_token); WWW-Authenticate: Bearer",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        let open = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+        for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+            if open {
+                operation["security"] = json!([]);
+            } else {
+                operation["security"] = json!([{ "bearer": [] }]);
+                operation["responses"]["401"] = unauthorized.clone();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,5 +239,10 @@ mod tests {
             let name = reference.split('"').next().unwrap();
             assert!(doc["components"]["schemas"].get(name).is_some(), "{name} is not defined");
         }
+        // The token guards what the router guards.
+        assert_eq!(doc["paths"]["/v1/cases"]["post"]["security"], json!([{ "bearer": [] }]));
+        assert!(doc["paths"]["/v1/runs"]["get"]["responses"]["401"].is_object());
+        assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+        assert!(doc["paths"]["/metrics"]["get"]["responses"].get("401").is_none());
     }
 }

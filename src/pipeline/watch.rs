@@ -41,7 +41,8 @@ pub async fn watch(
         ("output folder", config.out_dir()),
     ]));
     // Uploads land in <drop>/http/, where the watcher below takes them like any dropped file.
-    let cases = Arc::new(crate::http::Cases::new(&dir, config.out_dir(), config.engine.max_file_mb));
+    let (max_file_mb, max_queued) = (config.engine.max_file_mb, config.http.max_queued_uploads);
+    let cases = Arc::new(crate::http::Cases::new(&dir, config.out_dir(), max_file_mb, max_queued));
     // The receive spool, opened once: the Storage SCP and STOW-RS both write into it.
     let spool = if config.node.enabled() || config.http.enabled() {
         Some(crate::node::spool::Spool::open(&config.state_dir())?)

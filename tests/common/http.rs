@@ -1,0 +1,95 @@
+//! A plain HTTP/1.0 client for tests that talk to efen's HTTP face: any method, extra headers
+//! (a bearer token), a body written while the answer is read.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An answer: the status code, the header lines and the body.
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then_some(value.trim())
+        })
+    }
+}
+
+/// `<method> http://127.0.0.1:<port><path>` with `headers` and `body`, over HTTP/1.0, so that the
+/// body of the answer ends with the connection. The body is written on a thread while the answer
+/// is read: a server that refuses a body may answer before reading it.
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Answer> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n")?;
+    for (name, value) in headers {
+        write!(stream, "{name}: {value}\r\n")?;
+    }
+    if method == "POST" {
+        write!(stream, "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n", body.len())?;
+    }
+    write!(stream, "\r\n")?;
+    let mut writer = stream.try_clone()?;
+    let body = body.to_vec();
+    let sent = std::thread::spawn(move || {
+        let _ = writer.write_all(&body);
+    });
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    let _ = sent.join();
+    // A refused body may end in a reset once the answer is in.
+    if response.is_empty() {
+        read?;
+    }
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    Ok(Answer { status, head, body })
+}
+
+/// `GET` with `headers`; panics when the connection fails.
+pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Answer {
+    request(port, "GET", path, headers, b"").unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// `POST` with `headers`; panics when the connection fails.
+pub fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    request(port, "POST", path, headers, body).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+/// The value of the series `name{labels}` (exactly these labels, in any order) in a Prometheus
+/// text exposition.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let wanted: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
+    exposition.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        let found: std::collections::BTreeMap<&str, &str> =
+            labels.split(',').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k, v.trim_matches('"'))).collect();
+        (series_name == name && found == wanted).then(|| value.parse().ok())?
+    })
+}
