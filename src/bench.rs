@@ -182,7 +182,8 @@ pub async fn bench(
     let stages_before = stage_cpu::totals();
     let (report, elapsed) = crate::pipeline::run_once(&mut engine, &[drop], std::sync::Arc::new(Quiet)).await?;
     let run_cpu = process_cpu() - cpu_before;
-    let stages: Vec<Duration> = stage_cpu::totals().iter().zip(stages_before).map(|(after, before)| *after - before).collect();
+    let stages: Vec<Duration> =
+        stage_cpu::totals().iter().zip(stages_before).map(|(after, before)| *after - before).collect();
     engine.close().await;
     let succeeded = report.count(Status::Succeeded);
     anyhow::ensure!(succeeded == cases, "only {succeeded} of {cases} cases succeeded: {}", report.counts());

@@ -99,6 +99,7 @@ pub fn serve<P>(
     mut deliver: impl FnMut(InferResult<P>),
 ) {
     while let Ok(first) = requests.recv() {
+        crate::telemetry::queue_depth("infer", requests.len());
         let mut batch = vec![first];
         let deadline = Instant::now() + batch_wait;
         while batch.len() < batch_size {

@@ -29,6 +29,7 @@ pub const BUILD_INFO: &str = "efen_build_info";
 pub const UPLOADS: &str = "efen_http_uploads_total";
 pub const UNAUTHORIZED: &str = "efen_http_unauthorized_total";
 pub const INBOX_QUEUED: &str = "efen_http_inbox_queued";
+pub const QUEUE_DEPTH: &str = "efen_queue_depth";
 
 /// Seconds, from a sub-millisecond stage of a small image to a case that waited minutes for the store.
 const SECONDS_BUCKETS: [f64; 16] =
@@ -80,6 +81,10 @@ fn describe() {
         "HTTP requests refused with 401 for want of the bearer token, by reason (missing, wrong)"
     );
     describe_gauge!(INBOX_QUEUED, "Uploads in the drop folder's http/ inbox waiting for the watcher to claim them");
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Items waiting between stages, as last taken (queue: prepare = cases, infer = tiles, postprocess = tile outputs, record = ended cases); each holds at most engine.queue"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels name efen's version, the pipeline and the model's SHA-256");
 }
 
@@ -200,6 +205,12 @@ pub fn upload(result: Upload) {
 /// A request was refused for want of the bearer token (`missing`, `wrong`).
 pub fn unauthorized(reason: &'static str) {
     ::metrics::counter!(UNAUTHORIZED, "reason" => reason).increment(1);
+}
+
+/// Items left waiting in a queue between stages when its stage took one (`prepare`, `infer`,
+/// `postprocess`, `record`): a queue that stays full names the stage that holds the pipeline back.
+pub fn queue_depth(queue: &'static str, waiting: usize) {
+    ::metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(waiting as f64);
 }
 
 /// Uploads waiting in the HTTP inbox, counted at a scrape.

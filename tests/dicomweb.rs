@@ -8,12 +8,11 @@ mod common;
 mod node_support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::http::Answer;
 use common::{Backend, KillOnDrop, SpawnGuarded, World, count};
 use dicom_dictionary_std::tags;
 use node_support::{Orthanc, free_port};
@@ -22,30 +21,14 @@ const BOUNDARY: &str = "efen-test-boundary-7d1f";
 const CT_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 const SEG_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
 
-/// An answer: the status code, the header lines and the body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+/// What a Store Instances Response (PS3.18) holds.
+trait StoreInstancesResponse {
+    /// The SOP Instance UIDs of a sequence (`00081199` referenced, `00081198` failed).
+    fn instances(&self, sequence: &str) -> Vec<String>;
+    fn items(&self, sequence: &str) -> Vec<serde_json::Value>;
 }
 
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, String::from_utf8_lossy(&self.body)))
-    }
-
-    fn headers(&self, name: &str) -> Vec<&str> {
-        self.head
-            .lines()
-            .filter_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.eq_ignore_ascii_case(name).then_some(value.trim())
-            })
-            .collect()
-    }
-
-    /// The SOP Instance UIDs of a Store Instances Response sequence (`00081199`, `00081198`).
+impl StoreInstancesResponse for Answer {
     fn instances(&self, sequence: &str) -> Vec<String> {
         self.items(sequence)
             .iter()
@@ -58,47 +41,15 @@ impl Answer {
     }
 }
 
-/// `POST http://127.0.0.1:<port><path>` over HTTP/1.0 with `content_type`; `declared` is the
-/// Content-Length sent (the body's own length unless a test breaks off on purpose, then the write
-/// side is shut after the body).
+/// `POST` with `content_type`; `declared` is the Content-Length sent when a test breaks off on
+/// purpose ([`common::http::exchange`]).
 fn post(port: u16, path: &str, content_type: &str, body: &[u8], declared: Option<usize>) -> Answer {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let length = declared.unwrap_or(body.len());
-    write!(
-        stream,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
-    )
-    .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let body = body.to_vec();
-    let cut = declared.is_some();
-    // Written on a thread while the answer is read: a refused body is answered before it is read.
-    let sent = std::thread::spawn(move || {
-        let _ = writer.write_all(&body);
-        if cut {
-            let _ = writer.shutdown(std::net::Shutdown::Write);
-        }
-    });
-    let mut response = Vec::new();
-    let read = stream.read_to_end(&mut response);
-    let _ = sent.join();
-    if response.is_empty() {
-        read.unwrap();
-    }
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let body = response.get(split + 4..).unwrap_or_default().to_vec();
-    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    Answer { status, head, body }
+    let headers = [("Content-Type", content_type)];
+    common::http::exchange(port, "POST", path, &headers, body, declared).unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 fn get_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
+    common::http::request(port, "GET", path, &[], b"").ok().map(|answer| answer.status)
 }
 
 const STOW: &str = "multipart/related; type=\"application/dicom\"; boundary=efen-test-boundary-7d1f";

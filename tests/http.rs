@@ -5,69 +5,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::http::{Answer, free_port};
 use common::{Backend, KillOnDrop, SpawnGuarded, World, count};
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// An answer: the status code, the header lines and the body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The value of header `name` (case-insensitive).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then_some(value.trim())
-        })
-    }
-}
-
-/// `<method> http://127.0.0.1:<port><path>` with `body`, over HTTP/1.0, so that neither efen nor
-/// Prometheus answers in chunks and the body ends with the connection. The body is written on a
-/// thread while the answer is read: a server that refuses a large body answers before reading
-/// all of it.
+/// A request without extra headers.
 fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n")?;
-    if method == "POST" {
-        write!(stream, "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n", body.len())?;
-    }
-    write!(stream, "\r\n")?;
-    let mut writer = stream.try_clone()?;
-    let body = body.to_vec();
-    let sent = std::thread::spawn(move || {
-        let _ = writer.write_all(&body);
-    });
-    let mut response = Vec::new();
-    let read = stream.read_to_end(&mut response);
-    let _ = sent.join();
-    // A refused body may end in a reset once the answer is in.
-    if response.is_empty() {
-        read?;
-    }
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let body = response.get(split + 4..).unwrap_or_default().to_vec();
-    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    Ok(Answer { status, head, body })
+    common::http::request(port, method, path, &[], body)
 }
 
 /// `GET http://127.0.0.1:<port><path>`: the status code and the body as text.
@@ -175,6 +121,10 @@ async fn health_readiness_and_metrics_of_the_real_binary() {
         let n = sample(&metrics, "efen_stage_duration_seconds_count", &[("stage", stage)]);
         assert_eq!(n, Some(2.0), "{stage}:\n{metrics}");
     }
+    for queue in ["prepare", "infer", "postprocess", "record"] {
+        let waiting = sample(&metrics, "efen_queue_depth", &[("queue", queue)]);
+        assert!(waiting.is_some_and(|n| (0.0..=8.0).contains(&n)), "{queue} queue: {waiting:?}");
+    }
     let tiles = sample(&metrics, "efen_inference_batch_size_sum", &[]).unwrap();
     assert!(tiles >= 2.0, "one tile per case at least, got {tiles}");
     assert!(metrics.contains("# TYPE efen_case_latency_seconds histogram"), "{metrics}");
@@ -188,6 +138,42 @@ async fn health_readiness_and_metrics_of_the_real_binary() {
     let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0), "{}", world.logs());
     assert!(get(port, "/healthz").is_err(), "the server stopped with the watch");
+    world.close().await;
+}
+
+/// `/readyz` during a PostgreSQL outage (the store behind a proxy that is cut): 503 with a body
+/// naming the store, while `/healthz` stays 200; ready again once the store is back. Two worker
+/// threads: the proxy's tasks must run while the test blocks on an HTTP request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_503_naming_the_store_while_the_database_is_away() {
+    let world = World::new(Backend::Postgres).await;
+    let proxy = common::proxy::Proxy::start("127.0.0.1:5432").await;
+    let via_proxy = world.database_url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let port = free_port();
+    let mut child = start_watch_with(&world, port, &[("DATABASE_URL", &via_proxy)]);
+    wait_ready(&world, &mut child, port).await;
+
+    proxy.set(false);
+    let mut problems = serde_json::Value::Null;
+    world
+        .wait_for("/readyz to answer 503", Duration::from_secs(60), async || {
+            let Ok(answer) = request(port, "GET", "/readyz", b"") else { return false };
+            problems = if answer.status == 503 { answer.json() } else { serde_json::Value::Null };
+            answer.status == 503
+        })
+        .await;
+    assert_eq!(problems["ready"], false, "{problems}");
+    let named = problems["problems"].as_array().unwrap().iter().any(|p| p.to_string().to_lowercase().contains("store"));
+    assert!(named, "the store is named: {problems}");
+    assert_eq!(get(port, "/healthz").unwrap().0, 200, "alive while not ready");
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(sample(&metrics, "efen_store_up", &[]), Some(0.0), "the gauge says so too");
+
+    proxy.set(true);
+    wait_ready(&world, &mut child, port).await;
+    common::signal(&child, "TERM");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
     world.close().await;
 }
 

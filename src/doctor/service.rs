@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::node::send::Destination;
 
 /// How long a destination has to accept a TCP connection.
 const CONNECT: Duration = Duration::from_secs(3);
@@ -51,12 +52,16 @@ pub async fn checks(config: &Config) -> Vec<(&'static str, Verdict)> {
         verdicts.push(("dicom node listener", bindable(&node.listen, "node.listen")));
     }
     // Destinations are checked even without a listener: they may be configured ahead of it.
+    // Parsed as the outbox parses them, and named by their Display: no password in the output.
     for destination in &node.destinations {
-        let verdict = match address(destination) {
-            Some((host, port)) => reachable(&host, port).await,
-            None => Verdict::Fail(format!("{destination:?} names no host:port")),
+        let verdict = match destination.parse::<Destination>() {
+            Ok(parsed) => match parsed.address() {
+                Some((host, port)) => reachable(&host, port).await.named(&parsed.to_string()),
+                None => Verdict::Fail(format!("{parsed} names no host")),
+            },
+            Err(message) => Verdict::Fail(message),
         };
-        verdicts.push(("destination", verdict.named(destination)));
+        verdicts.push(("destination", verdict));
     }
     verdicts
 }
@@ -99,36 +104,6 @@ async fn reachable(host: &str, port: u16) -> Verdict {
     }
 }
 
-/// The host and port of a destination: `AE@host:port`, or a DICOMweb URL
-/// `dicomweb:http[s]://host[:port]/path` (port 80 or 443 when it names none).
-fn address(destination: &str) -> Option<(String, u16)> {
-    if let Some(url) = destination.trim().strip_prefix("dicomweb:") {
-        let (scheme, rest) = url.split_once("://")?;
-        let default_port = match scheme {
-            "http" => 80,
-            "https" => 443,
-            _ => return None,
-        };
-        let authority = rest.split(['/', '?', '#']).next()?;
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-        return host_port(authority, Some(default_port));
-    }
-    let (_, address) = destination.split_once('@')?;
-    host_port(address, None)
-}
-
-/// `host:port`, `[v6]:port`, or a bare host with `default_port`.
-fn host_port(authority: &str, default_port: Option<u16>) -> Option<(String, u16)> {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') && (!host.contains(':') || host.ends_with(']')) => {
-            (host, port.parse().ok()?)
-        }
-        _ => (authority, default_port?),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| (host.to_string(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +111,7 @@ mod tests {
     #[test]
     fn destinations_name_their_host_and_port() {
         let at = |host: &str, port| Some((host.to_string(), port));
+        let address = |text: &str| text.parse::<Destination>().ok().and_then(|d| d.address());
         assert_eq!(address("PACS@10.0.0.5:104"), at("10.0.0.5", 104));
         assert_eq!(address("PACS@[::1]:11112"), at("::1", 11112));
         assert_eq!(address("dicomweb:http://orthanc:8042/dicom-web"), at("orthanc", 8042));

@@ -40,6 +40,18 @@ impl std::fmt::Display for Destination {
     }
 }
 
+impl Destination {
+    /// The host and port a send connects to.
+    pub fn address(&self) -> Option<(String, u16)> {
+        match self {
+            Destination::Dimse(peer) => {
+                Some((peer.host.trim_start_matches('[').trim_end_matches(']').into(), peer.port))
+            }
+            Destination::DicomWeb(target) => target.address(),
+        }
+    }
+}
+
 /// A C-STORE peer: `AE@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {

@@ -35,6 +35,12 @@ impl StowTarget {
     pub fn studies_url(&self) -> String {
         format!("{}/studies", self.root)
     }
+
+    /// The host and port of the root (80 or 443 when the URL names none).
+    pub fn address(&self) -> Option<(String, u16)> {
+        let url = reqwest::Url::parse(&self.root).ok()?;
+        Some((url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string(), url.port_or_known_default()?))
+    }
 }
 
 impl std::fmt::Debug for StowTarget {
@@ -55,7 +61,12 @@ impl std::fmt::Display for StowTarget {
 impl FromStr for StowTarget {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("destination {SCHEME}{text}: {why}; write {SCHEME}http://host:port/dicom-web");
+        // Named without what stands before an `@`: a password must not reach a log by a typo.
+        let shown = match text.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => text.to_string(),
+        };
+        let bad = |why: &str| format!("destination {SCHEME}{shown}: {why}; write {SCHEME}http://host:port/dicom-web");
         let mut url = reqwest::Url::parse(text.trim()).map_err(|e| bad(&e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("the DICOMweb root must be an http or https URL"));
@@ -206,5 +217,7 @@ mod tests {
         assert_eq!(target.basic_auth, Some(("ef@en".into(), Some("p:ss".into()))));
         let plain: StowTarget = "http://127.0.0.1:8042/dicom-web/".parse().unwrap();
         assert_eq!((plain.studies_url().as_str(), plain.basic_auth), ("http://127.0.0.1:8042/dicom-web/studies", None));
+        let refused = "https://user:secret@pacs.example/dicom-web?x=1".parse::<StowTarget>().unwrap_err();
+        assert!(refused.contains("pacs.example") && !refused.contains("secret"), "{refused}");
     }
 }

@@ -322,6 +322,7 @@ async fn prepare_stage(
     let slots = Arc::new(Semaphore::new(workers));
     let mut running = JoinSet::new();
     while let Some((meta, bytes)) = jobs.recv().await {
+        crate::telemetry::queue_depth("prepare", jobs.len());
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, tensors, outcomes, ledger) = (context.clone(), tensors.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
@@ -362,6 +363,7 @@ async fn finish_stage(
     let slots = Arc::new(Semaphore::new(workers));
     let mut running = JoinSet::new();
     while let Some(result) = maps.recv().await {
+        crate::telemetry::queue_depth("postprocess", maps.len());
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, outcomes, ledger) = (context.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {

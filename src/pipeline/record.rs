@@ -36,6 +36,7 @@ impl Recorder {
         // the last of them is recorded.
         let mut held: HashMap<PathBuf, (u32, Option<(String, String)>)> = HashMap::new();
         while let Some(message) = messages.recv().await {
+            crate::telemetry::queue_depth("record", messages.len());
             let (row, meta, failure) = match message {
                 Message::Duplicate { meta, of, recorded } => (Row::duplicate(&meta, &of, recorded), meta, None),
                 Message::Outcome(outcome) => match self.record(&outcome).await {

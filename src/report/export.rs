@@ -55,10 +55,9 @@ pub fn title(table: Table) -> &'static str {
     }
 }
 
-/// Writes `frame` as `format` to `out` (stdout for text formats when None).
-pub fn write(frame: &Frame, table: Table, format: Format, out: Option<&Path>) -> anyhow::Result<()> {
+/// Writes `frame` as CSV, JSON or Parquet to `out` (stdout for the text formats when None).
+pub fn write(frame: &Frame, format: Format, out: Option<&Path>) -> anyhow::Result<()> {
     let bytes = match format {
-        Format::Table => return write_text(out, &format!("{}\n{}\n", title(table), terminal(frame, table))),
         Format::Csv => csv(frame).into_bytes(),
         Format::Json => json(frame),
         Format::Parquet => {
@@ -67,7 +66,8 @@ pub fn write(frame: &Frame, table: Table, format: Format, out: Option<&Path>) ->
             };
             return write_file(out, &super::parquet::write(frame)?);
         }
-        Format::Html => unreachable!("html is written by report::html"),
+        // Terminal tables (with the model notices under them) and HTML are written by report::report.
+        Format::Table | Format::Html => unreachable!("{format:?} is not an export format"),
     };
     match out {
         Some(path) => write_file(path, &bytes),

@@ -93,7 +93,7 @@ async fn report(store: &Store, filters: &Filters, args: &Request, config: &Confi
         format => {
             let table = args.table.unwrap_or(Table::Runs);
             let frame = table_frame(store, filters, table).await?;
-            export::write(&frame, table, format, args.out.as_deref())
+            export::write(&frame, format, args.out.as_deref())
         }
     }
 }

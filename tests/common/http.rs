@@ -28,17 +28,37 @@ impl Answer {
 
     /// The value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
+        self.headers(name).into_iter().next()
+    }
+
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn headers(&self, name: &str) -> Vec<&str> {
+        let values = self.head.lines().filter_map(|line| {
             let (key, value) = line.split_once(':')?;
             key.eq_ignore_ascii_case(name).then_some(value.trim())
-        })
+        });
+        values.collect()
     }
 }
 
 /// `<method> http://127.0.0.1:<port><path>` with `headers` and `body`, over HTTP/1.0, so that the
 /// body of the answer ends with the connection. The body is written on a thread while the answer
-/// is read: a server that refuses a body may answer before reading it.
+/// is read: a server that refuses a body may answer before reading it. A POST without a
+/// Content-Type header is sent as `application/octet-stream`.
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Answer> {
+    exchange(port, method, path, headers, body, None)
+}
+
+/// As [`request`], but with `declared` as the Content-Length when it is given: the body is then
+/// followed by a shut write side, as from a client that cut its upload short.
+pub fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    declared: Option<usize>,
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n")?;
@@ -46,13 +66,19 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
         write!(stream, "{name}: {value}\r\n")?;
     }
     if method == "POST" {
-        write!(stream, "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n", body.len())?;
+        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+            write!(stream, "Content-Type: application/octet-stream\r\n")?;
+        }
+        write!(stream, "Content-Length: {}\r\n", declared.unwrap_or(body.len()))?;
     }
     write!(stream, "\r\n")?;
     let mut writer = stream.try_clone()?;
     let body = body.to_vec();
     let sent = std::thread::spawn(move || {
         let _ = writer.write_all(&body);
+        if declared.is_some() {
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        }
     });
     let mut response = Vec::new();
     let read = stream.read_to_end(&mut response);

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 pub mod fixtures;
 pub mod http;
+pub mod proxy;
 
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
