@@ -6,42 +6,10 @@
 #[macro_use]
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::http::{Answer, free_port, get, post, sample};
-use common::{Backend, KillOnDrop, SpawnGuarded, World, count};
-
-/// `efen watch` on the world's drop folder, serving HTTP on `port`, with `env` on top.
-fn start_watch(world: &World, port: u16, env: &[(&str, &str)], log: &str) -> KillOnDrop {
-    world
-        .efen()
-        .env("EFEN_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .envs(env.iter().copied())
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log(log))
-        .spawn_guarded()
-        .unwrap()
-}
-
-/// Waits for `/readyz` (open, token or not) to answer 200; fails at once if efen exits instead.
-async fn wait_ready(world: &World, child: &mut KillOnDrop, port: u16) {
-    world
-        .wait_for("/readyz to answer 200", Duration::from_secs(90), async || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("efen exited ({status}) before it was ready\n{}", world.logs());
-            }
-            common::http::request(port, "GET", "/readyz", &[], b"").is_ok_and(|a| a.status == 200)
-        })
-        .await;
-}
-
-async fn stop(world: &World, mut child: KillOnDrop) {
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
-}
+use common::http::{Answer, free_port, get, post, sample, start_watch, stop, wait_ready};
+use common::{Backend, World, count};
 
 /// A 401 with the challenge and the JSON error.
 fn assert_refused(answer: &Answer, what: &str) {

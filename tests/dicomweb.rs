@@ -9,11 +9,10 @@ mod node_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::http::Answer;
-use common::{Backend, KillOnDrop, SpawnGuarded, World, count};
+use common::http::{Answer, stop, wait_ready};
+use common::{Backend, KillOnDrop, World, count};
 use dicom_dictionary_std::tags;
 use node_support::{Orthanc, free_port};
 
@@ -46,10 +45,6 @@ impl StoreInstancesResponse for Answer {
 fn post(port: u16, path: &str, content_type: &str, body: &[u8], declared: Option<usize>) -> Answer {
     let headers = [("Content-Type", content_type)];
     common::http::exchange(port, "POST", path, &headers, body, declared).unwrap_or_else(|e| panic!("POST {path}: {e}"))
-}
-
-fn get_status(port: u16, path: &str) -> Option<u16> {
-    common::http::request(port, "GET", path, &[], b"").ok().map(|answer| answer.status)
 }
 
 const STOW: &str = "multipart/related; type=\"application/dicom\"; boundary=efen-test-boundary-7d1f";
@@ -103,36 +98,12 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// `efen watch` with the HTTP face on `port` and no Storage SCP.
+/// `efen watch` with the HTTP face on `port` and no Storage SCP, sending soon after a failure and
+/// taking a series after 1 s of quiet.
 fn start_watch(world: &World, port: u16, env: &[(&str, String)]) -> KillOnDrop {
-    world
-        .efen()
-        .env("EFEN_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EFEN_NODE__SEND_BACKOFF_MS", "200")
-        .env("EFEN_WATCH__SERIES_QUIET_MS", "1000")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log("efen"))
-        .spawn_guarded()
-        .unwrap()
-}
-
-async fn wait_ready(world: &World, child: &mut KillOnDrop, port: u16) {
-    world
-        .wait_for("/readyz to answer 200", Duration::from_secs(90), async || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("efen exited ({status}) before it was ready\n{}", world.logs());
-            }
-            get_status(port, "/readyz") == Some(200)
-        })
-        .await;
-}
-
-async fn stop(world: &World, mut child: KillOnDrop) {
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    let quick = [("EFEN_NODE__SEND_BACKOFF_MS", "200"), ("EFEN_WATCH__SERIES_QUIET_MS", "1000")];
+    let env: Vec<(&str, &str)> = quick.into_iter().chain(env.iter().map(|(k, v)| (*k, v.as_str()))).collect();
+    common::http::start_watch(world, port, &env, "efen")
 }
 
 /// The "done when" for DICOMweb: a series in by STOW-RS, one case, its SEG out by STOW-RS to

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::http::{Answer, free_port};
+use common::http::{Answer, free_port, sample, stop, wait_ready};
 use common::{Backend, KillOnDrop, SpawnGuarded, World, count};
 
 /// A request without extra headers.
@@ -26,53 +25,13 @@ fn post(port: u16, path: &str, body: &[u8]) -> Answer {
     request(port, "POST", path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
-/// The value of the series `name{labels}` (exactly these labels, in any order) in a Prometheus
-/// text exposition.
-fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let wanted: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    exposition.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (series_name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.strip_suffix('}')?),
-            None => (series, ""),
-        };
-        let found: BTreeMap<String, String> = labels
-            .split(',')
-            .filter(|pair| !pair.is_empty())
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
-        (series_name == name && found == wanted).then(|| value.parse().ok())?
-    })
-}
-
 /// `efen watch` on the world's drop folder, serving HTTP on `port`.
 fn start_watch(world: &World, port: u16) -> KillOnDrop {
     start_watch_with(world, port, &[])
 }
 
 fn start_watch_with(world: &World, port: u16, env: &[(&str, &str)]) -> KillOnDrop {
-    world
-        .efen()
-        .envs(env.iter().copied())
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .env("EFEN_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(world.log("efen"))
-        .spawn_guarded()
-        .unwrap()
-}
-
-/// Waits for `/readyz` to answer 200; fails at once, with its log, if efen exits instead.
-async fn wait_ready(world: &World, child: &mut KillOnDrop, port: u16) {
-    world
-        .wait_for("/readyz to answer 200", Duration::from_secs(90), async || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("efen exited ({status}) before it was ready\n{}", world.logs());
-            }
-            matches!(get(port, "/readyz"), Ok((200, _)))
-        })
-        .await;
+    common::http::start_watch(world, port, env, "efen")
 }
 
 async fn wait_metric(world: &World, port: u16, what: &str, name: &str, labels: &[(&str, &str)], value: f64) {
@@ -134,9 +93,7 @@ async fn health_readiness_and_metrics_of_the_real_binary() {
     assert!(now - started > 0.0 && now - started < 600.0, "started {started}, now {now}");
     assert_eq!(get(port, "/nothing-here").unwrap().0, 404);
 
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    stop(&world, child).await;
     assert!(get(port, "/healthz").is_err(), "the server stopped with the watch");
     world.close().await;
 }
@@ -171,9 +128,7 @@ async fn readiness_is_503_naming_the_store_while_the_database_is_away() {
 
     proxy.set(true);
     wait_ready(&world, &mut child, port).await;
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    stop(&world, child).await;
     world.close().await;
 }
 
@@ -373,9 +328,7 @@ async fn image_over_http(backend: Backend) {
     let uploads = |result| sample(&metrics, "efen_http_uploads_total", &[("result", result)]);
     assert_eq!((uploads("accepted"), uploads("empty"), uploads("too_large")), (Some(2.0), Some(1.0), Some(1.0)));
 
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    stop(&world, child).await;
     pool.close().await;
     world.close().await;
 }
@@ -432,9 +385,7 @@ async fn dicom_instances_posted_over_http_become_their_series_case() {
     let pool = world.pool().await;
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM case_results").await, 1);
     pool.close().await;
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    stop(&world, child).await;
     world.close().await;
 }
 
@@ -486,9 +437,7 @@ async fn concurrent_uploads_are_each_one_case() {
     }
     let (_, metrics) = get(port, "/metrics").unwrap();
     assert_eq!(sample(&metrics, "efen_http_uploads_total", &[("result", "accepted")]), Some(UPLOADS as f64));
-    common::signal(&child, "TERM");
-    let status = common::wait_exit(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status.code(), Some(0), "{}", world.logs());
+    stop(&world, child).await;
     pool.close().await;
     world.close().await;
 }

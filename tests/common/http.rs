@@ -3,7 +3,44 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Stdio;
 use std::time::Duration;
+
+use super::{KillOnDrop, SpawnGuarded, World};
+
+/// `efen watch` on the world's drop folder serving HTTP on `port`, with `env` on top; its stderr
+/// goes to the world's log `log`.
+pub fn start_watch(world: &World, port: u16, env: &[(&str, &str)], log: &str) -> KillOnDrop {
+    world
+        .efen()
+        .env("EFEN_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .args(["watch", world.drop_dir().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(world.log(log))
+        .spawn_guarded()
+        .unwrap()
+}
+
+/// Waits for `/readyz` (open, token or not) to answer 200; fails at once, with the logs, if efen
+/// exits instead.
+pub async fn wait_ready(world: &World, child: &mut KillOnDrop, port: u16) {
+    world
+        .wait_for("/readyz to answer 200", Duration::from_secs(90), async || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("efen exited ({status}) before it was ready\n{}", world.logs());
+            }
+            request(port, "GET", "/readyz", &[], b"").is_ok_and(|answer| answer.status == 200)
+        })
+        .await;
+}
+
+/// SIGTERM, and efen must exit 0 within a minute (its requests drained).
+pub async fn stop(world: &World, mut child: KillOnDrop) {
+    super::signal(&child, "TERM");
+    let status = super::wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", world.logs());
+}
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
