@@ -57,7 +57,7 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
 
     if let (Ok(definition), Ok(model)) = (&definition, &model) {
         let card = model.card.at_size(definition.preprocess.input_size);
-        for notice in card.notice().into_iter().chain(card.size_warning()) {
+        for notice in card.notices() {
             println!("note  {notice}");
         }
     }

@@ -49,6 +49,12 @@ impl ModelCard {
         self.intended_use().map(|text| format!("model {}: {text}", self.name))
     }
 
+    /// What efen repeats wherever the model's results are shown (doctor, the log at start, the
+    /// run's summary): the intended-use notice and the warning about an unvalidated input size.
+    pub fn notices(&self) -> Vec<String> {
+        self.notice().into_iter().chain(self.size_warning()).collect()
+    }
+
     /// The card as a pipeline uses it: with `preprocess.input_size` as the model's input size.
     pub fn at_size(&self, input_size: Option<[u32; 2]>) -> ModelCard {
         let mut card = self.clone();

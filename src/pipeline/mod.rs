@@ -130,13 +130,10 @@ impl Engine {
             provider = used;
         }
         tracing::info!(model = %model.path.display(), provider = %provider, sessions = config.runtime.sessions, "model loaded");
-        if let Some(notice) = model.card.notice() {
-            tracing::warn!("{notice}");
-        }
         let threshold = definition.postprocess.threshold.unwrap_or(model.card.threshold);
         let card = model.card.at_size(definition.preprocess.input_size);
-        if let Some(warning) = card.size_warning() {
-            tracing::warn!("{warning}");
+        for notice in card.notices() {
+            tracing::warn!("{notice}");
         }
         let context = Arc::new(StageContext {
             card: card.clone(),

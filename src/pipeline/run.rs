@@ -67,7 +67,7 @@ pub async fn run_once(
     }
     drop(admission);
     let mut report = report.await?;
-    report.model_notices = engine.card().notice().into_iter().chain(engine.card().size_warning()).collect();
+    report.model_notices = engine.card().notices();
     let elapsed = started.elapsed().as_secs_f64();
     engine.finish_run(&run_id, &report.counts()).await?;
     Ok((report, elapsed))
