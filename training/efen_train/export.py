@@ -80,11 +80,14 @@ def sha256(path: str) -> str:
     return hsh.hexdigest()
 
 
-DSC_GOAL = 0.88   # held-out DSC a size must reach to be listed in validated_input_sizes
+DSC_GOAL = 0.88   # validation DSC a size must reach to be listed in validated_input_sizes
 
 
 def describe(config: dict) -> str:
-    parts = [f"width multiplier {config['width']}", "VGG-19 encoder"]
+    parts = [f"width multiplier {config['width']}"
+             + (f" (at least {config['min_channels']} channels)"
+                if config.get("min_channels", 4) != 4 else ""),
+             "VGG-19-BN encoder" if config.get("vgg_bn") else "VGG-19 encoder"]
     if config.get("reextraction", True):
         parts.append("feature re-extraction encoder/decoder (D2 skips from E1 only)"
                      + (", /16 bridge" if config.get("bridge") else ""))
@@ -98,7 +101,8 @@ def describe(config: dict) -> str:
     return f"EFEN ({'; '.join(parts)})"
 
 
-def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs, by_size=None):
+def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs, by_size=None,
+               val_by_size=None):
     args = (ck or {}).get("args", {})
     report = (ck or {}).get("report", {})
     h, w = size
@@ -138,6 +142,7 @@ def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs, b
         "train_sizes": args.get("train_sizes") or [h],
         "validation_sizes": args.get("val_sizes") or [h],
         "selection": "best validation loss (mean over the validation sizes); test split unused",
+        "schedule": args.get("schedule", "plateau"),
         "epochs": report.get("total_epochs", report.get("epochs_run", ck.get("epoch"))),
         "best_epoch": ck.get("epoch"),
         "early_stop_patience": args.get("early_stop"),
@@ -159,8 +164,10 @@ def build_card(name, file, model, width, size, ck, test_metrics, parity_diffs, b
     if test_metrics:
         card["test_metrics"] = test_metrics
     if by_size:
+        # which sizes to vouch for is a choice, so it is made on the validation split
         card["validated_input_sizes"] = [[int(v) for v in k.split("x")]
-                                         for k, m in by_size.items() if m["dsc"] >= DSC_GOAL]
+                                         for k, m in val_by_size.items() if m["dsc"] >= DSC_GOAL]
+        card["validation_metrics_by_size"] = val_by_size
         card["test_metrics_by_size"] = by_size
     return card
 
@@ -211,14 +218,14 @@ def main(argv=None):
     if max(diffs.values()) > PARITY_BOUND:
         raise SystemExit(f"parity check failed (> {PARITY_BOUND})")
 
-    test_metrics = by_size = None
+    test_metrics = by_size = val_by_size = None
     if ck is not None and not a.no_evaluate:
         from .evaluate import CARD_SIZES, evaluate_items, metrics_by_size, onnx_predictor
         from .metrics import format_summary
         args = ck["args"]
         items = dataset_items(args["dataset"], args.get("data_root"), args["n_synthetic"],
                               args["data_seed"])
-        test = split_811(items, args["split_seed"])[2]
+        _, val, test = split_811(items, args["split_seed"])
         test_metrics = evaluate_items(onnx_predictor(tmp, a.threads), test, (h, w),
                                       ck["mean"], ck["std"])
         test_metrics["split"] = (f"{args['dataset']} test (8:1:1, split seed "
@@ -228,11 +235,14 @@ def main(argv=None):
         sizes = [(s, s) for s in (a.sizes or CARD_SIZES)]
         by_size = metrics_by_size(onnx_predictor(tmp, a.threads), test, sizes, ck["mean"],
                                   ck["std"])
+        val_by_size = metrics_by_size(onnx_predictor(tmp, a.threads), val, sizes, ck["mean"],
+                                      ck["std"])
         for k, m in by_size.items():
-            print(f"{k:>9}: DSC {m['dsc']:.4f}  IoU {m['iou']:.4f}")
+            print(f"{k:>9}: test DSC {m['dsc']:.4f}  IoU {m['iou']:.4f}  "
+                  f"(validation DSC {val_by_size[k]['dsc']:.4f})")
 
     card = build_card(name, os.path.basename(a.out), model, width, (h, w), ck, test_metrics,
-                      diffs, by_size)
+                      diffs, by_size, val_by_size)
     m = onnx.load(tmp)
     meta = {"model_card": json.dumps(card, ensure_ascii=False), "name": name,
             "input_mean": json.dumps(card["mean"]), "input_std": json.dumps(card["std"]),

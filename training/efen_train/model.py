@@ -37,25 +37,31 @@ DECODER_WIDTHS = (256, 128, 64, 32)
 ENCODER2_WIDTHS = (32, 64, 128, 256)
 
 
-def scaled(c: int, width: float) -> int:
-    return max(4, int(round(c * width)))
+def scaled(c: int, width: float, floor: int = 4) -> int:
+    """c x width, rounded, never below `floor` channels (DECISIONS 14)."""
+    return max(floor, int(round(c * width)))
 
 
 class VGG19Encoder(nn.Module):
-    """E1: `features` has the exact module indices of torchvision's vgg19().features."""
+    """E1: `features` has the exact module indices of torchvision's vgg19().features, or of
+    vgg19_bn().features with `batch_norm` (a BatchNorm after each conv, DECISIONS 13)."""
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, min_channels: int = 4, batch_norm: bool = False):
         super().__init__()
-        layers, c_in = [], 3
+        layers, c_in, self.taps = [], 3, []
         for v in VGG19_CFG:
             if v == "M":
+                self.taps.append(len(layers) - 1)          # the ReLU that ends each block
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                c = scaled(v, width)
-                layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True)]
+                c = scaled(v, width, min_channels)
+                layers += [nn.Conv2d(c_in, c, 3, padding=1)]
+                layers += [nn.BatchNorm2d(c)] if batch_norm else []
+                layers += [nn.ReLU(inplace=True)]
                 c_in = c
         self.features = nn.Sequential(*layers)
-        self.channels = [self.features[i - 1].out_channels for i in VGG19_TAPS]
+        convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+        self.channels = [convs[i].out_channels for i in (1, 3, 7, 11, 15)]  # block ends
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -64,10 +70,10 @@ class VGG19Encoder(nn.Module):
     def forward(self, x):
         taps = []
         for i, layer in enumerate(self.features):
-            if i > VGG19_TAPS[-1]:
+            if i > self.taps[-1]:
                 break
             x = layer(x)
-            if i in VGG19_TAPS:
+            if i in self.taps:
                 taps.append(x)
         return taps  # [/1, /2, /4, /8, /16]
 
@@ -75,20 +81,23 @@ class VGG19Encoder(nn.Module):
 class EFEN(nn.Module):
     def __init__(self, width: float = 1.0, attn_min_stride: int = 8, pe_ref=None,
                  bridge: bool = False, use_pe: bool = True, cross_attention: bool = True,
-                 reextraction: bool = True):
+                 reextraction: bool = True, min_channels: int = 4, vgg_bn: bool = False):
         """pe_ref: the training input size (H, W); positional codes are measured on that grid
-        at every input size (DECISIONS 7). None: positions on each map's own grid."""
+        at every input size (DECISIONS 7). None: positions on each map's own grid.
+        min_channels: the floor under every scaled channel count (DECISIONS 14).
+        vgg_bn: E1 as VGG-19 with BatchNorm (DECISIONS 13)."""
         super().__init__()
         self.width = width
         self.attn_min_stride = attn_min_stride
         self.config = {"width": width, "attn_min_stride": attn_min_stride,
                        "pe_ref": list(pe_ref) if pe_ref is not None else None,
                        "bridge": bridge, "use_pe": use_pe, "cross_attention": cross_attention,
-                       "reextraction": reextraction}
-        self.encoder1 = VGG19Encoder(width)
+                       "reextraction": reextraction, "min_channels": min_channels,
+                       "vgg_bn": vgg_bn}
+        self.encoder1 = VGG19Encoder(width, min_channels, vgg_bn)
         e1 = self.encoder1.channels                        # [64,128,256,512,512] * width
-        dec = [scaled(c, width) for c in DECODER_WIDTHS]   # [256,128,64,32] * width
-        enc2 = [scaled(c, width) for c in ENCODER2_WIDTHS]  # [32,64,128,256] * width
+        dec = [scaled(c, width, min_channels) for c in DECODER_WIDTHS]     # [256,128,64,32]
+        enc2 = [scaled(c, width, min_channels) for c in ENCODER2_WIDTHS]  # [32,64,128,256]
 
         def skip(fe_stride, scale=2):
             """ImprovedSkip options for FE at fe_stride and FD at fe_stride * scale."""
@@ -121,7 +130,7 @@ class EFEN(nn.Module):
 
         # D2 (eq. 4): R_D2 takes only E1's skips. Without the bridge it starts from E2's /8 map.
         if bridge:
-            b = scaled(256, width)
+            b = scaled(256, width, min_channels)
             self.bridge2 = nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(enc2[3], b),
                                          conv_bn_relu(b, b))
             c_d2, outs, strides = [b] + dec[:3], dec, [8, 4, 2, 1]

@@ -27,6 +27,11 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="Train EFEN")
     add_data_args(ap)
     ap.add_argument("--model-width", type=float, default=1.0, help="channel multiplier")
+    ap.add_argument("--min-channels", type=int, default=4,
+                    help="floor under every scaled channel count (thin stages of small widths)")
+    ap.add_argument("--vgg-bn", action="store_true",
+                    help="BatchNorm after each conv of the VGG-19 encoder (torchvision's "
+                         "vgg19_bn layout); for training from scratch")
     ap.add_argument("--attn-min-stride", type=int, default=8,
                     help="attention grid is never finer than input/this")
     ap.add_argument("--pretrained-vgg", default=None,
@@ -63,6 +68,9 @@ def parse_args(argv=None):
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--early-stop", type=int, default=30,
                     help="stop after this many epochs without a better validation loss")
+    ap.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"],
+                    help="learning rate: reduce on a validation plateau (the paper's), or a "
+                         "cosine from --lr to --min-lr over --epochs")
     ap.add_argument("--plateau-patience", type=int, default=10)
     ap.add_argument("--plateau-factor", type=float, default=0.1)
     ap.add_argument("--min-lr", type=float, default=1e-7)
@@ -107,7 +115,8 @@ def model_from_args(a) -> EFEN:
     return EFEN(a.model_width, a.attn_min_stride,
                 pe_ref=tuple(a.input_size) if a.pe_grid == "train" else None,
                 bridge=a.bridge, use_pe=not a.no_pe, cross_attention=not a.no_cross_attention,
-                reextraction=not a.no_reextraction)
+                reextraction=not a.no_reextraction, min_channels=a.min_channels,
+                vgg_bn=a.vgg_bn)
 
 
 def save_checkpoint(path, model, a, extra):
@@ -165,8 +174,11 @@ def main(argv=None):
         print(f"initialised from {a.init_from} ({prior['epochs']} epochs, "
               f"{prior['seconds']:.0f} s before)")
     opt = make_optimizer(a, model.parameters())
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=a.plateau_factor, patience=a.plateau_patience, min_lr=a.min_lr)
+    if a.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs, eta_min=a.min_lr)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=a.plateau_factor, patience=a.plateau_patience, min_lr=a.min_lr)
     print(f"EFEN width {a.model_width}: {count_parameters(model)} parameters; "
           f"{len(tr)}/{len(va)}/{len(te)} train/val/test")
 
@@ -176,7 +188,7 @@ def main(argv=None):
     for epoch in range(1, a.epochs + 1):
         train_loss = np.mean([train_step(model, opt, x, y, a.theta) for x, y in train_dl])
         val_loss = validate(model, val_dls, a.theta)
-        sched.step(val_loss)
+        sched.step() if a.schedule == "cosine" else sched.step(val_loss)
         elapsed = time.time() - t0
         history.append({"epoch": epoch, "train_loss": float(train_loss), "val_loss": val_loss,
                         "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 1)})

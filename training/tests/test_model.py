@@ -36,6 +36,7 @@ def test_full_width_parameter_count_and_vgg_layout(tmp_path):
     convs = [i for i, m in enumerate(feats) if isinstance(m, torch.nn.Conv2d)]
     assert convs == VGG19_CONV_INDICES
     assert all(isinstance(feats[i], torch.nn.ReLU) for i in VGG19_TAPS)
+    assert model.encoder1.taps == list(VGG19_TAPS)
     # a torchvision-style vgg19 state dict (features.N.*, classifier.*) loads from a local file
     sd = {f"features.{k}": torch.full_like(v, 0.5) for k, v in feats.state_dict().items()}
     sd["classifier.0.weight"] = torch.zeros(2, 2)
@@ -131,3 +132,14 @@ def test_attention_grid_never_finer_than_one_eighth():
     assert max(grids) <= (h // 8) * (w // 8)
     assert [s.r.pool for s in model.decoder1] == [1, 1, 2, 4]
     assert [s.r.pool for s in model.decoder2] == [1, 2, 4] and model.fuse.pool == 8
+
+
+def test_vgg_bn_encoder_has_torchvisions_vgg19_bn_layout():
+    """--vgg-bn: a BatchNorm after each of the 16 convs, taps at the same block ends."""
+    model = EFEN(width=0.125, pe_ref=(64, 64), vgg_bn=True, min_channels=8)
+    feats = model.encoder1.features
+    assert len(feats) == 53                               # torchvision vgg19_bn().features
+    assert model.encoder1.taps == [5, 12, 25, 38, 51]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in feats) == 16
+    assert all(isinstance(feats[i], torch.nn.ReLU) for i in model.encoder1.taps)
+    assert model(torch.randn(2, 3, 64, 96)).shape == (2, 1, 64, 96)
