@@ -261,7 +261,9 @@ async fn a_dicom_seg_is_ground_truth_for_the_instance_it_references() {
     assert_eq!(
         count(
             &pool,
-            "SELECT COUNT(*) FROM case_results WHERE pipeline = 'by-pattern' AND source_path LIKE '%colour.dcm' AND dsc > 0.8"
+            // paired with its own mask: the bundled model scores 0.68 on case01's small, faint lesion;
+            // the mask of another image would score about 0
+            "SELECT COUNT(*) FROM case_results WHERE pipeline = 'by-pattern' AND source_path LIKE '%colour.dcm' AND dsc > 0.5"
         )
         .await,
         1
