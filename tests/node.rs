@@ -13,18 +13,15 @@ use node_support::*;
 
 /// `efen watch` with the DICOM node on `port`.
 fn start_node(world: &World, name: &str, port: u16, env: &[(&str, String)]) -> KillOnDrop {
-    world
-        .efen()
-        .env("EFEN_NODE__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EFEN_NODE__SERIES_QUIET_MS", "1000")
-        .env("EFEN_WATCH__SERIES_QUIET_MS", "1000")
-        .env("EFEN_NODE__SEND_BACKOFF_MS", "200")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log(name))
-        .spawn_guarded()
-        .unwrap()
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec![
+        ("EFEN_NODE__LISTEN", listen.as_str()),
+        ("EFEN_NODE__SERIES_QUIET_MS", "1000"),
+        ("EFEN_WATCH__SERIES_QUIET_MS", "1000"),
+        ("EFEN_NODE__SEND_BACKOFF_MS", "200"),
+    ];
+    all.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
+    world.watch(&all, name)
 }
 
 async fn stop(world: &World, mut child: KillOnDrop) {

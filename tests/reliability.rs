@@ -4,23 +4,16 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::proxy::Proxy;
-use common::{Backend, KillOnDrop, SpawnGuarded, World, claimed_files, count, names, unique_png, wait_exit};
+use common::{Backend, KillOnDrop, World, claimed_files, count, names, unique_png, wait_exit};
 use sqlx::AnyPool;
 
 fn start_watch(world: &World, worker: &str, env: &[(&str, &str)]) -> KillOnDrop {
-    world
-        .efen()
-        .env("EFEN_WATCH__WORKER", worker)
-        .envs(env.iter().copied())
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log(worker))
-        .spawn_guarded()
-        .unwrap()
+    let mut all = vec![("EFEN_WATCH__WORKER", worker)];
+    all.extend_from_slice(env);
+    world.watch(&all, worker)
 }
 
 /// Waits until `n` watchers have started their runs.

@@ -7,10 +7,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Backend, SpawnGuarded, World, count, stderr};
+use common::{Backend, World, count, stderr};
 
 fn series() -> PathBuf {
     let dir = common::repo().join("tests/fixtures/series");
@@ -186,15 +185,7 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
 #[tokio::test]
 async fn a_dropped_series_becomes_one_case_and_late_instances_make_it_whole_again() {
     let world = World::new(Backend::Sqlite).await;
-    let mut child = world
-        .efen()
-        .env("EFEN_WATCH__SERIES_QUIET_MS", "1500")
-        .env("EFEN_WATCH__SETTLE_MS", "200")
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log("watch"))
-        .spawn_guarded()
-        .unwrap();
+    let mut child = world.watch(&[("EFEN_WATCH__SERIES_QUIET_MS", "1500"), ("EFEN_WATCH__SETTLE_MS", "200")], "watch");
     let source = series().join("ct_sphere");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();

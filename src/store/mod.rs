@@ -139,10 +139,7 @@ impl Store {
         if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=ro") {
             options = options.after_connect(|conn, _| Box::pin(sqlite_wal(conn)));
         }
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|source| StoreError::Connect { url: redact_url(url), source })?;
+        let pool = options.connect(url).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })?;
         let migrator = match backend {
             Backend::Postgres => &POSTGRES,
             Backend::Sqlite => &SQLITE,

@@ -3,23 +3,17 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::Duration;
 
-use super::{KillOnDrop, SpawnGuarded, World};
+use super::{KillOnDrop, World};
 
 /// `efen watch` on the world's drop folder serving HTTP on `port`, with `env` on top; its stderr
 /// goes to the world's log `log`.
 pub fn start_watch(world: &World, port: u16, env: &[(&str, &str)], log: &str) -> KillOnDrop {
-    world
-        .efen()
-        .env("EFEN_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .envs(env.iter().copied())
-        .args(["watch", world.drop_dir().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(world.log(log))
-        .spawn_guarded()
-        .unwrap()
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec![("EFEN_HTTP__LISTEN", listen.as_str())];
+    all.extend_from_slice(env);
+    world.watch(&all, log)
 }
 
 /// Waits for `/readyz` (open, token or not) to answer 200; fails at once, with the logs, if efen

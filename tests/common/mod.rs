@@ -200,6 +200,17 @@ impl World {
         command
     }
 
+    /// `efen watch` on the world's drop folder with `env` on top, its stderr in the log `log`.
+    pub fn watch(&self, env: &[(&str, &str)], log: &str) -> KillOnDrop {
+        self.efen()
+            .envs(env.iter().copied())
+            .args(["watch", self.drop_dir().to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(self.log(log))
+            .spawn_guarded()
+            .unwrap()
+    }
+
     /// Runs `efen <args>` and returns its output; prints everything a failing test needs.
     pub fn run(&self, args: &[&str]) -> Output {
         let output = self.efen().args(args).output().expect("running efen");
