@@ -236,17 +236,16 @@ def main(argv=None):
         items = dataset_items(args["dataset"], args.get("data_root"), args["n_synthetic"],
                               args["data_seed"])
         _, val, test = split_811(items, args["split_seed"])
-        test_metrics = evaluate_items(onnx_predictor(tmp, a.threads), test, (h, w),
+        predict = onnx_predictor(tmp, a.threads)           # one session for every evaluation
+        test_metrics = evaluate_items(predict, test, (h, w),
                                       ck["mean"], ck["std"])
         test_metrics["split"] = (f"{args['dataset']} test (8:1:1, split seed "
                                  f"{args['split_seed']}), evaluated with ONNX Runtime at the "
                                  f"original resolution")
         print(format_summary(test_metrics, test_metrics["split"]))
         sizes = [(s, s) for s in (a.sizes or CARD_SIZES)]
-        by_size = metrics_by_size(onnx_predictor(tmp, a.threads), test, sizes, ck["mean"],
-                                  ck["std"])
-        val_by_size = metrics_by_size(onnx_predictor(tmp, a.threads), val, sizes, ck["mean"],
-                                      ck["std"])
+        by_size = metrics_by_size(predict, test, sizes, ck["mean"], ck["std"])
+        val_by_size = metrics_by_size(predict, val, sizes, ck["mean"], ck["std"])
         for k, m in by_size.items():
             print(f"{k:>9}: test DSC {m['dsc']:.4f}  IoU {m['iou']:.4f}  "
                   f"(validation DSC {val_by_size[k]['dsc']:.4f})")
