@@ -37,7 +37,12 @@ def parse_args(argv=None):
     ap.add_argument("--pretrained-vgg", default=None,
                     help="local torchvision vgg19 state-dict file (width 1 only; no download)")
     ap.add_argument("--init-from", default=None,
-                    help="start from this checkpoint's weights (fine-tuning / continuing)")
+                    help="start from this checkpoint's weights (fine-tuning / continuing), or "
+                         "from an exported .onnx file's (its card gives the architecture; "
+                         "needs --freeze-bn)")
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="BatchNorm layers keep their statistics and run in eval mode while "
+                         "training (their scale and shift still learn)")
     ap.add_argument("--bridge", action="store_true",
                     help="add the /16 bridge after E2 (not in the paper; off by default)")
     ap.add_argument("--no-pe", action="store_true", help="ablation: no positional encoding")
@@ -91,8 +96,12 @@ def make_optimizer(a, params):
     return cls(params, lr=a.lr, weight_decay=a.weight_decay)
 
 
-def train_step(model, opt, x, y, theta=1.0) -> float:
+def train_step(model, opt, x, y, theta=1.0, freeze_bn=False) -> float:
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
     opt.zero_grad(set_to_none=True)
     loss = bce_dice_loss(model(x), y, theta)
     loss.backward()
@@ -167,7 +176,9 @@ def main(argv=None):
     if a.pretrained_vgg:
         print(f"loaded {load_vgg19_weights(model, a.pretrained_vgg)} VGG-19 tensors")
     prior = {"seconds": 0.0, "epochs": 0}
-    if a.init_from:
+    if a.init_from and a.init_from.endswith(".onnx"):
+        model, prior = _init_from_onnx(a, model)
+    elif a.init_from:
         init = torch.load(a.init_from, map_location="cpu", weights_only=False)
         model.load_state_dict(init["state_dict"])  # same architecture flags required
         prior = _prior_training(a.init_from, init)
@@ -186,7 +197,8 @@ def main(argv=None):
     stopped_by = "epochs"
     best_path = os.path.join(a.out, "best.pt")
     for epoch in range(1, a.epochs + 1):
-        train_loss = np.mean([train_step(model, opt, x, y, a.theta) for x, y in train_dl])
+        train_loss = np.mean([train_step(model, opt, x, y, a.theta, a.freeze_bn)
+                              for x, y in train_dl])
         val_loss = validate(model, val_dls, a.theta)
         sched.step() if a.schedule == "cosine" else sched.step(val_loss)
         elapsed = time.time() - t0
@@ -260,6 +272,22 @@ def _prior_training(path, ck):
                 "commands": commands, "stopped_by": stops}
     return {"seconds": float(ck.get("seconds", 0.0)), "epochs": int(ck.get("epoch", 0)),
             "from": path, "commands": commands}
+
+
+def _init_from_onnx(a, model):
+    """Weights from an exported file whose architecture equals this command's."""
+    from .onnx_init import model_from_onnx, prior_of
+    if not a.freeze_bn:
+        raise SystemExit(f"--init-from {a.init_from}: an ONNX file holds BatchNorm folded into "
+                         f"its convolutions; add --freeze-bn")
+    loaded, card, _ = model_from_onnx(a.init_from)
+    if loaded.config != model.config:
+        raise SystemExit(f"--init-from {a.init_from}: its architecture {loaded.config} differs "
+                         f"from this command's {model.config}")
+    prior = prior_of(a.init_from, card)
+    print(f"initialised from {a.init_from} ({prior['epochs']} epochs, "
+          f"{prior['seconds']:.0f} s before)")
+    return loaded, prior
 
 
 def _reload(path):
