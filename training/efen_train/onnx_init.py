@@ -130,30 +130,17 @@ def load_folded_weights(model: nn.Module, path: str, h: int = 64, w: int = 64) -
 
 
 def model_from_onnx(path: str):
-    """(model in eval mode, card, training args) from an EFEN ONNX file and its card."""
+    """(model in eval mode, card) from an EFEN ONNX file and its card."""
+    from .export import parity
     from .train import model_from_args
     card = read_card(path)
-    a = train_args_of(card, path)
-    model = model_from_args(a)
+    model = model_from_args(train_args_of(card, path))
     load_folded_weights(model, path)
-    diff = _max_diff_to_onnxruntime(model, path, card["input"]["height"],
-                                    card["input"]["width"])
+    size = (card["input"]["height"], card["input"]["width"])
+    diff = max(parity(model, path, [size]).values())      # ONNX Runtime, graph as exported
     if diff > MATCH_BOUND:
         raise ValueError(f"{path}: the loaded weights differ from ONNX Runtime by {diff:.2e}")
-    return model.eval(), card, a
-
-
-def _max_diff_to_onnxruntime(model, path, h, w) -> float:
-    import onnxruntime as ort
-    from .data import normalise
-    from .synthetic import make_example
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    x = np.stack([normalise(make_example(9_100, h, w, n_lesions=1)[0])])
-    with torch.no_grad():
-        ref = torch.sigmoid(model.eval()(torch.from_numpy(x))).numpy()
-    return float(np.abs(sess.run(["mask"], {"image": x})[0] - ref).max())
+    return model.eval(), card
 
 
 def prior_of(path: str, card: dict) -> dict:

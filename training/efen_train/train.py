@@ -280,7 +280,7 @@ def _init_from_onnx(a, model):
     if not a.freeze_bn:
         raise SystemExit(f"--init-from {a.init_from}: an ONNX file holds BatchNorm folded into "
                          f"its convolutions; add --freeze-bn")
-    loaded, card, _ = model_from_onnx(a.init_from)
+    loaded, card = model_from_onnx(a.init_from)
     if loaded.config != model.config:
         raise SystemExit(f"--init-from {a.init_from}: its architecture {loaded.config} differs "
                          f"from this command's {model.config}")
