@@ -203,16 +203,12 @@ async fn mirroring_and_cleanup_run_and_are_recorded() {
     let plain = world.pipeline("plain", "");
     let output = world.run(&["run", "--pipeline", plain.to_str().unwrap(), samples.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0));
-    let mean_of = |pipeline: &'static str| {
-        let pool = &pool;
-        async move {
-            let sql = "SELECT AVG(dsc), COUNT(*) FROM case_results WHERE status = 'succeeded' AND pipeline = ?";
-            let (mean, n): (f64, i64) = sqlx::query_as(sql).bind(pipeline).fetch_one(pool).await.unwrap();
-            assert_eq!(n, 12, "{pipeline}: every sample succeeded");
-            mean
-        }
-    };
-    let (mirrored, plain) = (mean_of("mirrored").await, mean_of("plain").await);
+    let sql = "SELECT pipeline, AVG(dsc), COUNT(*) FROM case_results WHERE status = 'succeeded' \
+               GROUP BY pipeline ORDER BY pipeline";
+    let means: Vec<(String, f64, i64)> = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+    let counts: Vec<(&str, i64)> = means.iter().map(|(pipeline, _, n)| (pipeline.as_str(), *n)).collect();
+    assert_eq!(counts, [("mirrored", 12), ("plain", 12)], "every sample succeeded under both");
+    let (mirrored, plain) = (means[0].1, means[1].1);
     assert!(plain > 0.85, "mean DSC {plain} without mirroring");
     assert!((mirrored - plain).abs() < 0.03, "mean DSC {mirrored} with mirroring, {plain} without");
     pool.close().await;
