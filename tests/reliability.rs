@@ -192,8 +192,12 @@ async fn postgres_outage_mid_run_loses_nothing() {
     proxy.set(true);
 
     world
-        .wait_for("all 80 recorded", Duration::from_secs(90), async || {
-            results(&pool).await == 80 && claimed_files(&world.state()).is_empty() && left_in_drop(&world) == 0
+        .wait_for_state("all 80 recorded", Duration::from_secs(90), async || {
+            let (recorded, claimed, left) = (results(&pool).await, claimed_files(&world.state()), left_in_drop(&world));
+            if recorded == 80 && claimed.is_empty() && left == 0 {
+                return Ok(());
+            }
+            Err(format!("{recorded} results, {left} files in the drop folder, claimed: {claimed:?}"))
         })
         .await;
     stop(child).await;

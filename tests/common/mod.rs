@@ -246,10 +246,22 @@ impl World {
 
     /// Like [`wait_for`], but shows the efen logs when it times out.
     pub async fn wait_for(&self, what: &str, timeout: std::time::Duration, mut check: impl AsyncFnMut() -> bool) {
+        self.wait_for_state(what, timeout, async || if check().await { Ok(()) } else { Err(String::new()) }).await
+    }
+
+    /// Waits until `check` returns Ok; on a timeout, shows the last state it described (Err) and
+    /// the efen logs, so a failure says which condition was still unmet.
+    pub async fn wait_for_state(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        mut check: impl AsyncFnMut() -> Result<(), String>,
+    ) {
         let deadline = std::time::Instant::now() + timeout;
-        while !check().await {
+        while let Err(state) = check().await {
             if std::time::Instant::now() >= deadline {
-                panic!("timed out waiting for {what}\n{}", self.logs());
+                let state = if state.is_empty() { state } else { format!("; last seen: {state}") };
+                panic!("timed out waiting for {what}{state}\n{}", self.logs());
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
