@@ -29,10 +29,11 @@ def load_checkpoint(path: str):
 
 def torch_predictor(model):
     model.eval()
+    device = next(model.parameters()).device
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return torch.sigmoid(model(torch.from_numpy(batch))).numpy()
+            return torch.sigmoid(model(torch.from_numpy(batch).to(device))).cpu().numpy()
     return run
 
 
@@ -48,15 +49,24 @@ def to_gray_rgb(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
 
 
-def evaluate_items(predict, items, size, mean, std, threshold=0.5, batch=8, gray=False) -> dict:
+def evaluate_items(predict, items, size, mean, std, threshold=0.5, batch=8, gray=False,
+                   via=None) -> dict:
+    """via = (h', w'): a diagnostic. The image is reduced to `size` as usual, then enlarged to
+    via before the model runs, so the model sees only what survives at `size`, but at the pixel
+    scale of via (tells lost information from a network that fails at small pixel scales)."""
     acc = MetricAccumulator()
     h, w = size
+
+    def model_input(img):
+        x = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        return x if via is None else cv2.resize(x, (via[1], via[0]),
+                                                interpolation=cv2.INTER_LINEAR)
+
     for start in range(0, len(items), batch):
         pairs = [it() for it in items[start:start + batch]]
         if gray:
             pairs = [(to_gray_rgb(img), gt) for img, gt in pairs]
-        x = np.stack([normalise(cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR),
-                                mean, std) for img, _ in pairs])
+        x = np.stack([normalise(model_input(img), mean, std) for img, _ in pairs])
         probs = predict(x)[:, 0]
         for (img, gt), p in zip(pairs, probs):
             p = cv2.resize(p, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -100,6 +110,9 @@ def main(argv=None):
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--gray", action="store_true",
                     help="feed grey-scale versions of the images (robustness check)")
+    ap.add_argument("--via-size", type=int, nargs=2, metavar=("H", "W"),
+                    help="diagnostic: enlarge each image, once reduced to the input size, to "
+                         "this size before the model runs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the summary to this JSON file")
     a = ap.parse_args(argv)
@@ -114,9 +127,12 @@ def main(argv=None):
         from .data import IMAGENET_MEAN as mean, IMAGENET_STD as std
     items = dataset_items(a.dataset, a.data_root, a.n_synthetic, a.data_seed)
     split = dict(zip(("train", "val", "test"), split_811(items, a.split_seed)))[a.split]
-    summary = evaluate_items(predict, split, size, mean, std, a.threshold, gray=a.gray)
+    summary = evaluate_items(predict, split, size, mean, std, a.threshold, gray=a.gray,
+                             via=a.via_size)
     summary["split"] = (f"{a.dataset} {a.split} (8:1:1, split seed {a.split_seed})"
-                        + (", grey-scale inputs" if a.gray else ""))
+                        + (", grey-scale inputs" if a.gray else "")
+                        + (f", run at {a.via_size[0]}x{a.via_size[1]} after reduction to "
+                           f"{size[0]}x{size[1]}" if a.via_size else ""))
     print(format_summary(summary, summary["split"]))
     if a.sizes:
         by_size = metrics_by_size(predict, split, [(s, s) for s in a.sizes], mean, std,

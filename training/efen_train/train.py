@@ -84,6 +84,12 @@ def parse_args(argv=None):
                     help="safety net only (0 = none): a run it stops is marked so in its "
                          "report and card; recipes stop on --epochs and --early-stop")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu",
+                    help="torch device to train on: cpu, or cuda for a GPU (the tests run on "
+                         "the CPU only)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="DataLoader worker processes for the augmentation (0, as in every "
+                         "recorded run: in the training process)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/efen")
     return ap.parse_args(argv)
@@ -98,6 +104,8 @@ def make_optimizer(a, params):
 
 def train_step(model, opt, x, y, theta=1.0, freeze_bn=False) -> float:
     model.train()
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
     if freeze_bn:
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -113,9 +121,11 @@ def train_step(model, opt, x, y, theta=1.0, freeze_bn=False) -> float:
 def validate(model, loaders, theta=1.0) -> float:
     """Validation loss, averaged over the validation sizes (one loader per size)."""
     model.eval()
+    device = next(model.parameters()).device
     per_size = []
     for loader in loaders:
-        losses = [float(bce_dice_loss(model(x), y, theta)) * len(x) for x, y in loader]
+        losses = [float(bce_dice_loss(model(x.to(device)), y.to(device), theta)) * len(x)
+                  for x, y in loader]
         per_size.append(sum(losses) / len(loader.dataset))
     return float(np.mean(per_size))
 
@@ -158,12 +168,14 @@ def main(argv=None):
         train_ds = SegDataset(tr, lambda s: train_transform(s, s, a.crop_scale, a.gray_prob),
                               cache=cache)
         train_dl = torch.utils.data.DataLoader(
-            train_ds, batch_sampler=SizedBatches(len(tr), a.batch_size, a.train_sizes, a.seed))
+            train_ds, batch_sampler=SizedBatches(len(tr), a.batch_size, a.train_sizes, a.seed),
+            num_workers=a.workers)
     else:
         train_ds = SegDataset(tr, train_transform(h, w, a.crop_scale, a.gray_prob), cache=cache)
         g = torch.Generator().manual_seed(a.seed)
         train_dl = torch.utils.data.DataLoader(train_ds, a.batch_size, shuffle=True,
-                                               drop_last=True, generator=g)
+                                               drop_last=True, generator=g,
+                                               num_workers=a.workers)
     val_sizes = [(s, s) for s in a.val_sizes] if a.val_sizes else [(h, w)]
     val_cache = {} if cache else None
     val_dls = []
@@ -184,6 +196,7 @@ def main(argv=None):
         prior = _prior_training(a.init_from, init)
         print(f"initialised from {a.init_from} ({prior['epochs']} epochs, "
               f"{prior['seconds']:.0f} s before)")
+    model = model.to(a.device)
     opt = make_optimizer(a, model.parameters())
     if a.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs, eta_min=a.min_lr)

@@ -62,7 +62,8 @@ def test_cli_train_export_evaluate_end_to_end(tmp_path):
                                   "--epochs", "2", "--optimizer", "adam", "--lr", "1e-3",
                                   "--gray-prob", "0.5", "--crop-scale", "0.8", "1.0",
                                   "--train-sizes", "32", "48", "--val-sizes", "32", "48",
-                                  "--no-cross-attention", "--out", out])
+                                  "--no-cross-attention", "--workers", "1", "--device", "cpu",
+                                  "--out", out])
     assert report["epochs_run"] == 2 and report["test"]["n_images"] == 2
     assert report["stopped_by"] == "epochs" and set(report["val_by_size"]) == {"32x32", "48x48"}
     onnx_path = str(tmp_path / "tiny.onnx")
@@ -72,6 +73,7 @@ def test_cli_train_export_evaluate_end_to_end(tmp_path):
     assert card["training"]["stopped_by"] == ["epochs"]
     cmd = card["training"]["commands"][-1]
     assert "--no-cross-attention" in cmd and "--no-pe" not in cmd and "--train-sizes 32 48" in cmd
+    assert "--workers 1" in cmd and "--device cpu" in cmd
     assert set(card["test_metrics_by_size"]) == {"32x32", "48x48"}
     assert set(card["validation_metrics_by_size"]) == {"32x32", "48x48"}
     assert card["validated_input_sizes"] == [       # chosen on validation, not on test
