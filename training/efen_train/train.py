@@ -88,7 +88,8 @@ def parse_args(argv=None):
                     help="torch device to train on: cpu, or cuda for a GPU (the tests run on "
                          "the CPU only)")
     ap.add_argument("--workers", type=int, default=0,
-                    help="DataLoader worker processes for the augmentation (0, as in every "
+                    help="DataLoader worker processes for the augmentation, kept across "
+                         "epochs so their caches of decoded images persist (0, as in every "
                          "recorded run: in the training process)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/efen")
@@ -169,13 +170,14 @@ def main(argv=None):
                               cache=cache)
         train_dl = torch.utils.data.DataLoader(
             train_ds, batch_sampler=SizedBatches(len(tr), a.batch_size, a.train_sizes, a.seed),
-            num_workers=a.workers)
+            num_workers=a.workers, persistent_workers=a.workers > 0)
     else:
         train_ds = SegDataset(tr, train_transform(h, w, a.crop_scale, a.gray_prob), cache=cache)
         g = torch.Generator().manual_seed(a.seed)
         train_dl = torch.utils.data.DataLoader(train_ds, a.batch_size, shuffle=True,
                                                drop_last=True, generator=g,
-                                               num_workers=a.workers)
+                                               num_workers=a.workers,
+                                               persistent_workers=a.workers > 0)
     val_sizes = [(s, s) for s in a.val_sizes] if a.val_sizes else [(h, w)]
     val_cache = {} if cache else None
     val_dls = []
