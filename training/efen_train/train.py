@@ -162,6 +162,7 @@ def main(argv=None):
     items = dataset_items(a.dataset, a.data_root, a.n_synthetic, a.data_seed)
     tr, va, te = split_811(items, a.split_seed)
     cache = a.dataset == "synthetic"
+    workers = {"num_workers": a.workers, "persistent_workers": a.workers > 0}
     if a.train_sizes:
         for s in a.train_sizes + (a.val_sizes or []):
             if s % 16:
@@ -170,14 +171,12 @@ def main(argv=None):
                               cache=cache)
         train_dl = torch.utils.data.DataLoader(
             train_ds, batch_sampler=SizedBatches(len(tr), a.batch_size, a.train_sizes, a.seed),
-            num_workers=a.workers, persistent_workers=a.workers > 0)
+            **workers)
     else:
         train_ds = SegDataset(tr, train_transform(h, w, a.crop_scale, a.gray_prob), cache=cache)
         g = torch.Generator().manual_seed(a.seed)
         train_dl = torch.utils.data.DataLoader(train_ds, a.batch_size, shuffle=True,
-                                               drop_last=True, generator=g,
-                                               num_workers=a.workers,
-                                               persistent_workers=a.workers > 0)
+                                               drop_last=True, generator=g, **workers)
     val_sizes = [(s, s) for s in a.val_sizes] if a.val_sizes else [(h, w)]
     val_cache = {} if cache else None
     val_dls = []
