@@ -172,7 +172,7 @@ pub async fn bench(
         }
     }
     let total_tiles = tiles_per_case * cases;
-    let (session, provider, _) = crate::runtime::session(&config, engine.model())?;
+    let (session, provider, _) = crate::runtime::session(&config.runtime_settings(), engine.model())?;
     let inference = Inference::new(session, &card);
     let (bare_time, bare_cpu) =
         tokio::task::spawn_blocking(move || bare(inference, &tensors, total_tiles, batch)).await??;
@@ -193,7 +193,7 @@ pub async fn bench(
     let mut latencies: Vec<f64> = report.rows.iter().map(|r| r.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
 
-    let settings_used = crate::runtime::thread_settings(&config);
+    let settings_used = crate::runtime::thread_settings(&config.runtime_settings());
     let size = match &settings.from {
         Some(from) => format!("{cases} images from {}", from.display()),
         None => format!("{cases} × {}×{}", settings.width, settings.height),

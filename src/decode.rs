@@ -22,6 +22,13 @@ pub enum DecodeError {
     Corrupt { format: ImageFormat, source: image::ImageError },
 }
 
+crate::error_types!(DecodeError {
+    Empty => "empty_file",
+    UnknownFormat => "unknown_format",
+    UnsupportedFormat => "unsupported_format",
+    Corrupt => "corrupt_image",
+});
+
 /// One decoded input.
 #[derive(Debug, Clone)]
 pub struct DecodedImage {

@@ -25,8 +25,8 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
     };
 
     check("project root", Ok(config.root.display().to_string()));
-    let library = runtime::locate(config).map_err(|e| e.to_string());
-    let loaded = library.and_then(|_| runtime::environment(config).map_err(|e| e.to_string()));
+    let library = runtime::locate(&config.runtime_settings()).map_err(|e| e.to_string());
+    let loaded = library.and_then(|_| runtime::environment(&config.runtime_settings()).map_err(|e| e.to_string()));
     check(
         "onnxruntime",
         loaded
@@ -37,7 +37,7 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
             .map_err(Clone::clone),
     );
 
-    check("threads", Ok(runtime::thread_settings(config)));
+    check("threads", Ok(runtime::thread_settings(&config.runtime_settings())));
 
     let pipeline_path =
         pipeline.map(Path::to_path_buf).unwrap_or_else(|| config.resolve(&config.paths.default_pipeline));
@@ -63,7 +63,7 @@ pub async fn doctor(config: &Config, pipeline: Option<&Path>) -> anyhow::Result<
     }
 
     if let (Ok(_), Ok(model)) = (&loaded, &model) {
-        let probes = runtime::probe_providers(config, model).map_err(|e| e.to_string());
+        let probes = runtime::probe_providers(&config.runtime_settings(), model).map_err(|e| e.to_string());
         match probes {
             Ok(probes) => {
                 for (name, result) in probes {
@@ -133,8 +133,8 @@ pub fn inspect_model(config: &Config, path: &Path) -> anyhow::Result<ExitCode> {
     println!("model:   {}", model.path.display());
     println!("sha256:  {} (matches the card)", model.sha256);
     println!("size:    {} bytes", model.bytes.len());
-    let (session, provider, _) = runtime::session(config, &model)?;
-    let (_, library) = runtime::environment(config)?;
+    let (session, provider, _) = runtime::session(&config.runtime_settings(), &model)?;
+    let (_, library) = runtime::environment(&config.runtime_settings())?;
     println!("runtime: ONNX Runtime {} on {provider}", runtime::version(library));
     for input in session.inputs() {
         println!("input:   {} {:?}", input.name(), input.dtype());

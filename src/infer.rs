@@ -21,6 +21,8 @@ pub enum InferError {
     OutputShape { name: String, shape: Vec<i64>, height: u32, width: u32 },
 }
 
+crate::error_types!(InferError { Run => "onnx_runtime", OutputShape => "output_shape" });
+
 /// One tensor to run, and whatever the caller needs back with its result.
 pub struct InferRequest<P> {
     pub tensor: Vec<f32>,
@@ -99,7 +101,7 @@ pub fn serve<P>(
     mut deliver: impl FnMut(InferResult<P>),
 ) {
     while let Ok(first) = requests.recv() {
-        crate::telemetry::queue_depth("infer", requests.len());
+        crate::telemetry::QueueDepth { queue: "infer", waiting: requests.len() }.emit();
         let mut batch = vec![first];
         let deadline = Instant::now() + batch_wait;
         while batch.len() < batch_size {
@@ -108,7 +110,7 @@ pub fn serve<P>(
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        crate::telemetry::batch_formed(batch.len());
+        crate::telemetry::BatchFormed { tiles: batch.len() }.emit();
         let started = Instant::now();
         let tensors: Vec<&[f32]> = batch.iter().map(|r| r.tensor.as_slice()).collect();
         let results = run_or_retry_alone(&mut inference, &tensors);

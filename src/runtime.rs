@@ -12,7 +12,6 @@ use ort::ep;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-use crate::config::Config;
 
 /// Where `scripts/setup.sh` puts the wheel's contents, relative to the project root.
 pub const PROJECT_LOCAL_DIR: &str = ".efen/onnxruntime";
@@ -127,6 +126,22 @@ pub enum RuntimeError {
     NoProvider { model: PathBuf, tried: String },
 }
 
+/// The `[runtime]` section with what it needs of the rest of the configuration: the project root
+/// its paths resolve against, and the CPU workers whose cores the intra-op threads leave free.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeSettings<'a> {
+    pub runtime: &'a RuntimeConfig,
+    pub root: &'a Path,
+    /// Blocking workers per CPU stage (`engine.workers`, resolved).
+    pub cpu_workers: usize,
+}
+
+impl RuntimeSettings<'_> {
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) }
+    }
+}
+
 /// The library file and which rule found it.
 #[derive(Debug, Clone)]
 pub struct Library {
@@ -135,7 +150,7 @@ pub struct Library {
 }
 
 /// Finds the library without loading it.
-pub fn locate(config: &Config) -> Result<Library, RuntimeError> {
+pub fn locate(config: &RuntimeSettings<'_>) -> Result<Library, RuntimeError> {
     let mut looked = Vec::new();
     if !config.runtime.onnxruntime_lib.is_empty() {
         let path = config.resolve(Path::new(&config.runtime.onnxruntime_lib));
@@ -172,7 +187,7 @@ fn existing(path: PathBuf, found_by: &'static str) -> Result<Library, RuntimeErr
 static ENVIRONMENT: OnceLock<(Environment, Library)> = OnceLock::new();
 
 /// Loads the library and creates the process's one environment (idempotent).
-pub fn environment(config: &Config) -> Result<&'static (Environment, Library), RuntimeError> {
+pub fn environment(config: &RuntimeSettings<'_>) -> Result<&'static (Environment, Library), RuntimeError> {
     if let Some(loaded) = ENVIRONMENT.get() {
         return Ok(loaded);
     }
@@ -197,7 +212,7 @@ pub fn version(library: &Library) -> String {
 
 /// Builds one session on the first provider in `config.runtime.providers` that loads. Returns the
 /// session, the provider's name and the failures of the ones before it.
-pub fn session(config: &Config, model: &crate::model::Model) -> Result<(Session, String, Vec<String>), RuntimeError> {
+pub fn session(config: &RuntimeSettings<'_>, model: &crate::model::Model) -> Result<(Session, String, Vec<String>), RuntimeError> {
     let (environment, _) = environment(config)?;
     let mut failures = Vec::new();
     for provider in &config.runtime.providers {
@@ -216,12 +231,12 @@ pub fn session(config: &Config, model: &crate::model::Model) -> Result<(Session,
 /// 512×512). With spinning off, ONNX Runtime's idle threads sleep, so a pool as large as the
 /// cores costs little while decode and emit run: on 2 cores, 2 intra-op threads ran `efen run`
 /// at 118-122 cases/s against 96-106 with 1 (200 gray 512×512 PNGs).
-pub fn intra_threads(config: &Config) -> usize {
+pub fn intra_threads(config: &RuntimeSettings<'_>) -> usize {
     if config.runtime.intra_threads > 0 {
         return config.runtime.intra_threads;
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    derived_intra_threads(cores, config.engine.workers(), config.runtime.sessions)
+    derived_intra_threads(cores, config.cpu_workers, config.runtime.sessions)
 }
 
 fn derived_intra_threads(cores: usize, workers: usize, sessions: usize) -> usize {
@@ -230,7 +245,7 @@ fn derived_intra_threads(cores: usize, workers: usize, sessions: usize) -> usize
 }
 
 /// The thread settings in words, for `efen bench` and `efen doctor`.
-pub fn thread_settings(config: &Config) -> String {
+pub fn thread_settings(config: &RuntimeSettings<'_>) -> String {
     let runtime = &config.runtime;
     let intra = intra_threads(config);
     let how = if runtime.intra_threads > 0 { "set" } else { "derived" };
@@ -239,13 +254,13 @@ pub fn thread_settings(config: &Config) -> String {
         runtime.inter_threads.max(1),
         if runtime.spinning { "on" } else { "off" },
         runtime.sessions,
-        config.engine.workers(),
+        config.cpu_workers,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     )
 }
 
 /// `ort`'s builder errors are not `Send`, so the whole build stays in one `ort::Result` function.
-fn build_session(environment: &Environment, config: &Config, provider: &str, bytes: &[u8]) -> ort::Result<Session> {
+fn build_session(environment: &Environment, config: &RuntimeSettings<'_>, provider: &str, bytes: &[u8]) -> ort::Result<Session> {
     let dispatch = match provider {
         "tensorrt" => tensorrt(config).build().error_on_failure(),
         "cuda" => cuda(&config.runtime.cuda).build().error_on_failure(),
@@ -277,7 +292,7 @@ fn cuda(options: &CudaOptions) -> ep::CUDA {
     cuda
 }
 
-fn tensorrt(config: &Config) -> ep::TensorRT {
+fn tensorrt(config: &RuntimeSettings<'_>) -> ep::TensorRT {
     let options = &config.runtime.tensorrt;
     let mut tensorrt = ep::TensorRT::default().with_device_id(options.device_id).with_fp16(options.fp16);
     if !options.engine_cache_dir.is_empty() {
@@ -296,7 +311,7 @@ fn tensorrt(config: &Config) -> ep::TensorRT {
 
 /// Which providers load for `model`, in config order, with the reason for each that does not.
 pub fn probe_providers(
-    config: &Config,
+    config: &RuntimeSettings<'_>,
     model: &crate::model::Model,
 ) -> Result<Vec<(String, Result<(), String>)>, RuntimeError> {
     let (environment, _) = environment(config)?;

@@ -209,7 +209,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => {
-            crate::report::run(&config, &args.request()).await?;
+            crate::report::run(&config.database_url(), &args.request()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { pipeline } => crate::doctor::doctor(&config, pipeline.as_deref()).await,

@@ -5,7 +5,7 @@
 use dicom_dictionary_std::uids;
 
 use super::error::DicomError;
-use super::pixels::ImageInfo;
+use super::image_info::ImageInfo;
 
 /// The decoder this module uses instead of dicom-rs's for this image, if any.
 pub(crate) fn own_codec(info: &ImageInfo) -> Option<&'static str> {

@@ -1,7 +1,5 @@
 //! The one error type of the DICOM module.
 
-use std::fmt::Write as _;
-
 /// Everything that can go wrong while reading a DICOM file, decoding a frame or writing a SEG.
 ///
 /// Variants are named for the action that failed and carry what a user needs to act on it.
@@ -57,6 +55,11 @@ pub enum DicomError {
     EmptyMask,
     #[error("not a DICOM Segmentation (SOP class {SEG})", SEG = super::SEGMENTATION_STORAGE)]
     NotSegmentation,
+    #[error(
+        "this is a DICOM Segmentation (a result or a ground truth), not an image to segment; \
+         as ground truth it must reference an image in the same run"
+    )]
+    SegmentationAsInput,
     #[error("the SEG has no frame derived from instance {sop_instance_uid}, frame {frame_number}")]
     NotReferenced { sop_instance_uid: String, frame_number: u32 },
     #[error("cannot write the SEG: {reason}")]
@@ -72,20 +75,28 @@ impl DicomError {
     }
 }
 
-/// An error and its sources on one line, `outer: inner: innermost`.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // snafu errors often repeat their source in their own message.
-        if !text.contains(&cause_text) {
-            let _ = write!(text, ": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
+crate::error_types!(DicomError {
+    Empty => "empty_file",
+    NotDicom => "not_dicom",
+    Truncated => "truncated",
+    ReadDataSet => "read_data_set",
+    MissingAttribute => "missing_attribute",
+    InvalidAttribute => "invalid_attribute",
+    NoPixelData => "no_pixel_data",
+    UnsupportedTransferSyntax => "unsupported_transfer_syntax",
+    PixelDataSize => "pixel_data_size",
+    UnsupportedPixelFormat => "unsupported_pixel_format",
+    FrameOutOfRange => "frame_out_of_range",
+    DecodeFrame => "decode_frame",
+    InvalidWindow => "invalid_window",
+    MaskSize => "mask_size",
+    EmptyMask => "empty_mask",
+    NotSegmentation => "not_segmentation",
+    SegmentationAsInput => "segmentation_as_input",
+    NotReferenced => "not_referenced",
+    WriteSeg => "write_seg",
+    Panicked => "panicked",
+});
 
 /// Runs `f`, turning a panic inside dicom-rs into [`DicomError::Panicked`].
 pub(crate) fn guard<T>(action: &'static str, f: impl FnOnce() -> T) -> Result<T, DicomError> {

@@ -20,6 +20,8 @@ mod config;
 mod error;
 mod geometry;
 mod identity;
+mod image_info;
+mod input;
 mod lengths;
 mod pixels;
 mod read;
@@ -31,6 +33,7 @@ pub use config::{DicomConfig, PatientIdConfig, Unit};
 pub use error::DicomError;
 pub use geometry::{SliceHeader, SlicePlane, Stack, nifti_affine, stacks};
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
+pub use input::DicomInput;
 pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
 pub(crate) use seg::derived_uid;
@@ -41,7 +44,7 @@ pub use window::WindowSetting;
 use dicom_object::DefaultDicomObject;
 
 use identity::PatientIdPolicy;
-use pixels::ImageInfo;
+use image_info::ImageInfo;
 use read::Framing;
 
 /// efen's implementation class UID and version name, for the file meta group of every object it

@@ -15,7 +15,8 @@ use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
 use super::DicomFile;
-use super::error::{DicomError, chain};
+use super::error::DicomError;
+use crate::error::chain;
 use super::read::{string, strings as strings_of};
 use crate::postprocess::{PackedMask, concat_bits};
 

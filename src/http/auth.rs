@@ -135,8 +135,8 @@ pub(super) async fn guard(State(service): State<Arc<Service>>, request: Request,
     let client = client.unwrap_or_else(|| "unknown".into());
     let path = clipped(request.uri().path());
     let method = request.method().to_string();
-    tracing::warn!(%client, %method, %path, reason = refusal.as_str(), "HTTP request refused: no valid bearer token");
-    crate::telemetry::unauthorized(refusal.as_str());
+    crate::telemetry::RequestUnauthorized { client: &client, method: &method, path: &path, reason: refusal.as_str() }
+        .emit();
     audit(&service, format!("{method} {path} from {client}: {} bearer token", refusal.as_str()));
     refused(refusal)
 }

@@ -27,7 +27,7 @@ use super::error::ApiError;
 use super::inbox::{self, Inbox, PublishError, ReceiveError, Received};
 use crate::ingest::AdmissionConfig;
 use crate::store::{CaseStatus, Store};
-use crate::telemetry::{self, Upload};
+use crate::telemetry::{Upload, UploadAnswered};
 
 /// The files of a case folder that `GET /v1/cases/{id}/{file}` serves, with their media types.
 pub const FILES: [(&str, &str); 6] = [
@@ -182,7 +182,7 @@ pub(super) async fn submit(
         Ok(_) => Upload::Accepted,
         Err((result, _)) => *result,
     };
-    telemetry::upload(result);
+    UploadAnswered { result }.emit();
     match answer {
         Ok(body) => (StatusCode::ACCEPTED, Json(body)).into_response(),
         Err((_, error)) => error.into_response(),

@@ -25,6 +25,7 @@ use dicom_dictionary_std::tags;
 use super::Service;
 use super::error::ApiError;
 use crate::node::NodeConfig;
+use crate::telemetry::InstanceReceived;
 use crate::node::scp::{IMAGE_STORAGE, refusal_status};
 use crate::node::spool::{PartFile, Spool, is_plain_uid};
 use response::{Reference, reason};
@@ -133,9 +134,11 @@ async fn receive(stow: &Stow, study: Option<String>, headers: &HeaderMap, body: 
 
     let (mut stored, mut failed, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
     for (index, Settled { reference, outcome }) in settled.into_iter().enumerate() {
-        crate::telemetry::instance_received(outcome.is_ok());
         match outcome {
-            Ok(()) => stored.push(reference),
+            Ok(()) => {
+                InstanceReceived { from: "STOW-RS", refused: None }.emit();
+                stored.push(reference)
+            }
             Err((code, why)) => {
                 let instance = if reference.sop_instance.is_empty() {
                     String::new()
@@ -143,7 +146,7 @@ async fn receive(stow: &Stow, study: Option<String>, headers: &HeaderMap, body: 
                     format!(" ({})", reference.sop_instance)
                 };
                 let text = format!("part {}{instance} refused with {code:04X}: {why}", index + 1);
-                tracing::warn!("STOW-RS: {text}");
+                InstanceReceived { from: "STOW-RS", refused: Some((code, &text)) }.emit();
                 warnings.push(response::warning(&text));
                 failed.push((reference, code));
             }

@@ -234,11 +234,11 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     // The gauge is as fresh as the scrape: a store that went away between cases shows at once.
     if let Some(store) = service.readiness.store() {
         let up = matches!(tokio::time::timeout(STORE_PROBE, store.ping()).await, Ok(Ok(())));
-        crate::telemetry::store_up(up);
+        crate::telemetry::StoreAnswered { up }.emit();
     }
     let inbox = service.cases.inbox.clone();
     if let Ok(Ok(queued)) = tokio::task::spawn_blocking(move || inbox.queued(usize::MAX)).await {
-        crate::telemetry::inbox_queued(queued);
+        crate::telemetry::InboxQueued { files: queued }.emit();
     }
     let body = service.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()

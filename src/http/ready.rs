@@ -59,7 +59,7 @@ impl Readiness {
             None => problems.push(Problem { check: "model", problem: "the model is still loading".into() }),
             Some(store) => {
                 let answer = tokio::time::timeout(STORE_TIMEOUT, store.ping()).await;
-                crate::telemetry::store_up(matches!(answer, Ok(Ok(()))));
+                crate::telemetry::StoreAnswered { up: matches!(answer, Ok(Ok(()))) }.emit();
                 match answer {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => problems.push(Problem { check: "store", problem: e.to_string() }),

@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::mpsc;
 
 use super::{Candidate, GroundTruthPattern};
-use crate::case::{CaseMeta, DicomInput, Failure, Frame, Message, Outcome, Stage};
+use crate::case::{CaseMeta, Failure, Frame, Message, Outcome, Stage};
+use crate::dicom::DicomInput;
 use crate::ingest;
-use crate::series::{Gatherer, Instance};
+use super::gather::{Gatherer, Instance};
 
 mod series;
 
@@ -120,7 +121,7 @@ impl Admission {
                         }
                         Ok(Some(Arc::new(DicomInput { decoder: file.decoder_name(), identity, file })))
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 },
                 _ => Ok(None),
             };
@@ -155,7 +156,7 @@ impl Admission {
                     started,
                 };
                 let job = match unreadable {
-                    Some(message) => Err(Failure { stage: Stage::Decode, message }),
+                    Some(error) => Err(Failure::new(Stage::Decode, error)),
                     None => Ok(job.bytes),
                 };
                 (meta, job)
@@ -175,7 +176,7 @@ impl Admission {
                     series: None,
                     started,
                 };
-                (meta, Err(Failure { stage: Stage::Ingest, message: error.to_string() }))
+                (meta, Err(Failure::new(Stage::Ingest, error)))
             }
         };
         // An instance of a series waits for the rest of it (see flush_series).
@@ -254,7 +255,7 @@ impl Admission {
                 let _ = self.outlet.jobs.send((meta, bytes)).await;
             }
             Err(failure) => {
-                let outcome = Outcome::failed(meta, failure.stage, failure.message);
+                let outcome = Outcome::failed(meta, failure);
                 let _ = self.outlet.ended.send(Message::Outcome(Box::new(outcome))).await;
             }
         }

@@ -8,6 +8,7 @@
 
 pub mod admit;
 pub mod disposition;
+pub mod gather;
 pub mod ground_truth;
 pub mod seg_index;
 pub mod watch;
@@ -70,6 +71,25 @@ pub enum IngestError {
     Read(String),
     #[error("file is {size} bytes, over the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
+}
+
+impl crate::error::CaseError for IngestError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            IngestError::SymlinkOutside { .. } => "symlink_outside",
+            IngestError::Read(_) => "read_input",
+            IngestError::TooLarge { .. } => "too_large",
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            // The target is the case's own path; the drop folder is the same for every file.
+            IngestError::SymlinkOutside { root, .. } => format!("symlink to a file outside the drop folder {root} refused"),
+            IngestError::TooLarge { limit, .. } => format!("file over the limit of {limit} bytes"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Whether a file name says "not ready" or "not for us": hidden, or a partial download.

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod overlay;
 pub mod scp;
 pub mod send;
+mod sent;
 pub mod series;
 pub mod spool;
 pub mod stow;
@@ -24,7 +25,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 pub use series::SelectConfig;
 
 /// The service's `[node]` section: efen as a DICOM node (`efen watch` with `listen` set): Storage SCP, series, outbox.
@@ -58,17 +58,17 @@ pub struct NodeConfig {
 /// Starts what `efen watch` needs of the node: with `spool` (the receive spool, shared with STOW-RS)
 /// the series collector, and the Storage SCP when `[node] listen` is set; the outbox when there are
 /// destinations. They stop when `shutdown` is cancelled. `drop_dir` is the watched drop folder,
-/// `rules` the pipeline's `[select]` section, `store` the engine's store (whose pool the node shares).
+/// `state` the state folder (series the rules ignore go to its `ignored/`), `rules` the
+/// pipeline's `[select]` section, `store` the engine's store (whose pool the node shares).
 pub async fn start(
-    config: &Config,
+    node: &NodeConfig,
+    state: &Path,
     store: &crate::store::Store,
     drop_dir: &Path,
     rules: SelectConfig,
     spool: Option<spool::Spool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
-    let node = &config.node;
-    let state = config.state_dir();
     let mut tasks = JoinSet::new();
     if let Some(spool) = spool {
         if node.enabled() {

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::dimse::{self, Command, status};
+use crate::telemetry::{AssociationAccepted, InstanceReceived};
 use super::spool::{PartFile, Spool, SpoolError, is_plain_uid};
 
 /// Image storage SOP classes whose pixel data the decode stage reads.
@@ -152,11 +153,10 @@ async fn association(socket: TcpStream, options: &Options, spool: &Spool) -> any
             return Ok(());
         }
     };
-    crate::telemetry::association_accepted();
     let caller = dicom_ul::association::Association::peer_ae_title(&association).trim().to_string();
     let contexts: HashMap<u8, String> =
         association.presentation_contexts().iter().map(|pc| (pc.id, pc.transfer_syntax.clone())).collect();
-    tracing::debug!(calling_ae = %caller, contexts = contexts.len(), "association accepted");
+    AssociationAccepted { calling_ae: &caller, contexts: contexts.len() }.emit();
     let started = Instant::now();
     let (mut stored, mut refused, mut bytes) = (0u64, 0u64, 0u64);
     let mut command_bytes = Vec::new();
@@ -222,21 +222,23 @@ async fn association(socket: TcpStream, options: &Options, spool: &Spool) -> any
                         Some(Receiving::Instance { request, part, context }) => {
                             let spool = spool.clone();
                             match tokio::task::spawn_blocking(move || part.commit(&spool)).await? {
-                                Ok(_) => (request, context, status::SUCCESS),
+                                Ok(_) => {
+                                    InstanceReceived { from: &caller, refused: None }.emit();
+                                    (request, context, status::SUCCESS)
+                                }
                                 Err(e) => {
                                     let code = refusal_status(&e);
-                                    tracing::warn!(calling_ae = %caller, status = %format!("{code:04X}"), "instance refused: {e}");
+                                    InstanceReceived { from: &caller, refused: Some((code, &e)) }.emit();
                                     (request, context, code)
                                 }
                             }
                         }
                         Some(Receiving::Refused { request, status, context, why }) => {
-                            tracing::warn!(calling_ae = %caller, status = %format!("{status:04X}"), "instance refused: {why}");
+                            InstanceReceived { from: &caller, refused: Some((status, &why)) }.emit();
                             (request, context, status)
                         }
                         None => anyhow::bail!("data set without a C-STORE request"),
                     };
-                    crate::telemetry::instance_received(code == status::SUCCESS);
                     if code == status::SUCCESS {
                         stored += 1;
                     } else {

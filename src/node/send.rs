@@ -11,6 +11,7 @@ use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 
 use super::dimse::{self, Command};
+pub use super::sent::{SendError, Sent};
 use super::scp::UNCOMPRESSED;
 
 /// Where results go: a C-STORE peer (`AE@host:port`) or a DICOMweb server
@@ -79,28 +80,6 @@ impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error("cannot read {}: {reason}", path.display())]
-    File { path: std::path::PathBuf, reason: String },
-    #[error("association with {destination} failed: {reason}")]
-    Association { destination: String, reason: String },
-    #[error("{destination} accepted no presentation context for SOP class {sop_class}")]
-    NoContext { destination: String, sop_class: String },
-    #[error("{destination} did not answer within {seconds} s")]
-    Timeout { destination: String, seconds: u64 },
-    #[error("STOW-RS to {destination} failed: {reason}")]
-    Http { destination: String, reason: String },
-}
-
-/// What went out: the SOP Instance UID and the peer's C-STORE status.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub sop_instance_uid: String,
-    pub status: u16,
-    pub error_comment: Option<String>,
 }
 
 /// Sends `file` to `destination`: C-STORE as `calling_ae`, or STOW-RS through `http`; the whole

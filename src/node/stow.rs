@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use super::send::{SendError, Sent};
+use super::sent::{SendError, Sent};
 
 /// The prefix that makes a destination a DICOMweb server: `dicomweb:http://host:port/dicom-web`.
 pub const SCHEME: &str = "dicomweb:";
@@ -132,7 +132,7 @@ pub async fn store(file: &Path, http: &reqwest::Client, target: &StowTarget, nam
     if let Some((user, password)) = &target.basic_auth {
         request = request.basic_auth(user, password.as_ref());
     }
-    let response = request.send().await.map_err(|e| failed(error_chain(&e)))?;
+    let response = request.send().await.map_err(|e| failed(crate::error::chain(&e)))?;
     let status = response.status();
     let warning = response
         .headers()
@@ -140,7 +140,7 @@ pub async fn store(file: &Path, http: &reqwest::Client, target: &StowTarget, nam
         .iter()
         .filter_map(|v| v.to_str().ok())
         .fold(String::new(), |all, w| if all.is_empty() { w.to_string() } else { format!("{all}; {w}") });
-    let text = response.text().await.map_err(|e| failed(error_chain(&e)))?;
+    let text = response.text().await.map_err(|e| failed(crate::error::chain(&e)))?;
     let answer = serde_json::from_str::<Value>(&text).ok();
     let code = answer.as_ref().and_then(|a| status_of(a, &sop_instance));
     let code = match code {
@@ -173,17 +173,6 @@ fn status_of(answer: &Value, sop_instance: &str) -> Option<u16> {
     // One instance was sent: a lone failed item is about it even when the peer left out its UID.
     let item = failed.iter().find(|&item| names(item)).or(if failed.len() == 1 { failed.first() } else { None })?;
     Some(code(item, FAILURE_REASON).unwrap_or(super::dimse::status::PROCESSING_FAILURE))
-}
-
-/// An error with its causes, which is where reqwest says what went wrong (refused, TLS, DNS).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

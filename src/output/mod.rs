@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use image::{GrayImage, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Frame, Timings};
+use crate::case::{Frame, OutputPaths, Timings};
 use crate::metrics::{Confusion, Scores};
 
 use crate::postprocess::Probabilities;
@@ -48,16 +48,28 @@ pub enum EmitError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot encode {}: {source}", path.display())]
     Encode { path: PathBuf, source: image::ImageError },
+    #[error("cannot write the DICOM SEG: {source}")]
+    Seg { source: crate::dicom::DicomError },
 }
 
-/// The files written for one case.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct OutputPaths {
-    pub mask: Option<PathBuf>,
-    pub overlay: Option<PathBuf>,
-    pub probabilities: Option<PathBuf>,
-    pub seg: Option<PathBuf>,
-    pub result: Option<PathBuf>,
+impl crate::error::CaseError for EmitError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            EmitError::Write { .. } => "write_output",
+            EmitError::Encode { .. } => "encode_output",
+            EmitError::Seg { source } => crate::error::CaseError::error_type(source),
+        }
+    }
+
+    /// Without the case's folder: the file's name says which output it was.
+    fn reason(&self) -> String {
+        let name = |path: &Path| path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        match self {
+            EmitError::Write { path, source } => format!("cannot write {}: {source}", name(path)),
+            EmitError::Encode { path, source } => format!("cannot encode {}: {source}", name(path)),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// `result.json`: one case as its folder describes it.
@@ -121,6 +133,8 @@ pub struct FailedSlice {
     pub sop_instance_uid: Option<String>,
     pub frame: u32,
     pub stage: crate::case::Stage,
+    /// The failure's type (the stage error's variant) and its whole message.
+    pub error_type: &'static str,
     pub reason: String,
 }
 

@@ -8,7 +8,9 @@
 //! Every channel is bounded. The graph is built back to front and drains front to back: when
 //! ingest drops its senders, each stage finishes what it holds and closes its own output.
 
+pub mod assembly;
 pub mod definition;
+mod errors;
 mod record;
 pub mod run;
 pub mod run_report;
@@ -16,6 +18,7 @@ mod series;
 pub mod stage_cpu;
 pub mod stages;
 pub mod watch;
+pub mod work;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,8 +29,10 @@ use tokio::task::JoinSet;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::case::{CaseMeta, Message, TileJob};
+use crate::case::{CaseMeta, Message};
+use work::TileJob;
 use crate::config::Config;
+pub use crate::config::EngineConfig;
 use crate::infer::{self, InferRequest, Inference};
 use crate::ingest::disposition::Transfer;
 use crate::ingest::{Admission, AdmissionConfig, Outlet};
@@ -38,40 +43,6 @@ pub use run::{run, run_once};
 pub use run_report::{CaseObserver, Row, RunReport, Status};
 use stages::StageContext;
 pub use watch::watch;
-
-/// The service's `[engine]` section: batches, workers and queues of the stage graph.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineConfig {
-    /// Most tiles in one inference call.
-    pub batch_size: usize,
-    /// Longest wait for a partial batch to fill, in milliseconds.
-    pub batch_wait_ms: u64,
-    /// Blocking workers for the CPU stages; 0 means one per core.
-    pub workers: usize,
-    /// Capacity of each channel between stages.
-    pub queue: usize,
-    /// Larger inputs are refused (failed at ingest), in MiB.
-    pub max_file_mb: u64,
-}
-
-impl EngineConfig {
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.batch_size == 0 {
-            problems.push("engine.batch_size must be at least 1".to_string());
-        }
-        if self.queue == 0 {
-            problems.push("engine.queue must be at least 1".to_string());
-        }
-        problems
-    }
-
-    /// Blocking workers per CPU stage.
-    pub fn workers(&self) -> usize {
-        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) }
-    }
-}
 
 /// Why a command could not start (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +89,7 @@ impl Engine {
         for _ in 0..config.runtime.sessions {
             let (session_config, session_model) = (config.clone(), model.clone());
             let (session, used, skipped) =
-                tokio::task::spawn_blocking(move || crate::runtime::session(&session_config, &session_model))
+                tokio::task::spawn_blocking(move || crate::runtime::session(&session_config.runtime_settings(), &session_model))
                     .await
                     .expect("session construction does not panic")?;
             if sessions.is_empty() {
@@ -319,7 +290,7 @@ async fn prepare_stage(
     let slots = Arc::new(Semaphore::new(workers));
     let mut running = JoinSet::new();
     while let Some((meta, bytes)) = jobs.recv().await {
-        crate::telemetry::queue_depth("prepare", jobs.len());
+        crate::telemetry::QueueDepth { queue: "prepare", waiting: jobs.len() }.emit();
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, tensors, outcomes, ledger) = (context.clone(), tensors.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
@@ -360,11 +331,16 @@ async fn finish_stage(
     let slots = Arc::new(Semaphore::new(workers));
     let mut running = JoinSet::new();
     while let Some(result) = maps.recv().await {
-        crate::telemetry::queue_depth("postprocess", maps.len());
+        crate::telemetry::QueueDepth { queue: "postprocess", waiting: maps.len() }.emit();
         let slot = slots.clone().acquire_owned().await.expect("semaphore is never closed");
         let (context, outcomes, ledger) = (context.clone(), outcomes.clone(), ledger.clone());
         running.spawn_blocking(move || {
-            if let Some(outcome) = stages::add_tile(&context, result.payload, result.output, result.elapsed) {
+            let outcome = match stages::add_tile(&context, result.payload, result.output, result.elapsed) {
+                None => None,
+                Some(stages::Ended::Case(outcome)) => Some(*outcome),
+                Some(stages::Ended::Series { series, done }) => Some(series::finish(&context, &series, done)),
+            };
+            if let Some(outcome) = outcome {
                 if outcome.result.is_ok() {
                     ledger.mark(&outcome.meta.case_id, LedgerState::Written);
                 }

@@ -8,10 +8,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::run_report::{CaseObserver, Row, RunReport};
-use crate::case::{CaseMeta, DicomInput, Message, Origin, Outcome, SeriesSummary, Succeeded};
+use crate::case::{CaseMeta, Message, Origin, Outcome, SeriesCase, SeriesSummary, Succeeded};
+use crate::dicom::DicomInput;
+use crate::error::CaseError;
 use crate::ingest::disposition::{self, Transfer};
-use crate::series::SeriesCase;
-use crate::store::{CaseRecord, DicomRecord, NewSend, SeriesRecord, SliceRecord, Store};
+use crate::store::{CaseRecord, DicomRecord, NewSend, SeriesRecord, SliceRecord, Store, StoreError};
 
 pub struct Recorder {
     pub store: Store,
@@ -36,19 +37,20 @@ impl Recorder {
         // the last of them is recorded.
         let mut held: HashMap<PathBuf, (u32, Option<(String, String)>)> = HashMap::new();
         while let Some(message) = messages.recv().await {
-            crate::telemetry::queue_depth("record", messages.len());
+            crate::telemetry::QueueDepth { queue: "record", waiting: messages.len() }.emit();
             let (row, meta, failure) = match message {
                 Message::Duplicate { meta, of, recorded } => (Row::duplicate(&meta, &of, recorded), meta, None),
                 Message::Outcome(outcome) => match self.record(&outcome).await {
-                    Some(row) => {
+                    Ok(row) => {
                         let failure =
-                            outcome.result.as_ref().err().map(|f| (f.stage.as_str().to_string(), f.message.clone()));
+                            outcome.result.as_ref().err().map(|f| (f.stage.as_str().to_string(), f.message()));
                         (row, outcome.meta, failure)
                     }
                     // Not recorded (the store gave up): the input stays claimed for the next start.
-                    None => {
+                    Err(e) => {
                         let mut row = Row::from_outcome(&outcome);
-                        row.fail_at_record("the store is unavailable; the case will be redone".into());
+                        let message = format!("{}; the case will be redone", crate::error::chain(&e));
+                        row.fail_at_record(e.error_type(), message);
                         self.observer.case_ended(&row);
                         report.push(row);
                         continue;
@@ -80,15 +82,15 @@ impl Recorder {
         report
     }
 
-    /// Writes the outcome to the store, retrying while it is away. None if it gave up.
-    async fn record(&self, outcome: &Outcome) -> Option<Row> {
+    /// Writes the outcome to the store, retrying while it is away; the store's error if it gave up.
+    async fn record(&self, outcome: &Outcome) -> Result<Row, StoreError> {
         let record = to_record(outcome, &self.run_id, &self.sends);
         let written = self.store.retrying("recording a result", &self.give_up, || self.store.record(&record)).await;
         match written {
-            Ok(_) => Some(Row::from_outcome(outcome)),
+            Ok(_) => Ok(Row::from_outcome(outcome)),
             Err(e) => {
                 tracing::error!(case = %outcome.meta.case_id, "cannot record the result: {e}");
-                None
+                Err(e)
             }
         }
     }
@@ -212,30 +214,12 @@ fn to_record(outcome: &Outcome, run_id: &str, sends: &[(String, &'static str)]) 
         Err(failure) => {
             record.status = "failed".into();
             record.error_stage = Some(failure.stage.as_str().into());
-            record.error_message = Some(failure.message.clone());
-            record.error_reason = Some(reason_without_paths(&failure.message, &outcome.meta));
+            record.error_type = Some(failure.error_type().into());
+            record.error_message = Some(failure.message());
+            record.error_reason = Some(failure.reason());
         }
     }
     record
-}
-
-/// The failure's message with the case's own paths replaced by what they are, so that the same
-/// failure of many files reads (and groups) as one reason.
-fn reason_without_paths(message: &str, meta: &CaseMeta) -> String {
-    let mut reason = message.to_string();
-    let mut paths =
-        vec![(meta.original.display().to_string(), "<input>"), (meta.current.display().to_string(), "<input>")];
-    if let Some(truth) = &meta.ground_truth {
-        paths.push((truth.display().to_string(), "<ground truth>"));
-    }
-    // Longest first, so that a path is never cut by a shorter one inside it.
-    paths.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-    for (path, name) in paths {
-        if !path.is_empty() {
-            reason = reason.replace(&path, name);
-        }
-    }
-    reason
 }
 
 /// A send of `object` to `destination`, or a skipped one when its file was not written.
@@ -299,7 +283,7 @@ fn series_record(case: &SeriesCase, summary: &SeriesSummary) -> SeriesRecord {
                 fp: outcome.confusion.map(|c| c.fp as i64),
                 fn_: outcome.confusion.map(|c| c.fn_ as i64),
                 tn: outcome.confusion.map(|c| c.tn as i64),
-                error: outcome.error.as_ref().map(|(stage, message)| format!("{}: {message}", stage.as_str())),
+                error: outcome.error.as_ref().map(|f| format!("{}: {}", f.stage.as_str(), f.message())),
             }
         })
         .collect();

@@ -1,8 +1,12 @@
 //! What a run knows of its cases as they end: one [`Row`] per case, gathered in the [`RunReport`],
-//! and each handed to a [`CaseObserver`] as it ends. Drawing them is the face's business.
+//! and each handed to a [`CaseObserver`] as it ends ([`Observed`] also counts it in the metrics).
+//! Drawing them is the face's business.
 
-use crate::case::{CaseMeta, Outcome, Timings};
+use std::sync::Arc;
+
+use crate::case::{CaseMeta, Outcome, SeriesCase, SeriesSummary, Timings};
 use crate::metrics::{Confusion, Scores};
+use crate::telemetry::{CaseEnded, CaseStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -17,8 +21,9 @@ pub struct Row {
     pub case_id: String,
     pub file: String,
     pub status: Status,
-    /// The stage a failed case failed in.
+    /// The stage a failed case failed in, and the stage error's type.
     pub stage: Option<&'static str>,
+    pub error_type: Option<&'static str>,
     pub detail: String,
     pub scores: Option<Scores>,
     pub counts: Option<Confusion>,
@@ -41,13 +46,14 @@ impl Row {
                 }
                 (Status::Succeeded, detail, done.evaluation)
             }
-            Err(f) => (Status::Failed, format!("{}: {}", f.stage.as_str(), f.message), None),
+            Err(f) => (Status::Failed, format!("{}: {}", f.stage.as_str(), f.message()), None),
         };
         Row {
             case_id: outcome.meta.case_id.clone(),
             file: outcome.meta.source_path(),
             status,
             stage: outcome.result.as_ref().err().map(|f| f.stage.as_str()),
+            error_type: outcome.result.as_ref().err().map(|f| f.error_type()),
             detail,
             scores: evaluation.map(|e| e.scores),
             counts: evaluation.map(|e| e.counts),
@@ -67,6 +73,7 @@ impl Row {
             file: meta.source_path(),
             status: Status::Duplicate,
             stage: None,
+            error_type: None,
             detail,
             scores: None,
             counts: None,
@@ -75,10 +82,35 @@ impl Row {
         }
     }
 
-    pub fn fail_at_record(&mut self, message: String) {
+    /// The store could not take the case's result (`error_type` is the store error's).
+    pub fn fail_at_record(&mut self, error_type: &'static str, message: String) {
         self.status = Status::Failed;
         self.stage = Some("record");
+        self.error_type = Some(error_type);
         self.detail = format!("record: {message}");
+    }
+
+    /// The case as the metrics count it.
+    pub fn ended(&self) -> CaseEnded {
+        let status = match self.status {
+            Status::Succeeded => CaseStatus::Succeeded,
+            Status::Duplicate => CaseStatus::Duplicate,
+            Status::Failed => CaseStatus::Failed {
+                stage: self.stage.unwrap_or("unknown"),
+                error_type: self.error_type.unwrap_or("unknown"),
+            },
+        };
+        let stage_ms = self.timings.map_or_else(Vec::new, |t| {
+            vec![
+                ("decode", t.decode_ms),
+                ("preprocess", t.preprocess_ms),
+                ("infer", t.infer_ms),
+                ("postprocess", t.postprocess_ms),
+                ("evaluate", t.evaluate_ms),
+                ("emit", t.emit_ms),
+            ]
+        });
+        CaseEnded { status, latency_ms: self.latency_ms, stage_ms }
     }
 
     /// The one line printed when the case ends.
@@ -135,6 +167,25 @@ pub trait CaseObserver: Send + Sync {
     fn finished(&self) {}
 }
 
+/// A [`CaseObserver`] that counts each case in the metrics and passes it on to the face's
+/// observer, so the record stage reports to both through the one observer it knows.
+pub struct Observed(pub Arc<dyn CaseObserver>);
+
+impl CaseObserver for Observed {
+    fn inputs_found(&self, n: u64) {
+        self.0.inputs_found(n);
+    }
+
+    fn case_ended(&self, row: &Row) {
+        row.ended().emit();
+        self.0.case_ended(row);
+    }
+
+    fn finished(&self) {
+        self.0.finished();
+    }
+}
+
 /// Tells nobody.
 pub struct Quiet;
 
@@ -143,7 +194,7 @@ impl CaseObserver for Quiet {
 }
 
 /// "24 slices, 14.09 mL", with the slices left out and the geometry warnings, before `rest`.
-fn series_detail(case: &crate::series::SeriesCase, summary: &crate::case::SeriesSummary, rest: String) -> String {
+fn series_detail(case: &SeriesCase, summary: &SeriesSummary, rest: String) -> String {
     let mut parts = vec![format!("{} slices", case.slices.len())];
     if let Some(ml) = summary.volume_ml {
         parts.push(format!("{ml:.2} mL"));
@@ -157,4 +208,42 @@ fn series_detail(case: &crate::series::SeriesCase, summary: &crate::case::Series
         parts.push(rest);
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Seen(Mutex<Vec<String>>);
+
+    impl CaseObserver for Seen {
+        fn case_ended(&self, row: &Row) {
+            self.0.lock().unwrap().push(row.file.clone());
+        }
+    }
+
+    #[test]
+    fn an_observed_case_is_counted_by_status_stage_and_error_type_and_passed_on() {
+        let handle = crate::telemetry::install().unwrap();
+        let seen = Arc::new(Seen(Mutex::new(Vec::new())));
+        let observed = Observed(seen.clone());
+        let row = Row {
+            case_id: "c1".into(),
+            file: "bad.png".into(),
+            status: Status::Failed,
+            stage: Some("infer"),
+            error_type: Some("output_shape"),
+            detail: "infer: model output has shape [1]".into(),
+            scores: None,
+            counts: None,
+            latency_ms: 12.0,
+            timings: Some(Timings { decode_ms: 3.0, ..Default::default() }),
+        };
+        observed.case_ended(&row);
+        assert_eq!(*seen.0.lock().unwrap(), ["bad.png"]);
+        let text = handle.render();
+        let failed = "efen_cases_total{status=\"failed\",stage=\"infer\",error_type=\"output_shape\"} 1";
+        assert!(text.contains(failed), "{text}");
+    }
 }

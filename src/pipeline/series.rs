@@ -1,21 +1,27 @@
 //! The blocking work of a series case: decode its slices one at a time into the tile queue
-//! ([`prepare`]: only the slices in flight are in memory), take each slice's mask into the volume
-//! ([`slice_done`]), and once the last one is in, evaluate in 3D and write one multi-frame SEG, one
-//! `mask.nii.gz`, the montage and `result.json` ([`finish`]).
+//! ([`prepare`]: only the slices in flight are in memory); each slice's mask goes into the volume
+//! as its last tile comes back ([`super::assembly`]), and once the last slice is in, [`finish`]
+//! evaluates in 3D and writes one multi-frame SEG, one `mask.nii.gz`, the montage and
+//! `result.json`.
 
 use std::path::Path;
 use std::time::Instant;
 
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 
+use super::assembly::{Assembled, SeriesWork};
+use super::errors::{SeriesError, SliceError};
 use super::stage_cpu::{CpuStage, Meter};
 use super::stages::{self, SegOutcome, StageContext, ms, save_seg};
-use crate::case::{CaseMeta, Evaluation, Failure, Outcome, SeriesSummary, SliceOf, Stage, Succeeded, TileJob, Timings};
+use super::work::{SliceOf, TileJob};
+use crate::case::{
+    CaseMeta, Evaluation, Failure, OutputPaths, Outcome, SeriesCase, SeriesSlice, SeriesSummary, Stage, Succeeded,
+    Timings,
+};
 use crate::dicom::{DicomFile, SegSlice};
-use crate::output::{self, EmitTimes, OutputPaths};
+use crate::error::CaseError;
+use crate::output::{self, EmitError, EmitTimes};
 use crate::postprocess::PackedMask;
-use crate::series::assembly::Assembled;
-use crate::series::{SeriesCase, SeriesSlice, SeriesWork};
 
 /// Voxel indices as millimetres when a series has no usable geometry.
 const UNIT_AFFINE: [[f64; 4]; 3] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
@@ -44,9 +50,9 @@ pub fn prepare(
                 let work = stages::plan_work(ctx, series.meta.clone(), rgb, kind, ms(started.elapsed()), Some(of));
                 stages::cut_tiles(ctx, &work, &mut send);
             }
-            Err(message) => {
+            Err(e) => {
                 let timings = Timings { decode_ms: ms(started.elapsed()), ..Default::default() };
-                if let Some(done) = series.slice_failed(index, Stage::Decode, message, timings) {
+                if let Some(done) = series.slice_failed(index, Failure::new(Stage::Decode, e), timings) {
                     ended(finish(ctx, &series, done));
                 }
             }
@@ -60,44 +66,21 @@ fn decode(
     case: &SeriesCase,
     slice: &SeriesSlice,
     open: &mut Option<(usize, DicomFile)>,
-) -> Result<(RgbImage, String), String> {
+) -> Result<(RgbImage, String), SliceError> {
     let file = &case.files[slice.file];
-    let name = file.original.display();
+    let path = || file.original.clone();
     if open.as_ref().is_none_or(|(k, _)| *k != slice.file) {
         *open = None;
-        let bytes = std::fs::read(&file.current).map_err(|e| format!("{name}: cannot read: {e}"))?;
-        *open = Some((slice.file, crate::dicom::open(&bytes).map_err(|e| format!("{name}: {e}"))?));
+        let bytes = std::fs::read(&file.current).map_err(|source| SliceError::ReadInstance { path: path(), source })?;
+        let parsed = crate::dicom::open(&bytes).map_err(|source| SliceError::OpenInstance { path: path(), source })?;
+        *open = Some((slice.file, parsed));
     }
     let (_, parsed) = open.as_ref().expect("opened above");
-    let rgb = parsed.frame_rgb(slice.frame, &ctx.dicom.window).map_err(|e| match parsed.frame_count() {
-        1 => format!("{name}: {e}"),
-        _ => format!("{name} frame {}: {e}", slice.frame + 1),
-    })?;
+    let frame = (parsed.frame_count() > 1).then_some(slice.frame + 1);
+    let rgb = parsed
+        .frame_rgb(slice.frame, &ctx.dicom.window)
+        .map_err(|source| SliceError::DecodeSlice { path: path(), frame, source })?;
     Ok((rgb, format!("dicom/{}", file.input.decoder)))
-}
-
-/// A slice's mask is whole. Returns the finished case when it was the last slice.
-pub fn slice_done(
-    ctx: &StageContext,
-    work: &crate::case::CaseWork,
-    slice: &SliceOf,
-    mask: &GrayImage,
-    timings: Timings,
-) -> Option<Outcome> {
-    let done = slice.series.slice_done(slice.index, mask, work.image(), &work.kind, timings)?;
-    Some(finish(ctx, &slice.series, done))
-}
-
-/// A slice failed after decoding (inference). Returns the finished case when it was the last.
-pub fn slice_failed(
-    ctx: &StageContext,
-    slice: &SliceOf,
-    stage: Stage,
-    message: String,
-    timings: Timings,
-) -> Option<Outcome> {
-    let done = slice.series.slice_failed(slice.index, stage, message, timings)?;
-    Some(finish(ctx, &slice.series, done))
 }
 
 /// Every slice is in: evaluate over the volume and write the case's files.
@@ -123,19 +106,22 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
         result,
         series: Some(Box::new(summary.clone())),
     };
-    let fail = |stage: Stage, message: String| Err(Failure { stage, message });
+    fn fail<T>(stage: Stage, error: impl CaseError) -> Result<T, Failure> {
+        Err(Failure::new(stage, error))
+    }
 
     let segmented = done.masks.iter().filter(|m| m.is_some()).count();
     if segmented == 0 {
-        let (stage, message) =
-            done.slices.iter().find_map(|s| s.error.clone()).unwrap_or((Stage::Decode, String::new()));
-        return end(timings, fail(stage, format!("no slice of the {} could be segmented; {message}", case_name(case))));
+        // A series has at least one slice, and a slice with no mask has its failure.
+        let first = done.slices.iter().find_map(|s| s.error.clone()).expect("an unsegmented slice has failed");
+        let stage = first.stage;
+        return end(timings, fail(stage, SeriesError::NoSliceSegmented { case: case_name(case), first }));
     }
-    if let Some((count, message)) = done.failures(Stage::Infer) {
-        return end(timings, fail(Stage::Infer, format!("{count} slice(s) failed in inference; {message}")));
+    if let Some((count, first)) = done.failures(Stage::Infer) {
+        return end(timings, fail(Stage::Infer, SeriesError::SlicesFailed { count, first }));
     }
-    if let Some(message) = &done.truth_error {
-        return end(timings, fail(Stage::Evaluate, message.clone()));
+    if let Some(failure) = &done.truth_error {
+        return end(timings, Err(failure.clone()));
     }
 
     let started = Instant::now();
@@ -145,7 +131,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     timings.emit_ms = ms(started.elapsed());
     let (mut outputs, seg, emit_times) = match written {
         Ok(written) => written,
-        Err(message) => return end(timings, fail(Stage::Emit, message)),
+        Err(e) => return end(timings, fail(Stage::Emit, e)),
     };
     let foreground_fraction = foreground as f64 / (segmented as f64 * size.0 as f64 * size.1 as f64).max(1.0);
     let source_path = case.source_path();
@@ -154,10 +140,17 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
         .iter()
         .enumerate()
         .filter_map(|(k, s)| {
-            let (stage, reason) = s.error.clone()?;
+            let failure = s.error.as_ref()?;
             let slice = &case.slices[k];
             let sop_instance_uid = case.files[slice.file].input.identity.sop_instance_uid.clone();
-            Some(output::FailedSlice { slice: k + 1, sop_instance_uid, frame: slice.frame + 1, stage, reason })
+            Some(output::FailedSlice {
+                slice: k + 1,
+                sop_instance_uid,
+                frame: slice.frame + 1,
+                stage: failure.stage,
+                error_type: failure.error_type(),
+                reason: failure.message(),
+            })
         })
         .collect();
     let result = output::CaseResult {
@@ -200,7 +193,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     };
     match output::retrying(|| output::write_result(&dir, &result)) {
         Ok(path) => outputs.result = Some(path),
-        Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
+        Err(e) => return end(timings, fail(Stage::Emit, e)),
     }
     timings.emit_ms = ms(started.elapsed());
     cpu.stop(CpuStage::Emit);
@@ -214,8 +207,8 @@ fn write_outputs(
     case: &SeriesCase,
     done: &Assembled,
     dir: &Path,
-) -> Result<(OutputPaths, SegOutcome, EmitTimes), String> {
-    output::retrying(|| output::create_dir(dir)).map_err(|e| e.to_string())?;
+) -> Result<(OutputPaths, SegOutcome, EmitTimes), EmitError> {
+    output::retrying(|| output::create_dir(dir))?;
     let mut outputs = OutputPaths::default();
     let seg_slices: Vec<SegSlice> = case
         .slices
@@ -240,13 +233,12 @@ fn write_outputs(
         let masks: Vec<&PackedMask> = done.masks.iter().map(|m| m.as_ref().unwrap_or(&empty)).collect();
         let affine = case.planes().and_then(|planes| crate::dicom::nifti_affine(&planes)).unwrap_or(UNIT_AFFINE);
         let path = dir.join("mask.nii.gz");
-        output::retrying(|| output::nifti::write_packed_nifti_gz(&path, &masks, affine)).map_err(|e| e.to_string())?;
+        output::retrying(|| output::nifti::write_packed_nifti_gz(&path, &masks, affine))?;
         outputs.mask = Some(path);
     }
     emit.nifti_ms = lap();
     if ctx.outputs.overlay && !done.montage.is_empty() {
-        let path =
-            output::retrying(|| output::montage::write_montage(dir, &done.montage)).map_err(|e| e.to_string())?;
+        let path = output::retrying(|| output::montage::write_montage(dir, &done.montage))?;
         outputs.overlay = Some(path);
     }
     emit.overlay_ms = lap();

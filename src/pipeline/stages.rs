@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 
 use image::GrayImage;
 
+use super::assembly::{Assembled, SeriesWork};
+use super::errors::EvaluateError;
 use super::stage_cpu::{CpuStage, Meter};
-use crate::case::{
-    Assembly, CaseMeta, CaseWork, DicomInput, Evaluation, Failure, Outcome, Stage, Succeeded, TileJob, Timings,
-};
+use super::work::{Assembly, CaseWork, SliceOf, TileJob};
+use crate::case::{CaseMeta, Evaluation, Failure, Outcome, Stage, Succeeded, Timings};
+use crate::dicom::{DicomError, DicomInput};
+use crate::error::CaseError;
 use crate::infer::InferError;
+use crate::output::EmitError;
 use crate::model::ModelCard;
 use crate::postprocess::Accumulator;
 use crate::preprocess::{Canvas, Fit, Flip, Plan, Tiling};
@@ -54,12 +58,12 @@ pub fn prepare(ctx: &StageContext, meta: CaseMeta, bytes: &[u8]) -> Result<Arc<C
     // DICOM was parsed at ingest (one that did not parse never gets here).
     let decoded = match &meta.dicom {
         Some(input) => decode_dicom(ctx, input, meta.frame.map_or(0, |f| f.index)),
-        None => decode::decode(bytes).map(|d| (d.rgb, d.kind)).map_err(|e| e.to_string()),
+        None => decode::decode(bytes).map(|d| (d.rgb, d.kind)).map_err(|e| Failure::new(Stage::Decode, e)),
     };
     cpu.stop(CpuStage::Decode);
     let (rgb, kind) = match decoded {
         Ok(decoded) => decoded,
-        Err(message) => return Err(Box::new(Outcome::failed(meta, Stage::Decode, message))),
+        Err(failure) => return Err(Box::new(Outcome::failed(meta, failure))),
     };
     Ok(plan_work(ctx, meta, rgb, kind, ms(started.elapsed()), None))
 }
@@ -71,7 +75,7 @@ pub fn plan_work(
     rgb: image::RgbImage,
     kind: String,
     decode_ms: f64,
-    slice: Option<crate::case::SliceOf>,
+    slice: Option<SliceOf>,
 ) -> Arc<CaseWork> {
     let started = Instant::now();
     let cpu = Meter::start();
@@ -86,13 +90,12 @@ pub fn plan_work(
 }
 
 /// One frame of a DICOM object, windowed as the pipeline says.
-fn decode_dicom(ctx: &StageContext, input: &DicomInput, frame: u32) -> Result<(image::RgbImage, String), String> {
+fn decode_dicom(ctx: &StageContext, input: &DicomInput, frame: u32) -> Result<(image::RgbImage, String), Failure> {
+    let failed = |e: DicomError| Failure::new(Stage::Decode, e);
     if input.identity.sop_class_uid.as_deref() == Some(crate::dicom::SEGMENTATION_STORAGE) {
-        return Err("this is a DICOM Segmentation (a result or a ground truth), not an image to segment; \
-                    as ground truth it must reference an image in the same run"
-            .into());
+        return Err(failed(DicomError::SegmentationAsInput));
     }
-    let rgb = input.file.frame_rgb(frame, &ctx.dicom.window).map_err(|e| e.to_string())?;
+    let rgb = input.file.frame_rgb(frame, &ctx.dicom.window).map_err(failed)?;
     Ok((rgb, format!("dicom/{}", input.decoder)))
 }
 
@@ -115,13 +118,22 @@ pub fn cut_tiles(ctx: &StageContext, work: &Arc<CaseWork>, mut send: impl FnMut(
     }
 }
 
-/// Adds one tile's output. Returns the finished case when it was the last tile.
+/// What the last tile of an image (or of a series' slice) ended.
+pub enum Ended {
+    /// An image or a single frame, finished.
+    Case(Box<Outcome>),
+    /// The last slice of a series case is in: the wiring writes the series' outputs.
+    Series { series: Arc<SeriesWork>, done: Assembled },
+}
+
+/// Adds one tile's output. Returns what ended when it was the last tile of its image; None while
+/// tiles (or other slices of its series) are still out.
 pub fn add_tile(
     ctx: &StageContext,
     job: TileJob,
     output: Result<Vec<f32>, InferError>,
     infer_time: Duration,
-) -> Option<Outcome> {
+) -> Option<Ended> {
     let started = Instant::now();
     let cpu = Meter::start();
     let mut assembly = job.work.assembly.lock().expect("assembly lock");
@@ -148,10 +160,12 @@ pub fn add_tile(
     drop(assembly);
     let work = &job.work;
     if let Some(e) = error {
+        let failure = Failure::new(Stage::Infer, e);
         if let Some(slice) = &work.slice {
-            return super::series::slice_failed(ctx, slice, Stage::Infer, e.to_string(), timings);
+            let done = slice.series.slice_failed(slice.index, failure, timings)?;
+            return Some(Ended::Series { series: slice.series.clone(), done });
         }
-        return Some(work.outcome(timings, Err(Failure { stage: Stage::Infer, message: e.to_string() })));
+        return Some(Ended::Case(Box::new(work.outcome(timings, Err(failure)))));
     }
     let started = Instant::now();
     let cpu = Meter::start();
@@ -161,9 +175,10 @@ pub fn add_tile(
     timings.postprocess_ms += ms(started.elapsed());
     cpu.stop(CpuStage::Postprocess);
     if let Some(slice) = &work.slice {
-        return super::series::slice_done(ctx, work, slice, &mask, timings);
+        let done = slice.series.slice_done(slice.index, &mask, work.image(), &work.kind, timings)?;
+        return Some(Ended::Series { series: slice.series.clone(), done });
     }
-    Some(finish(ctx, work, mask, probabilities, timings))
+    Some(Ended::Case(Box::new(finish(ctx, work, mask, probabilities, timings))))
 }
 
 /// Evaluate against ground truth when there is one, and write the outputs.
@@ -176,19 +191,21 @@ pub fn finish(
 ) -> Outcome {
     let (meta, image, kind) = (&work.meta, work.image(), &work.kind);
     let end = |timings, result| work.outcome(timings, result);
-    let fail = |stage: Stage, message: String| Err(Failure { stage, message });
+    fn fail<T>(stage: Stage, error: impl CaseError) -> Result<T, Failure> {
+        Err(Failure::new(stage, error))
+    }
 
     let started = Instant::now();
     let cpu = Meter::start();
     let truth = match meta.ground_truth.as_deref().map(|path| load_ground_truth(path, meta)).transpose() {
         Ok(truth) => truth,
-        Err(message) => return end(timings, fail(Stage::Evaluate, message)),
+        Err(e) => return end(timings, fail(Stage::Evaluate, e)),
     };
     let evaluation = match truth.as_ref().map(|t| metrics::confusion(&mask, t)).transpose() {
         Ok(counts) => counts.map(|counts| Evaluation { counts, scores: counts.scores() }),
-        Err(mismatch) => {
-            let gt = meta.ground_truth.as_deref().unwrap_or(Path::new("")).display().to_string();
-            return end(timings, fail(Stage::Evaluate, format!("{mismatch}: {gt}")));
+        Err(source) => {
+            let path = meta.ground_truth.clone().unwrap_or_default();
+            return end(timings, fail(Stage::Evaluate, EvaluateError::GroundTruthSize { path, source }));
         }
     };
     timings.evaluate_ms = ms(started.elapsed());
@@ -200,12 +217,12 @@ pub fn finish(
     let images = output::Images { image, mask: &mask, truth: truth.as_ref(), probabilities: probabilities.as_ref() };
     let mut outputs = match output::retrying(|| output::write_images(&dir, &images, &ctx.outputs)) {
         Ok(paths) => paths,
-        Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
+        Err(e) => return end(timings, fail(Stage::Emit, e)),
     };
     let seg = match &meta.dicom {
         Some(input) => match write_seg(ctx, &input.file, meta, &mask, &dir) {
             Ok(seg) => Some(seg),
-            Err(message) => return end(timings, fail(Stage::Emit, message)),
+            Err(e) => return end(timings, fail(Stage::Emit, e)),
         },
         None => None,
     };
@@ -241,7 +258,7 @@ pub fn finish(
     };
     match output::retrying(|| output::write_result(&dir, &result)) {
         Ok(path) => outputs.result = Some(path),
-        Err(e) => return end(timings, fail(Stage::Emit, e.to_string())),
+        Err(e) => return end(timings, fail(Stage::Emit, e)),
     }
     timings.emit_ms = ms(started.elapsed());
     cpu.stop(CpuStage::Emit);
@@ -271,35 +288,35 @@ fn write_seg(
     meta: &CaseMeta,
     mask: &GrayImage,
     dir: &Path,
-) -> Result<SegOutcome, String> {
+) -> Result<SegOutcome, EmitError> {
     let frame = meta.frame.map_or(0, |f| f.index);
     save_seg(crate::dicom::write_seg(file, frame, mask, &ctx.dicom.seg, &ctx.seg_origin()), dir)
 }
 
 /// Saves a SEG as `seg.dcm` in `dir`, or says there were no findings.
-pub(super) fn save_seg(seg: Result<Vec<u8>, crate::dicom::DicomError>, dir: &Path) -> Result<SegOutcome, String> {
+pub(super) fn save_seg(seg: Result<Vec<u8>, DicomError>, dir: &Path) -> Result<SegOutcome, EmitError> {
     let bytes = match seg {
         Ok(bytes) => bytes,
         Err(e) if e.is_no_findings() => return Ok(SegOutcome::NoFindings),
-        Err(e) => return Err(format!("cannot write the DICOM SEG: {e}")),
+        Err(source) => return Err(EmitError::Seg { source }),
     };
     let path = dir.join("seg.dcm");
-    output::retrying(|| output::write_bytes(&path, &bytes)).map_err(|e| e.to_string())?;
+    output::retrying(|| output::write_bytes(&path, &bytes))?;
     Ok(SegOutcome::Written(path))
 }
 
 /// Reads a ground-truth mask: an image, where foreground is any value above half the mask's
 /// maximum (so 0/1, 0/255 and JPEG-compressed masks all read right), or a DICOM SEG, whose frames
 /// derived from this case's instance and frame are the foreground.
-fn load_ground_truth(path: &Path, meta: &CaseMeta) -> Result<GrayImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read ground truth {}: {e}", path.display()))?;
+fn load_ground_truth(path: &Path, meta: &CaseMeta) -> Result<GrayImage, EvaluateError> {
+    let path_buf = || path.to_path_buf();
+    let bytes = std::fs::read(path).map_err(|source| EvaluateError::ReadGroundTruth { path: path_buf(), source })?;
     if crate::dicom::looks_like_dicom(&bytes) {
-        let uid = meta.dicom.as_ref().and_then(|d| d.identity.sop_instance_uid.as_deref()).ok_or_else(|| {
-            format!("ground truth {} is DICOM, which is ground truth only for a DICOM input", path.display())
-        })?;
+        let uid = meta.dicom.as_ref().and_then(|d| d.identity.sop_instance_uid.as_deref());
+        let uid = uid.ok_or_else(|| EvaluateError::DicomGroundTruthForImage { path: path_buf() })?;
         let frame_number = meta.frame.map_or(1, |f| f.index + 1);
         return crate::dicom::seg_mask(&bytes, uid, frame_number)
-            .map_err(|e| format!("cannot read ground truth {}: {e}", path.display()));
+            .map_err(|source| EvaluateError::ReadSegGroundTruth { path: path_buf(), source });
     }
-    decode::mask(&bytes).map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()))
+    decode::mask(&bytes).map_err(|source| EvaluateError::DecodeGroundTruth { path: path_buf(), source })
 }

@@ -57,12 +57,12 @@ pub async fn watch(
         }
         _ => None,
     };
-    let observer: Arc<dyn CaseObserver> = Arc::new(crate::telemetry::Observed(observer));
+    let observer: Arc<dyn CaseObserver> = Arc::new(super::run_report::Observed(observer));
     let mut engine = Engine::open(config, pipeline).await?;
     // Cases first: once /readyz says ready, uploads are taken.
     cases.engine_ready(engine.store.clone(), engine.admission_config.clone());
     readiness.engine_ready(engine.store.clone());
-    crate::telemetry::started(&engine.definition.name, &engine.model.sha256);
+    crate::telemetry::ServiceStarted { pipeline: &engine.definition.name, model_sha256: &engine.model.sha256 }.emit();
     let worker = engine.config.watch.worker();
     let claimed_root = engine.config.state_dir().join("claimed");
     let folder = DropFolder {
@@ -110,7 +110,7 @@ pub async fn watch(
     // it receives.
     let node = if spool.is_some() || !engine.config.node.destinations.is_empty() {
         let rules = engine.definition.select.clone();
-        Some(crate::node::start(&engine.config, &engine.store, &dir, rules, spool, shutdown.clone()).await?)
+        Some(crate::node::start(&engine.config.node, &engine.config.state_dir(), &engine.store, &dir, rules, spool, shutdown.clone()).await?)
     } else {
         None
     };

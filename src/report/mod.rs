@@ -17,7 +17,6 @@ pub mod summary;
 
 use std::path::PathBuf;
 
-use crate::config::Config;
 use crate::store::Store;
 
 pub use load::Filters;
@@ -55,20 +54,20 @@ pub struct Request {
 }
 
 /// Runs `efen report`, or says what could not be read or written.
-pub async fn run(config: &Config, request: &Request) -> anyhow::Result<()> {
-    let url = config.database_url();
-    let store = Store::open(&url, 2).await?;
-    let result = report(&store, &request.filters, request, config).await;
+/// `database_url` is the store's URL (its password is never shown).
+pub async fn run(database_url: &str, request: &Request) -> anyhow::Result<()> {
+    let store = Store::open(database_url, 2).await?;
+    let result = report(&store, &request.filters, request, database_url).await;
     store.close().await;
     result
 }
 
-async fn report(store: &Store, filters: &Filters, args: &Request, config: &Config) -> anyhow::Result<()> {
+async fn report(store: &Store, filters: &Filters, args: &Request, database_url: &str) -> anyhow::Result<()> {
     match args.format {
         Format::Html => {
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("report.html"));
             let data = html::Data::load(store, filters, args.examples).await?;
-            let page = html::render(&data, filters, &crate::store::redact_url(&config.database_url()))?;
+            let page = html::render(&data, filters, &crate::store::redact_url(database_url))?;
             export::write_file(&out, page.as_bytes())?;
             eprintln!("wrote {} ({} cases)", out.display(), data.cases.height());
             Ok(())

@@ -62,6 +62,19 @@ impl StoreError {
     }
 }
 
+impl crate::error::CaseError for StoreError {
+    /// A store that is away counts as `store_unavailable`, whatever the query was.
+    fn error_type(&self) -> &'static str {
+        match self {
+            e if e.is_transient() => "store_unavailable",
+            StoreError::Connect { .. } => "store_connect",
+            StoreError::CreateDir { .. } => "store_create_dir",
+            StoreError::Migrate { .. } => "store_migrate",
+            StoreError::Query { .. } => "store_query",
+        }
+    }
+}
+
 /// The service's `[database]` section.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -325,14 +338,11 @@ impl Store {
         let mut failures = 0u32;
         loop {
             let result = attempt().await;
-            crate::telemetry::store_up(!result.as_ref().is_err_and(StoreError::is_transient));
+            crate::telemetry::StoreAnswered { up: !result.as_ref().is_err_and(StoreError::is_transient) }.emit();
             match result {
                 Err(e) if e.is_transient() && !give_up.is_cancelled() => {
                     failures += 1;
-                    crate::telemetry::store_retry();
-                    if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!("store unavailable while {what} (attempt {failures}), retrying: {e}");
-                    }
+                    crate::telemetry::StoreRetried { what, attempt: failures, error: &e }.emit();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = give_up.cancelled() => {}

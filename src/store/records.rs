@@ -83,6 +83,8 @@ pub struct CaseRecord {
     pub error_message: Option<String>,
     /// The message without the case's own paths: what the `failures` view groups by.
     pub error_reason: Option<String>,
+    /// The stage error's type (its variant's name), for grouping and metrics.
+    pub error_type: Option<String>,
     pub kind: Option<String>,
     pub width: Option<i64>,
     pub height: Option<i64>,
@@ -197,9 +199,9 @@ pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments
              decode_ms, preprocess_ms, infer_ms, postprocess_ms, evaluate_ms, emit_ms, latency_ms,
              mask_path, overlay_path, result_path, has_ground_truth,
              dsc, iou, miou, \"precision\", recall, tp, fp, fn, tn, seg_path, error_reason,
-             n_frames, volume_ml, truth_volume_ml)
+             n_frames, volume_ml, truth_volume_ml, error_type)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                 $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)
          ON CONFLICT (case_id) DO NOTHING",
     )
     .bind(&r.case_id)
@@ -232,6 +234,7 @@ pub(super) fn insert_result(r: &CaseRecord) -> Query<'_, sqlx::Any, AnyArguments
     .bind(r.n_frames)
     .bind(r.volume_ml)
     .bind(r.truth_volume_ml)
+    .bind(&r.error_type)
 }
 
 pub(super) fn insert_dicom<'a>(case_id: &'a str, d: &'a DicomRecord) -> Query<'a, sqlx::Any, AnyArguments> {

@@ -121,7 +121,7 @@ impl Store {
             self.audit(&mut tx, None, Some(attempt.case_id), action, &attempt.detail).await?;
         }
         tx.commit().await.map_err(query(ACTION))?;
-        crate::telemetry::send_recorded(attempt.status.as_str());
+        crate::telemetry::SendRecorded { state: attempt.status.as_str() }.emit();
         Ok(())
     }
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Admission, AdmissionConfig, Policy};
-use crate::case::{CaseMeta, DicomInput};
+use crate::case::{CaseMeta, SeriesCase};
+use crate::dicom::DicomInput;
 use crate::ingest;
-use crate::series::{Instance, SeriesCase};
+use crate::ingest::gather::{Instance, cases_of};
 use crate::store::StoreError;
 
 impl Admission {
@@ -33,7 +34,7 @@ impl Admission {
             instances.extend(earlier_files);
             let started = Instant::now();
             let segs = &mut self.segs;
-            let cases = crate::series::cases_of(instances, |uid, frame| segs.as_mut()?.find(uid, frame));
+            let cases = cases_of(instances, |uid, frame| segs.as_mut()?.find(uid, frame));
             let slices: usize = cases.iter().map(|c| c.slices.len()).sum();
             let grouping_ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::info!(series = %uid, instances = arrived + regathered, regathered, slices, stacks = cases.len(), grouping_ms, "series complete");

@@ -1,18 +1,21 @@
-//! The vocabulary of a case: what travels between the stages for one case, and how it ends.
-//! Every stage speaks it; it belongs to none of them.
+//! The vocabulary of a case: the values that travel between the stages for one case, and how it
+//! ends. Every stage speaks it; it belongs to none of them, and it imports only the value types of
+//! [`crate::dicom`] and [`crate::metrics`]. Work in flight (canvases, accumulators, a series'
+//! assembly) lives with the wiring that owns its lifetime ([`crate::pipeline`]).
+
+mod failure;
+mod series;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use image::RgbImage;
 use serde::Serialize;
 
-use crate::infer::InferError;
+use crate::dicom::DicomInput;
 use crate::metrics::{Confusion, Scores};
-use crate::output::OutputPaths;
-use crate::postprocess::Accumulator;
-use crate::preprocess::Canvas;
+pub use failure::{CaseError, Failure};
+pub use series::{SeriesCase, SeriesFile, SeriesSlice};
 
 /// The stage a case failed in, as recorded in `results.error_stage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,23 +80,8 @@ pub struct CaseMeta {
     /// first instance (the identity the record keeps).
     pub dicom: Option<Arc<DicomInput>>,
     /// A DICOM series (one stack of it) as one case: its instances and slices in order.
-    pub series: Option<Arc<crate::series::SeriesCase>>,
+    pub series: Option<Arc<SeriesCase>>,
     pub started: Instant,
-}
-
-/// A parsed DICOM input and what the record keeps about it.
-pub struct DicomInput {
-    pub file: crate::dicom::DicomFile,
-    /// With the patient ID pseudonymised, withheld or raw, as `dicom` in the configuration says.
-    pub identity: crate::dicom::Identity,
-    pub decoder: String,
-}
-
-impl std::fmt::Debug for DicomInput {
-    // Never the identity: it may hold a raw patient ID, and Debug output ends up in logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DicomInput").field("file", &self.file).finish_non_exhaustive()
-    }
 }
 
 /// Frame `index` of `count` in one DICOM file.
@@ -114,63 +102,11 @@ pub struct Timings {
     pub emit_ms: f64,
 }
 
-/// A case between preprocess and postprocess, shared by its tiles.
-pub struct CaseWork {
-    pub meta: CaseMeta,
-    pub kind: String,
-    pub canvas: Canvas,
-    /// The decoded image when the canvas is a rescaled copy of it (for the overlay).
-    pub original: Option<RgbImage>,
-    pub assembly: Mutex<Assembly>,
-    /// Set when this image is one slice of a series case: where its mask goes.
-    pub slice: Option<SliceOf>,
-}
-
-/// Slice `index` of a series case.
-pub struct SliceOf {
-    pub series: Arc<crate::series::SeriesWork>,
-    pub index: usize,
-}
-
-/// What the finish stage fills in as tile outputs arrive.
-pub struct Assembly {
-    pub accumulator: Option<Accumulator>,
-    pub timings: Timings,
-    pub error: Option<InferError>,
-}
-
-impl CaseWork {
-    /// The image as decoded, at the source size.
-    pub fn image(&self) -> &RgbImage {
-        self.original.as_ref().unwrap_or_else(|| self.canvas.image())
-    }
-
-    /// How this case ended, with what is known of its image.
-    pub fn outcome(&self, timings: Timings, result: Result<Succeeded, Failure>) -> Outcome {
-        let size = Some(self.image().dimensions());
-        Outcome { meta: self.meta.clone(), kind: Some(self.kind.clone()), size, timings, result, series: None }
-    }
-}
-
-/// One tile of a case, on its way through inference.
-pub struct TileJob {
-    pub work: Arc<CaseWork>,
-    pub index: usize,
-    /// How the tile was flipped for this pass (test-time mirroring), to flip its output back.
-    pub flip: crate::preprocess::Flip,
-}
-
 /// The comparison with ground truth.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Evaluation {
     pub counts: Confusion,
     pub scores: Scores,
-}
-
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub stage: Stage,
-    pub message: String,
 }
 
 /// How a case ended, handed to the record stage.
@@ -189,7 +125,28 @@ pub struct Outcome {
 pub struct SeriesSummary {
     pub volume_ml: Option<f64>,
     pub truth_volume_ml: Option<f64>,
-    pub slices: Vec<crate::series::assembly::SliceOutcome>,
+    pub slices: Vec<SliceOutcome>,
+}
+
+/// What one slice of a series case came to.
+#[derive(Debug, Clone, Default)]
+pub struct SliceOutcome {
+    /// Foreground pixels of the predicted mask (None when the slice failed).
+    pub foreground: Option<u64>,
+    /// Against ground truth, when the slice has some.
+    pub confusion: Option<Confusion>,
+    /// Why the slice was left out, and in which stage.
+    pub error: Option<Failure>,
+}
+
+/// The files written for one case.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutputPaths {
+    pub mask: Option<PathBuf>,
+    pub overlay: Option<PathBuf>,
+    pub probabilities: Option<PathBuf>,
+    pub seg: Option<PathBuf>,
+    pub result: Option<PathBuf>,
 }
 
 pub struct Succeeded {
@@ -225,14 +182,7 @@ impl CaseMeta {
 }
 
 impl Outcome {
-    pub fn failed(meta: CaseMeta, stage: Stage, message: impl Into<String>) -> Outcome {
-        Outcome {
-            meta,
-            kind: None,
-            size: None,
-            timings: Timings::default(),
-            result: Err(Failure { stage, message: message.into() }),
-            series: None,
-        }
+    pub fn failed(meta: CaseMeta, failure: Failure) -> Outcome {
+        Outcome { meta, kind: None, size: None, timings: Timings::default(), result: Err(failure), series: None }
     }
 }

@@ -1,4 +1,4 @@
-//! Assembly: a series case's slices come back from inference one at a time, in any order. Each
+//! Assembly (work in flight, owned by the wiring): a series case's slices come back from inference one at a time, in any order. Each
 //! lands here as a bit-packed mask with its counts (and its comparison with ground truth); a few
 //! of them are kept drawn for the montage; the last one hands the whole volume to emit.
 
@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use image::{GrayImage, RgbImage};
 
-use super::{SeriesCase, SeriesSlice};
-use crate::case::{CaseMeta, Stage, Timings};
+use super::errors::EvaluateError;
+use crate::case::{CaseMeta, Failure, SeriesCase, SeriesSlice, SliceOutcome, Stage, Timings};
 use crate::dicom::{DicomError, SegTruth};
 use crate::metrics::Confusion;
 use crate::postprocess::PackedMask;
@@ -26,17 +26,6 @@ pub struct SeriesWork {
     truths: Mutex<HashMap<PathBuf, Option<Arc<SegTruth>>>>,
 }
 
-/// What one slice came to.
-#[derive(Debug, Clone, Default)]
-pub struct SliceOutcome {
-    /// Foreground pixels of the predicted mask (None when the slice failed).
-    pub foreground: Option<u64>,
-    /// Against ground truth, when the slice has some.
-    pub confusion: Option<Confusion>,
-    /// Why the slice was left out, and in which stage.
-    pub error: Option<(Stage, String)>,
-}
-
 #[derive(Default)]
 struct State {
     masks: Vec<Option<PackedMask>>,
@@ -45,7 +34,7 @@ struct State {
     timings: Timings,
     kind: Option<String>,
     /// A ground truth that could not be read: the case fails at evaluate.
-    truth_error: Option<String>,
+    truth_error: Option<Failure>,
     /// (slice, foreground, overlay), the best [`MONTAGE_SLICES`] so far.
     montage: Vec<(usize, u64, RgbImage)>,
 }
@@ -57,7 +46,7 @@ pub struct Assembled {
     pub slices: Vec<SliceOutcome>,
     pub timings: Timings,
     pub kind: Option<String>,
-    pub truth_error: Option<String>,
+    pub truth_error: Option<Failure>,
     /// Overlays of the slices with the most foreground, in slice order.
     pub montage: Vec<RgbImage>,
 }
@@ -78,15 +67,10 @@ impl Assembled {
     }
 
     /// The first failure in `stage`, with how many slices failed in it.
-    pub fn failures(&self, stage: Stage) -> Option<(usize, String)> {
-        let failed: Vec<&String> = self
-            .slices
-            .iter()
-            .filter_map(|s| s.error.as_ref())
-            .filter(|(st, _)| *st == stage)
-            .map(|(_, m)| m)
-            .collect();
-        failed.first().map(|first| (failed.len(), (*first).clone()))
+    pub fn failures(&self, stage: Stage) -> Option<(usize, Failure)> {
+        let mut failed = self.slices.iter().filter_map(|s| s.error.as_ref()).filter(|f| f.stage == stage);
+        let first = failed.next()?.clone();
+        Some((failed.count() + 1, first))
     }
 }
 
@@ -102,11 +86,11 @@ impl SeriesWork {
         Arc::new(SeriesWork { meta, case, state: Mutex::new(state), truths: Mutex::new(HashMap::new()) })
     }
 
-    /// Slice `index` failed in `stage`: the case goes on without it. Returns the assembled case
-    /// when it was the last slice.
-    pub fn slice_failed(&self, index: usize, stage: Stage, message: String, timings: Timings) -> Option<Assembled> {
+    /// Slice `index` failed: the case goes on without it. Returns the assembled case when it was
+    /// the last slice.
+    pub fn slice_failed(&self, index: usize, failure: Failure, timings: Timings) -> Option<Assembled> {
         let mut state = self.state.lock().expect("series lock");
-        state.slices[index].error = Some((stage, message));
+        state.slices[index].error = Some(failure);
         add_timings(&mut state.timings, &timings);
         self.count_down(state)
     }
@@ -123,14 +107,23 @@ impl SeriesWork {
     ) -> Option<Assembled> {
         let started = std::time::Instant::now();
         let slice = &self.case.slices[index];
-        let truth = self.truth(slice, mask.dimensions());
-        let (confusion, truth_error) = match &truth {
-            Ok(Some(truth)) => match crate::metrics::confusion(mask, truth) {
+        let (truth, unreadable) = match self.truth(slice, mask.dimensions()) {
+            Ok(truth) => (truth, None),
+            Err(e) => (None, Some(e)),
+        };
+        let in_slice = |e: EvaluateError| {
+            Failure::new(Stage::Evaluate, EvaluateError::Slice { slice: index + 1, source: Box::new(e) })
+        };
+        let (confusion, truth_error) = match (&truth, unreadable) {
+            (_, Some(e)) => (None, Some(in_slice(e))),
+            (Some(truth), None) => match crate::metrics::confusion(mask, truth) {
                 Ok(counts) => (Some(counts), None),
-                Err(mismatch) => (None, Some(format!("slice {}: {mismatch}", index + 1))),
+                Err(source) => {
+                    let path = slice.truth.clone().unwrap_or_default();
+                    (None, Some(in_slice(EvaluateError::GroundTruthSize { path, source })))
+                }
             },
-            Ok(None) => (None, None),
-            Err(message) => (None, Some(format!("slice {}: {message}", index + 1))),
+            (None, None) => (None, None),
         };
         let packed = PackedMask::from_gray(mask);
         let foreground = packed.count();
@@ -144,7 +137,7 @@ impl SeriesWork {
             state.montage.len() < MONTAGE_SLICES
                 || state.montage.iter().any(|(k, fg, _)| rank(foreground, index, n) > rank(*fg, *k, n))
         };
-        let overlay = wanted.then(|| crate::output::overlay(image, mask, truth.ok().flatten().as_ref()));
+        let overlay = wanted.then(|| crate::output::overlay(image, mask, truth.as_ref()));
         let mut state = self.state.lock().expect("series lock");
         if let Some(overlay) = overlay {
             state.montage.push((index, foreground, overlay));
@@ -181,16 +174,16 @@ impl SeriesWork {
     }
 
     /// The slice's ground truth, when it has one.
-    fn truth(&self, slice: &SeriesSlice, size: (u32, u32)) -> Result<Option<GrayImage>, String> {
+    fn truth(&self, slice: &SeriesSlice, size: (u32, u32)) -> Result<Option<GrayImage>, EvaluateError> {
         let Some(path) = &slice.truth else {
             return Ok(None);
         };
-        let unreadable = |e: &dyn std::fmt::Display| format!("cannot read ground truth {}: {e}", path.display());
         let Some(seg) = self.seg(path)? else {
-            let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
+            let bytes = std::fs::read(path)
+                .map_err(|source| EvaluateError::ReadGroundTruth { path: path.clone(), source })?;
             return crate::decode::mask(&bytes)
                 .map(Some)
-                .map_err(|e| format!("cannot decode ground truth {}: {e}", path.display()));
+                .map_err(|source| EvaluateError::DecodeGroundTruth { path: path.clone(), source });
         };
         let input = &self.case.files[slice.file].input;
         let uid = input.identity.sop_instance_uid.as_deref().unwrap_or_default();
@@ -198,20 +191,23 @@ impl SeriesWork {
             Ok(mask) => Ok(Some(mask)),
             // The SEG has no frame for this slice: its truth is empty there.
             Err(DicomError::NotReferenced { .. }) => Ok(Some(GrayImage::new(size.0, size.1))),
-            Err(e) => Err(unreadable(&e)),
+            Err(source) => Err(EvaluateError::ReadSegGroundTruth { path: path.clone(), source }),
         }
     }
 
     /// The SEG at `path`, parsed once; None when the file is not DICOM (a mask image).
-    fn seg(&self, path: &Path) -> Result<Option<Arc<SegTruth>>, String> {
+    fn seg(&self, path: &Path) -> Result<Option<Arc<SegTruth>>, EvaluateError> {
         let mut truths = self.truths.lock().expect("truth lock");
         if let Some(seg) = truths.get(path) {
             return Ok(seg.clone());
         }
-        let unreadable = |e: &dyn std::fmt::Display| format!("cannot read ground truth {}: {e}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
+        let bytes =
+            std::fs::read(path).map_err(|source| EvaluateError::ReadGroundTruth { path: path.to_path_buf(), source })?;
         let seg = match crate::dicom::looks_like_dicom(&bytes) {
-            true => Some(Arc::new(SegTruth::parse(&bytes).map_err(|e| unreadable(&e))?)),
+            true => Some(Arc::new(
+                SegTruth::parse(&bytes)
+                    .map_err(|source| EvaluateError::ReadSegGroundTruth { path: path.to_path_buf(), source })?,
+            )),
             false => None,
         };
         truths.insert(path.to_path_buf(), seg.clone());

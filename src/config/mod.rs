@@ -1,9 +1,13 @@
-//! Service configuration, a leaf that composes each stage's own section (`XConfig`, defined beside
-//! the stage) and checks them all at once. Sources: `config/default.toml` (compiled in as the base layer), the project's copy
+//! Service configuration: composes each stage's own section (`XConfig`, defined beside the stage;
+//! the stage graph's `[engine]` in [`engine`]) and checks them all at once. Only the faces and the
+//! wiring (`cli`, `doctor`, `bench`, `pipeline`) read the composed [`Config`]; every other room
+//! is handed its own section. Sources: `config/default.toml` (compiled in as the base layer), the project's copy
 //! of it when there is one, then `EFEN_<SECTION>__<KEY>` environment variables, then `DATABASE_URL`.
 //!
 //! Relative paths resolve against the project root: the folder holding the `config/` folder that
 //! the file was found in (searched from the current folder upwards), else the current folder.
+
+mod engine;
 
 use std::path::{Path, PathBuf};
 
@@ -12,10 +16,12 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 /// The compiled-in defaults: the same file users edit, so the two cannot drift apart.
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 /// The bearer token's variable, read verbatim rather than parsed like the other keys.
 const BEARER_TOKEN_VAR: &str = "EFEN_HTTP__BEARER_TOKEN";
 const BEARER_TOKEN_KEY: &str = "http__bearer_token";
+pub use engine::EngineConfig;
+
 const SECTIONS: [&str; 8] = ["paths", "database", "runtime", "engine", "watch", "dicom", "node", "http"];
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +38,7 @@ pub struct Config {
     pub paths: PathsConfig,
     pub database: crate::store::DatabaseConfig,
     pub runtime: crate::runtime::RuntimeConfig,
-    pub engine: crate::pipeline::EngineConfig,
+    pub engine: EngineConfig,
     pub watch: crate::ingest::watch::WatchConfig,
     pub dicom: crate::dicom::PatientIdConfig,
     pub node: crate::node::NodeConfig,
@@ -127,6 +133,11 @@ impl Config {
 
     pub fn out_dir(&self) -> PathBuf {
         self.resolve(&self.paths.out_dir)
+    }
+
+    /// The `[runtime]` section with the project root and the CPU workers it needs.
+    pub fn runtime_settings(&self) -> crate::runtime::RuntimeSettings<'_> {
+        crate::runtime::RuntimeSettings { runtime: &self.runtime, root: &self.root, cpu_workers: self.engine.workers() }
     }
 
     /// The store URL: the configured one, else the embedded SQLite file under the state folder.

@@ -1,107 +1,80 @@
-//! A DICOM series as one case. Ingest gathers instances by Series Instance UID ([`Gatherer`]);
-//! a complete series splits into stacks ([`cases_of`]), each one case whose slices run through the
-//! tile queue like images and come back into one bit-packed mask volume ([`assembly`]); the case
-//! then writes one multi-frame SEG, one `mask.nii.gz` and one montage, and records one row.
-
-pub mod assembly;
-mod gather;
+//! Gathering: instances wait here, by Series Instance UID, until their series is complete: at the
+//! end of `efen run`'s inputs, or in `efen watch` once no instance of the series has arrived for
+//! the quiet time (the rule the DICOM node uses for associations). A complete series then splits
+//! into its stacks ([`cases_of`]), each one case.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use crate::case::{Origin, SeriesCase, SeriesFile, SeriesSlice};
+use crate::dicom::{DicomInput, SliceHeader};
 
-use crate::case::DicomInput;
-use crate::dicom::{SliceHeader, SlicePlane};
-pub use assembly::SeriesWork;
-pub use gather::{Gatherer, Instance};
-
-/// One stack of one series: what a series case is made of.
+/// One parsed DICOM instance (its pixel data dropped) waiting for the rest of its series.
 #[derive(Debug)]
-pub struct SeriesCase {
+pub struct Instance {
     pub series_uid: String,
-    /// 1-based, in the order of each stack's first slice; `stacks` in the series.
-    pub stack: u32,
-    pub stacks: u32,
-    /// What sets this stack apart from the series' others (None when the series is one stack).
-    pub distinct: Option<String>,
-    /// The typical distance between neighbouring slices along the normal, in mm.
-    pub spacing: Option<f64>,
-    /// Geometry problems that do not stop the case (gap, irregular spacing, duplicates, tilt).
-    pub warnings: Vec<String>,
-    /// Where the user put the series: the folder its files have in common, or its one file.
-    pub folder: PathBuf,
-    /// The instance files with slices in this stack.
-    pub files: Vec<SeriesFile>,
-    /// The slices in spatial order.
-    pub slices: Vec<SeriesSlice>,
-}
-
-/// One instance file of a series case.
-#[derive(Debug)]
-pub struct SeriesFile {
-    /// Where the user put it, and where its bytes are now (the claimed copy in watch mode).
     pub original: PathBuf,
     pub current: PathBuf,
+    pub origin: Origin,
     pub sha256: String,
     pub size_bytes: u64,
-    /// Parsed at ingest, without its pixel data (decoded from `current` when its slices are).
     pub input: Arc<DicomInput>,
-    /// How many cases (stacks) hold slices of this file: it is moved once all are recorded.
-    pub cases: u32,
-}
-
-/// One slice: frame `frame` (from 0) of `files[file]`.
-#[derive(Debug, Clone)]
-pub struct SeriesSlice {
-    pub file: usize,
-    pub frame: u32,
-    pub plane: Option<SlicePlane>,
-    /// Its ground truth: a mask image found by pattern next to the instance, or a DICOM SEG (by
-    /// pattern, or one that references the series: a slice it has no frame for is empty there).
+    /// Ground truth found by pattern next to the file.
     pub truth: Option<PathBuf>,
+    /// How admission treats the series' case when the store already knows it.
+    pub policy: super::Policy,
 }
 
-impl SeriesCase {
-    /// The case's identity: the hash of its slices' identities (file hash and frame), so the same
-    /// instances make the same case however they arrive, and each stack is a case of its own.
-    pub fn sha256(&self) -> String {
-        let mut slices: Vec<String> =
-            self.slices.iter().map(|s| format!("{}#{}", self.files[s.file].sha256, s.frame)).collect();
-        slices.sort();
-        let mut hasher = Sha256::new();
-        hasher.update(b"efen series\0");
-        for slice in slices {
-            hasher.update(slice.as_bytes());
-            hasher.update([0]);
+/// Series still gathering, in the order their first instance came.
+#[derive(Debug, Default)]
+pub struct Gatherer {
+    series: Vec<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    uid: String,
+    last: Instant,
+    instances: Vec<Instance>,
+}
+
+impl Gatherer {
+    /// Adds an instance to its series. The same bytes twice in one series come back as `Err`: the
+    /// caller reports the repeat as a duplicate.
+    pub fn add(&mut self, instance: Instance) -> Result<(), Box<Instance>> {
+        let now = Instant::now();
+        match self.series.iter_mut().find(|p| p.uid == instance.series_uid) {
+            Some(pending) if pending.instances.iter().any(|i| i.sha256 == instance.sha256) => {
+                return Err(Box::new(instance));
+            }
+            Some(pending) => {
+                pending.last = now;
+                pending.instances.push(instance);
+            }
+            None => {
+                self.series.push(Pending { uid: instance.series_uid.clone(), last: now, instances: vec![instance] })
+            }
         }
-        hex::encode(hasher.finalize())
+        Ok(())
     }
 
-    /// What the record calls it: the folder, the series and, when the series was split, the stack.
-    pub fn source_path(&self) -> String {
-        let mut name = format!("{}#series={}", self.folder.display(), self.series_uid);
-        if self.stacks > 1 {
-            name += &format!("#stack={}", self.stack);
-        }
-        name
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
     }
 
-    pub fn size_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size_bytes).sum()
+    /// Takes the series that are complete: quiet for `quiet`, or all of them with None.
+    pub fn take(&mut self, quiet: Option<Duration>) -> Vec<Vec<Instance>> {
+        let now = Instant::now();
+        let complete = |p: &Pending| quiet.is_none_or(|q| now.duration_since(p.last) >= q);
+        let (done, waiting): (Vec<Pending>, Vec<Pending>) = self.series.drain(..).partition(complete);
+        self.series = waiting;
+        done.into_iter().map(|p| p.instances).collect()
     }
 
-    /// Slices with usable geometry, in order, when every slice has it.
-    pub fn planes(&self) -> Option<Vec<&SlicePlane>> {
-        self.slices.iter().map(|s| s.plane.as_ref()).collect()
-    }
-
-    /// The volume of one voxel in mL, when pixel spacing and slice spacing are both known (a
-    /// single slice uses its thickness).
-    pub fn voxel_ml(&self) -> Option<f64> {
-        let plane = self.slices.first()?.plane.as_ref()?;
-        let step = self.spacing.or(plane.thickness).filter(|s| *s > 0.0)?;
-        Some(plane.spacing[0] * plane.spacing[1] * step / 1000.0)
+    /// When the next series becomes quiet.
+    pub fn next_complete(&self, quiet: Duration) -> Option<Instant> {
+        self.series.iter().map(|p| p.last + quiet).min()
     }
 }
 
