@@ -37,6 +37,7 @@ pub mod doctor;
 pub mod http;
 pub mod infer;
 pub mod ingest;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod node;

@@ -26,6 +26,7 @@ mod lengths;
 mod pixels;
 mod read;
 mod seg;
+pub mod status;
 mod truth;
 mod window;
 

@@ -78,19 +78,9 @@ impl TlsListener {
         let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
         let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
-            loop {
-                let (tcp, client) = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors and the like: wait rather than spin.
-                            tracing::warn!("HTTPS server cannot accept a connection: {e}");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    },
-                };
+            while let Some((tcp, client)) =
+                crate::listen::next_connection(&listener, &shutdown, "the HTTPS server").await
+            {
                 let (acceptor, ready_tx) = (acceptor.clone(), ready_tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {

@@ -14,23 +14,8 @@ pub const C_ECHO_RSP: u16 = 0x8030;
 /// Command Data Set Type (0000,0800): no data set follows.
 pub const NO_DATA_SET: u16 = 0x0101;
 
-/// Status (0000,0900) values that efen sends.
-pub mod status {
-    pub const SUCCESS: u16 = 0x0000;
-    /// Refused: SOP Class not supported.
-    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
-    /// Processing failure.
-    pub const PROCESSING_FAILURE: u16 = 0x0110;
-    /// Refused: out of resources.
-    pub const OUT_OF_RESOURCES: u16 = 0xA700;
-    /// Error: cannot understand.
-    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
-
-    /// Success (0000) and the warnings (0001, Bxxx) mean the peer stored the object.
-    pub fn is_stored(code: u16) -> bool {
-        code == SUCCESS || code == 0x0001 || (code & 0xF000) == 0xB000
-    }
-}
+/// Status (0000,0900) values, shared with STOW-RS's Failure Reason.
+pub use crate::dicom::status;
 
 const AFFECTED_SOP_CLASS: u16 = 0x0002;
 const COMMAND_FIELD: u16 = 0x0100;

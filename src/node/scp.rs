@@ -112,18 +112,7 @@ pub async fn serve(listener: TcpListener, settings: ScpSettings, spool: Spool, s
     }
     let options: Arc<Options> = Arc::new(options);
     let spool = Arc::new(spool);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((socket, peer)) = crate::listen::next_connection(&listener, &shutdown, "the DICOM node").await {
         // Small PDUs (C-STORE responses) must not wait for Nagle's algorithm.
         let _ = socket.set_nodelay(true);
         let (options, spool) = (options.clone(), spool.clone());

@@ -21,22 +21,32 @@ use crate::store::Store;
 
 pub use load::Filters;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a report is shown. Its doc comments are `efen report --format`'s help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Tables on the terminal.
     Table,
     Csv,
     Parquet,
     Json,
+    /// One self-contained HTML file: tables, charts and the worst and best cases.
     Html,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which table. Its doc comments are `efen report --table`'s help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Table {
+    /// One row per run (the run_summary view).
     Runs,
+    /// One row per case: status, metrics, latency, checksums, output paths.
     Cases,
+    /// Per UTC day, pipeline and model (the daily_summary view).
     Daily,
+    /// Per model SHA-256 (the model_versions view).
     Models,
+    /// Per failing stage and reason, with the latest example.
     Failures,
+    /// The paper's table (DSC, mIoU, recall, precision) per run with ground truth.
     Paper,
 }
 

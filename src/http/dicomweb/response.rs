@@ -4,22 +4,8 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-/// Failure Reason (0008,1197) values (PS3.18 Table I.2-2) that efen gives.
-pub mod reason {
-    /// Processing failure: the part could not be written.
-    pub const PROCESSING_FAILURE: u16 = 0x0110;
-    /// Referenced SOP Class not supported: not an image storage class that decode reads.
-    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
-    /// Refused, out of resources: the disk is full; the client may retry later.
-    pub const OUT_OF_RESOURCES: u16 = 0xA700;
-    /// Cannot understand: not readable PS3.10 DICOM, or no usable UIDs.
-    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
-    /// Referenced Transfer Syntax not supported (not in node.accept_compressed).
-    pub const TRANSFER_SYNTAX_NOT_SUPPORTED: u16 = 0xC122;
-    /// The instance's Study Instance UID is not the study of `/studies/{study}` (efen's code, as
-    /// dcm4chee's, in the Cxxx "cannot understand" range).
-    pub const STUDY_MISMATCH: u16 = 0xC409;
-}
+/// Failure Reason (0008,1197) values (PS3.18 Table I.2-2): the DICOM status codes.
+pub use crate::dicom::status as reason;
 
 /// An instance as the response names it; the UIDs are empty when the part could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
