@@ -12,7 +12,6 @@ use ort::ep;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-
 /// Where `scripts/setup.sh` puts the wheel's contents, relative to the project root.
 pub const PROJECT_LOCAL_DIR: &str = ".efen/onnxruntime";
 const SETUP_HINT: &str = "run scripts/setup.sh (installs the onnxruntime wheel's library into .efen/onnxruntime), \
@@ -212,7 +211,10 @@ pub fn version(library: &Library) -> String {
 
 /// Builds one session on the first provider in `config.runtime.providers` that loads. Returns the
 /// session, the provider's name and the failures of the ones before it.
-pub fn session(config: &RuntimeSettings<'_>, model: &crate::model::Model) -> Result<(Session, String, Vec<String>), RuntimeError> {
+pub fn session(
+    config: &RuntimeSettings<'_>,
+    model: &crate::model::Model,
+) -> Result<(Session, String, Vec<String>), RuntimeError> {
     let (environment, _) = environment(config)?;
     let mut failures = Vec::new();
     for provider in &config.runtime.providers {
@@ -260,7 +262,12 @@ pub fn thread_settings(config: &RuntimeSettings<'_>) -> String {
 }
 
 /// `ort`'s builder errors are not `Send`, so the whole build stays in one `ort::Result` function.
-fn build_session(environment: &Environment, config: &RuntimeSettings<'_>, provider: &str, bytes: &[u8]) -> ort::Result<Session> {
+fn build_session(
+    environment: &Environment,
+    config: &RuntimeSettings<'_>,
+    provider: &str,
+    bytes: &[u8],
+) -> ort::Result<Session> {
     let dispatch = match provider {
         "tensorrt" => tensorrt(config).build().error_on_failure(),
         "cuda" => cuda(&config.runtime.cuda).build().error_on_failure(),

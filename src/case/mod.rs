@@ -58,21 +58,29 @@ pub enum Origin {
     DicomNode,
 }
 
+/// An input file as every stage that holds one names it: where it is, what it holds, where it
+/// came from.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Where the user put the file (for a series case: the folder its instances share).
+    pub original: PathBuf,
+    /// Where the bytes are now (the claimed copy in watch mode; the original in run mode).
+    pub current: PathBuf,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub origin: Origin,
+}
+
 /// Identity of a case, fixed at ingest.
 #[derive(Debug, Clone)]
 pub struct CaseMeta {
     pub case_id: String,
-    /// Where the user put the file.
-    pub original: PathBuf,
-    /// Where the bytes are now (the claimed copy in watch mode; the original in run mode).
-    pub current: PathBuf,
-    pub origin: Origin,
+    /// The input file.
+    pub file: SourceFile,
     /// The case's identity hash: the file's SHA-256, or for one frame of a multi-frame file the
     /// hash of the file's hash and the frame number.
     pub sha256: String,
-    /// SHA-256 of the input file's bytes.
-    pub file_sha256: String,
-    pub size_bytes: u64,
     pub ground_truth: Option<PathBuf>,
     /// The frame of a multi-frame DICOM file this case is (each frame is a case of its own).
     pub frame: Option<Frame>,
@@ -175,8 +183,8 @@ impl CaseMeta {
             return series.source_path();
         }
         match self.frame {
-            Some(frame) => format!("{}#frame={}", self.original.display(), frame.index + 1),
-            None => self.original.display().to_string(),
+            Some(frame) => format!("{}#frame={}", self.file.original.display(), frame.index + 1),
+            None => self.file.original.display().to_string(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::SourceFile;
 use crate::dicom::{DicomInput, SlicePlane};
 
 /// One stack of one series: what a series case is made of.
@@ -33,12 +34,8 @@ pub struct SeriesCase {
 /// One instance file of a series case.
 #[derive(Debug)]
 pub struct SeriesFile {
-    /// Where the user put it, and where its bytes are now (the claimed copy in watch mode).
-    pub original: PathBuf,
-    pub current: PathBuf,
-    pub sha256: String,
-    pub size_bytes: u64,
-    /// Parsed at ingest, without its pixel data (decoded from `current` when its slices are).
+    pub file: SourceFile,
+    /// Parsed at ingest, without its pixel data (decoded from `file.current` when its slices are).
     pub input: Arc<DicomInput>,
     /// How many cases (stacks) hold slices of this file: it is moved once all are recorded.
     pub cases: u32,
@@ -60,7 +57,7 @@ impl SeriesCase {
     /// instances make the same case however they arrive, and each stack is a case of its own.
     pub fn sha256(&self) -> String {
         let mut slices: Vec<String> =
-            self.slices.iter().map(|s| format!("{}#{}", self.files[s.file].sha256, s.frame)).collect();
+            self.slices.iter().map(|s| format!("{}#{}", self.files[s.file].file.sha256, s.frame)).collect();
         slices.sort();
         let mut hasher = Sha256::new();
         hasher.update(b"efen series\0");
@@ -81,7 +78,7 @@ impl SeriesCase {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size_bytes).sum()
+        self.files.iter().map(|f| f.file.size_bytes).sum()
     }
 
     /// Slices with usable geometry, in order, when every slice has it.

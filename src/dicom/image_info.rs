@@ -6,9 +6,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 
 use super::error::DicomError;
-use super::read::{
-    float, floats, le_bytes, required_uint, string, strings, transfer_syntax_name, uint,
-};
+use super::read::{float, floats, le_bytes, required_uint, string, strings, transfer_syntax_name, uint};
 
 /// The largest frame decoded (8192 × 8192, beyond any mammogram): more would be a whole-slide
 /// image, which needs tiling, or a corrupt header asking for gigabytes.

@@ -15,4 +15,3 @@ impl std::fmt::Debug for DicomInput {
         f.debug_struct("DicomInput").field("file", &self.file).finish_non_exhaustive()
     }
 }
-

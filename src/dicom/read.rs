@@ -10,8 +10,8 @@ use dicom_object::{
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::error::{DicomError, guard};
-use crate::error::chain;
 use super::lengths::{self, Encoding};
+use crate::error::chain;
 
 /// True when `bytes` look like DICOM: "DICM" at 128 (Part 10), "DICM" at 0 (preamble stripped),
 /// or a plausible data set with no preamble and no meta group.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::DicomFile;
 use super::error::DicomError;
-use crate::error::chain;
 use super::read::{string, strings as strings_of};
+use crate::error::chain;
 use crate::postprocess::{PackedMask, concat_bits};
 
 /// A coded concept: (code value, coding scheme designator, code meaning).

@@ -25,9 +25,9 @@ use dicom_dictionary_std::tags;
 use super::Service;
 use super::error::ApiError;
 use crate::node::NodeConfig;
-use crate::telemetry::InstanceReceived;
 use crate::node::scp::{IMAGE_STORAGE, refusal_status};
 use crate::node::spool::{PartFile, Spool, is_plain_uid};
+use crate::telemetry::InstanceReceived;
 use response::{Reference, reason};
 
 /// At most this many `Warning` headers in one answer (the body lists every refused part).

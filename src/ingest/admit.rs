@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
 
+use super::gather::{Gatherer, Instance};
 use super::{Candidate, GroundTruthPattern};
-use crate::case::{CaseMeta, Failure, Frame, Message, Outcome, Stage};
+use crate::case::{CaseMeta, Failure, Frame, Message, Outcome, SourceFile, Stage};
 use crate::dicom::DicomInput;
 use crate::ingest;
-use super::gather::{Gatherer, Instance};
 
 mod series;
 
@@ -143,12 +143,14 @@ impl Admission {
                 }
                 let meta = CaseMeta {
                     case_id: job.case_id.clone(),
-                    original: job.original.clone(),
-                    current: read_from,
-                    origin: candidate.origin,
+                    file: SourceFile {
+                        original: job.original.clone(),
+                        current: read_from,
+                        sha256: job.sha256.clone(),
+                        size_bytes: job.bytes.len() as u64,
+                        origin: candidate.origin,
+                    },
                     sha256: job.sha256.clone(),
-                    file_sha256: job.sha256.clone(),
-                    size_bytes: job.bytes.len() as u64,
                     ground_truth: job.ground_truth.clone(),
                     frame: None,
                     dicom,
@@ -164,12 +166,14 @@ impl Admission {
             Err((identity, error)) => {
                 let meta = CaseMeta {
                     case_id: ingest::case_id(&identity, &self.config.pipeline, &self.config.model_sha256),
-                    original: candidate.path.clone(),
-                    current: read_from,
-                    origin: candidate.origin,
-                    sha256: identity.clone(),
-                    file_sha256: identity,
-                    size_bytes: 0,
+                    file: SourceFile {
+                        original: candidate.path.clone(),
+                        current: read_from,
+                        sha256: identity.clone(),
+                        size_bytes: 0,
+                        origin: candidate.origin,
+                    },
+                    sha256: identity,
                     ground_truth: None,
                     frame: None,
                     dicom: None,
@@ -183,11 +187,7 @@ impl Admission {
         if let (Some(input), Ok(_)) = (meta.dicom.as_ref().filter(|d| gathered(&self.config, &d.identity)), &job) {
             let instance = Instance {
                 series_uid: input.identity.series_instance_uid.clone().unwrap_or_default(),
-                original: meta.original.clone(),
-                current: meta.current.clone(),
-                origin: meta.origin,
-                sha256: meta.sha256.clone(),
-                size_bytes: meta.size_bytes,
+                file: meta.file.clone(),
                 input: input.clone(),
                 truth: meta.ground_truth.clone(),
                 policy,
@@ -230,7 +230,7 @@ impl Admission {
         job: Result<Arc<Vec<u8>>, Failure>,
         policy: Policy,
     ) -> Result<(), StoreError> {
-        let source = meta.original.display().to_string();
+        let source = meta.file.original.display().to_string();
         if let Some(first) = self.seen.get(&meta.case_id) {
             let record = policy.record_same_path || *first != source;
             return self.duplicate(meta, format!("{first}, earlier in this run"), record).await;
@@ -266,7 +266,7 @@ impl Admission {
     async fn duplicate(&self, meta: CaseMeta, of: String, record: bool) -> Result<(), StoreError> {
         if record {
             let store = &self.store;
-            let source = meta.original.display().to_string();
+            let source = meta.file.original.display().to_string();
             store
                 .retrying("recording a duplicate", &self.give_up, || {
                     store.record_duplicate(&meta.case_id, &self.run_id, &source)
@@ -286,8 +286,8 @@ impl Admission {
             model_sha256: self.config.model_sha256.clone(),
             source_path: meta.source_path(),
             source_sha256: meta.sha256.clone(),
-            file_sha256: meta.file_sha256.clone(),
-            size_bytes: meta.size_bytes as i64,
+            file_sha256: meta.file.sha256.clone(),
+            size_bytes: meta.file.size_bytes as i64,
             ground_truth_path: meta.ground_truth.as_ref().map(|p| p.display().to_string()),
             worker: self.worker.clone(),
         }

@@ -7,18 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::case::{Origin, SeriesCase, SeriesFile, SeriesSlice};
+use crate::case::{SeriesCase, SeriesFile, SeriesSlice, SourceFile};
 use crate::dicom::{DicomInput, SliceHeader};
 
 /// One parsed DICOM instance (its pixel data dropped) waiting for the rest of its series.
 #[derive(Debug)]
 pub struct Instance {
     pub series_uid: String,
-    pub original: PathBuf,
-    pub current: PathBuf,
-    pub origin: Origin,
-    pub sha256: String,
-    pub size_bytes: u64,
+    pub file: SourceFile,
     pub input: Arc<DicomInput>,
     /// Ground truth found by pattern next to the file.
     pub truth: Option<PathBuf>,
@@ -45,7 +41,7 @@ impl Gatherer {
     pub fn add(&mut self, instance: Instance) -> Result<(), Box<Instance>> {
         let now = Instant::now();
         match self.series.iter_mut().find(|p| p.uid == instance.series_uid) {
-            Some(pending) if pending.instances.iter().any(|i| i.sha256 == instance.sha256) => {
+            Some(pending) if pending.instances.iter().any(|i| i.file.sha256 == instance.file.sha256) => {
                 return Err(Box::new(instance));
             }
             Some(pending) => {
@@ -100,8 +96,8 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
     // Where the series is: its one file (an enhanced multi-frame object), or the folder its files
     // have in common.
     let folder = match instances.as_slice() {
-        [one] => one.original.clone(),
-        _ => common_folder(instances.iter().map(|i| i.original.as_path())),
+        [one] => one.file.original.clone(),
+        _ => common_folder(instances.iter().map(|i| i.file.original.as_path())),
     };
     // A SEG that references any slice is the truth of the whole stack (it has no frame where the
     // truth is empty).
@@ -116,10 +112,7 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
             let instance = &instances[file];
             let local = *file_index.entry(file).or_insert_with(|| {
                 files.push(SeriesFile {
-                    original: instance.original.clone(),
-                    current: instance.current.clone(),
-                    sha256: instance.sha256.clone(),
-                    size_bytes: instance.size_bytes,
+                    file: instance.file.clone(),
                     input: instance.input.clone(),
                     cases: holders[file],
                 });

@@ -85,7 +85,9 @@ impl crate::error::CaseError for IngestError {
     fn reason(&self) -> String {
         match self {
             // The target is the case's own path; the drop folder is the same for every file.
-            IngestError::SymlinkOutside { root, .. } => format!("symlink to a file outside the drop folder {root} refused"),
+            IngestError::SymlinkOutside { root, .. } => {
+                format!("symlink to a file outside the drop folder {root} refused")
+            }
             IngestError::TooLarge { limit, .. } => format!("file over the limit of {limit} bytes"),
             other => other.to_string(),
         }

@@ -12,8 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::dimse::{self, Command, status};
-use crate::telemetry::{AssociationAccepted, InstanceReceived};
 use super::spool::{PartFile, Spool, SpoolError, is_plain_uid};
+use crate::telemetry::{AssociationAccepted, InstanceReceived};
 
 /// Image storage SOP classes whose pixel data the decode stage reads.
 pub const IMAGE_STORAGE: &[&str] = &[

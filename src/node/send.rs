@@ -11,8 +11,8 @@ use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 
 use super::dimse::{self, Command};
-pub use super::sent::{SendError, Sent};
 use super::scp::UNCOMPRESSED;
+pub use super::sent::{SendError, Sent};
 
 /// Where results go: a C-STORE peer (`AE@host:port`) or a DICOMweb server
 /// (`dicomweb:http://host:port/dicom-web`, or https).

@@ -179,8 +179,8 @@ impl SeriesWork {
             return Ok(None);
         };
         let Some(seg) = self.seg(path)? else {
-            let bytes = std::fs::read(path)
-                .map_err(|source| EvaluateError::ReadGroundTruth { path: path.clone(), source })?;
+            let bytes =
+                std::fs::read(path).map_err(|source| EvaluateError::ReadGroundTruth { path: path.clone(), source })?;
             return crate::decode::mask(&bytes)
                 .map(Some)
                 .map_err(|source| EvaluateError::DecodeGroundTruth { path: path.clone(), source });
@@ -201,8 +201,8 @@ impl SeriesWork {
         if let Some(seg) = truths.get(path) {
             return Ok(seg.clone());
         }
-        let bytes =
-            std::fs::read(path).map_err(|source| EvaluateError::ReadGroundTruth { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| EvaluateError::ReadGroundTruth { path: path.to_path_buf(), source })?;
         let seg = match crate::dicom::looks_like_dicom(&bytes) {
             true => Some(Arc::new(
                 SegTruth::parse(&bytes)

@@ -30,7 +30,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::case::{CaseMeta, Message};
-use work::TileJob;
 use crate::config::Config;
 pub use crate::config::EngineConfig;
 use crate::infer::{self, InferRequest, Inference};
@@ -43,6 +42,7 @@ pub use run::{run, run_once};
 pub use run_report::{CaseObserver, Row, RunReport, Status};
 use stages::StageContext;
 pub use watch::watch;
+use work::TileJob;
 
 /// Why a command could not start (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -88,10 +88,11 @@ impl Engine {
         let mut provider = String::new();
         for _ in 0..config.runtime.sessions {
             let (session_config, session_model) = (config.clone(), model.clone());
-            let (session, used, skipped) =
-                tokio::task::spawn_blocking(move || crate::runtime::session(&session_config.runtime_settings(), &session_model))
-                    .await
-                    .expect("session construction does not panic")?;
+            let (session, used, skipped) = tokio::task::spawn_blocking(move || {
+                crate::runtime::session(&session_config.runtime_settings(), &session_model)
+            })
+            .await
+            .expect("session construction does not panic")?;
             if sessions.is_empty() {
                 for failure in &skipped {
                     tracing::warn!("execution provider unavailable, trying the next: {failure}");

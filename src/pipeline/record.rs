@@ -149,8 +149,8 @@ fn held_files(meta: &CaseMeta) -> Vec<HeldFile> {
             .files
             .iter()
             .map(|f| HeldFile {
-                current: f.current.clone(),
-                original: f.original.clone(),
+                current: f.file.current.clone(),
+                original: f.file.original.clone(),
                 holders: f.cases,
                 part: part.clone(),
             })
@@ -160,7 +160,7 @@ fn held_files(meta: &CaseMeta) -> Vec<HeldFile> {
         Some(frame) => (frame.count, format!("frame {}", frame.index + 1)),
         None => (1, String::new()),
     };
-    vec![HeldFile { current: meta.current.clone(), original: meta.original.clone(), holders, part }]
+    vec![HeldFile { current: meta.file.current.clone(), original: meta.file.original.clone(), holders, part }]
 }
 
 fn to_record(outcome: &Outcome, run_id: &str, sends: &[(String, &'static str)]) -> CaseRecord {
@@ -207,7 +207,7 @@ fn to_record(outcome: &Outcome, run_id: &str, sends: &[(String, &'static str)]) 
                 record.fn_ = Some(e.counts.fn_ as i64);
                 record.tn = Some(e.counts.tn as i64);
             }
-            if outcome.meta.origin == Origin::DicomNode {
+            if outcome.meta.file.origin == Origin::DicomNode {
                 record.sends = sends.iter().map(|(destination, object)| new_send(destination, object, done)).collect();
             }
         }
@@ -275,7 +275,7 @@ fn series_record(case: &SeriesCase, summary: &SeriesSummary) -> SeriesRecord {
             SliceRecord {
                 index: k as i64,
                 sop_instance_uid: case.files[slice.file].input.identity.sop_instance_uid.clone(),
-                file_sha256: case.files[slice.file].sha256.clone(),
+                file_sha256: case.files[slice.file].file.sha256.clone(),
                 frame_number: slice.frame as i64 + 1,
                 position_mm: position,
                 foreground_px: outcome.foreground.map(|n| n as i64),

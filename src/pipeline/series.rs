@@ -15,7 +15,7 @@ use super::stage_cpu::{CpuStage, Meter};
 use super::stages::{self, SegOutcome, StageContext, ms, save_seg};
 use super::work::{SliceOf, TileJob};
 use crate::case::{
-    CaseMeta, Evaluation, Failure, OutputPaths, Outcome, SeriesCase, SeriesSlice, SeriesSummary, Stage, Succeeded,
+    CaseMeta, Evaluation, Failure, Outcome, OutputPaths, SeriesCase, SeriesSlice, SeriesSummary, Stage, Succeeded,
     Timings,
 };
 use crate::dicom::{DicomFile, SegSlice};
@@ -68,18 +68,21 @@ fn decode(
     open: &mut Option<(usize, DicomFile)>,
 ) -> Result<(RgbImage, String), SliceError> {
     let file = &case.files[slice.file];
-    let path = || file.original.clone();
+    let path = || file.file.original.clone();
     if open.as_ref().is_none_or(|(k, _)| *k != slice.file) {
         *open = None;
-        let bytes = std::fs::read(&file.current).map_err(|source| SliceError::ReadInstance { path: path(), source })?;
+        let bytes =
+            std::fs::read(&file.file.current).map_err(|source| SliceError::ReadInstance { path: path(), source })?;
         let parsed = crate::dicom::open(&bytes).map_err(|source| SliceError::OpenInstance { path: path(), source })?;
         *open = Some((slice.file, parsed));
     }
     let (_, parsed) = open.as_ref().expect("opened above");
     let frame = (parsed.frame_count() > 1).then_some(slice.frame + 1);
-    let rgb = parsed
-        .frame_rgb(slice.frame, &ctx.dicom.window)
-        .map_err(|source| SliceError::DecodeSlice { path: path(), frame, source })?;
+    let rgb = parsed.frame_rgb(slice.frame, &ctx.dicom.window).map_err(|source| SliceError::DecodeSlice {
+        path: path(),
+        frame,
+        source,
+    })?;
     Ok((rgb, format!("dicom/{}", file.input.decoder)))
 }
 
@@ -157,7 +160,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
         case_id: &meta.case_id,
         source_path: Path::new(&source_path),
         source_sha256: &meta.sha256,
-        size_bytes: meta.size_bytes,
+        size_bytes: meta.file.size_bytes,
         pipeline: &ctx.pipeline,
         model: output::ModelRef { name: &ctx.card.name, sha256: &ctx.model_sha256 },
         efen_version: env!("CARGO_PKG_VERSION"),

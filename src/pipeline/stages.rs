@@ -16,8 +16,8 @@ use crate::case::{CaseMeta, Evaluation, Failure, Outcome, Stage, Succeeded, Timi
 use crate::dicom::{DicomError, DicomInput};
 use crate::error::CaseError;
 use crate::infer::InferError;
-use crate::output::EmitError;
 use crate::model::ModelCard;
+use crate::output::EmitError;
 use crate::postprocess::Accumulator;
 use crate::preprocess::{Canvas, Fit, Flip, Plan, Tiling};
 use crate::{decode, metrics, output, postprocess};
@@ -233,9 +233,9 @@ pub fn finish(
     timings.emit_ms = ms(started.elapsed());
     let result = output::CaseResult {
         case_id: &meta.case_id,
-        source_path: &meta.original,
+        source_path: &meta.file.original,
         source_sha256: &meta.sha256,
-        size_bytes: meta.size_bytes,
+        size_bytes: meta.file.size_bytes,
         pipeline: &ctx.pipeline,
         model: output::ModelRef { name: &ctx.card.name, sha256: &ctx.model_sha256 },
         efen_version: env!("CARGO_PKG_VERSION"),

@@ -110,7 +110,18 @@ pub async fn watch(
     // it receives.
     let node = if spool.is_some() || !engine.config.node.destinations.is_empty() {
         let rules = engine.definition.select.clone();
-        Some(crate::node::start(&engine.config.node, &engine.config.state_dir(), &engine.store, &dir, rules, spool, shutdown.clone()).await?)
+        Some(
+            crate::node::start(
+                &engine.config.node,
+                &engine.config.state_dir(),
+                &engine.store,
+                &dir,
+                rules,
+                spool,
+                shutdown.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };

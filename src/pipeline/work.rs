@@ -57,4 +57,3 @@ pub struct TileJob {
     /// How the tile was flipped for this pass (test-time mirroring), to flip its output back.
     pub flip: Flip,
 }
-

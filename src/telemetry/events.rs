@@ -33,7 +33,10 @@ impl ServiceStarted<'_> {
 pub enum CaseStatus {
     Succeeded,
     /// In `stage` (`decode`, `infer`, `record`, …), with the stage error's type.
-    Failed { stage: &'static str, error_type: &'static str },
+    Failed {
+        stage: &'static str,
+        error_type: &'static str,
+    },
     Duplicate,
 }
 
@@ -126,7 +129,12 @@ impl StoreRetried<'_> {
     pub fn emit(self) {
         ::metrics::counter!(STORE_RETRIES).increment(1);
         if self.attempt == 1 || self.attempt.is_power_of_two() {
-            tracing::warn!("store unavailable while {} (attempt {}), retrying: {}", self.what, self.attempt, self.error);
+            tracing::warn!(
+                "store unavailable while {} (attempt {}), retrying: {}",
+                self.what,
+                self.attempt,
+                self.error
+            );
         }
     }
 }
@@ -263,7 +271,8 @@ mod tests {
         }
         .emit();
         let text = handle.render();
-        let failed = "efen_cases_total{status=\"failed\",stage=\"decode\",error_type=\"unsupported_transfer_syntax\"} 1";
+        let failed =
+            "efen_cases_total{status=\"failed\",stage=\"decode\",error_type=\"unsupported_transfer_syntax\"} 1";
         assert!(text.contains(failed), "{text}");
         assert!(!text.contains("efen_cases_total{status=\"failed\"}"), "no stage-less failed series: {text}");
         assert!(text.contains("efen_cases_total{status=\"succeeded\"} 0"), "{text}");

@@ -96,4 +96,3 @@ fn describe() {
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels name efen's version, the pipeline and the model's SHA-256");
 }
-

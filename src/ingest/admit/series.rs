@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Admission, AdmissionConfig, Policy};
-use crate::case::{CaseMeta, SeriesCase};
+use crate::case::{CaseMeta, SeriesCase, SourceFile};
 use crate::dicom::DicomInput;
 use crate::ingest;
 use crate::ingest::gather::{Instance, cases_of};
@@ -23,7 +23,7 @@ impl Admission {
                 takeover: instances.iter().any(|i| i.policy.takeover),
                 record_same_path: first.policy.record_same_path,
             };
-            let (origin, uid, arrived) = (first.origin, first.series_uid.clone(), instances.len());
+            let (origin, uid, arrived) = (first.file.origin, first.series_uid.clone(), instances.len());
             // Instances that come after their series was segmented: the case is the whole series
             // again, with the earlier instances from done/ (watch), or only them (run).
             let earlier_files = match &self.series_done {
@@ -49,7 +49,7 @@ impl Admission {
             };
             for mut case in cases {
                 // A stack made only of earlier instances is a case already recorded.
-                if regathered > 0 && case.files.iter().all(|f| self.is_earlier(&uid, &f.current)) {
+                if regathered > 0 && case.files.iter().all(|f| self.is_earlier(&uid, &f.file.current)) {
                     continue;
                 }
                 let id = ingest::case_id(&case.sha256(), pipeline, model);
@@ -77,8 +77,8 @@ impl Admission {
     async fn earlier_instances(&self, state: &Path, arrived: &[Instance]) -> Vec<Instance> {
         let Some(first) = arrived.first() else { return Vec::new() };
         let dir = crate::ingest::disposition::series_done_dir(state, &first.series_uid);
-        let known: std::collections::HashSet<String> = arrived.iter().map(|i| i.sha256.clone()).collect();
-        let (origin, policy, config) = (first.origin, first.policy, self.config.clone());
+        let known: std::collections::HashSet<String> = arrived.iter().map(|i| i.file.sha256.clone()).collect();
+        let (origin, policy, config) = (first.file.origin, first.policy, self.config.clone());
         tokio::task::spawn_blocking(move || {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .into_iter()
@@ -104,11 +104,13 @@ impl Admission {
                 let input = Arc::new(DicomInput { decoder: file.decoder_name(), identity, file });
                 found.push(Instance {
                     series_uid: input.identity.series_instance_uid.clone().unwrap_or_default(),
-                    original: path.clone(),
-                    current: path,
-                    origin,
-                    sha256,
-                    size_bytes: bytes.len() as u64,
+                    file: SourceFile {
+                        original: path.clone(),
+                        current: path,
+                        sha256,
+                        size_bytes: bytes.len() as u64,
+                        origin,
+                    },
                     input,
                     truth: None,
                     policy,
@@ -137,12 +139,14 @@ impl Admission {
         let ground_truth = case.slices.iter().find_map(|s| s.truth.clone());
         CaseMeta {
             case_id: ingest::case_id(&sha256, &self.config.pipeline, &self.config.model_sha256),
-            original: case.folder.clone(),
-            current: case.folder.clone(),
-            origin,
-            file_sha256: sha256.clone(),
+            file: SourceFile {
+                original: case.folder.clone(),
+                current: case.folder.clone(),
+                sha256: sha256.clone(),
+                size_bytes: case.size_bytes(),
+                origin,
+            },
             sha256,
-            size_bytes: case.size_bytes(),
             ground_truth,
             frame: None,
             dicom: case.files.first().map(|f| f.input.clone()),
