@@ -64,8 +64,8 @@ async fn health_readiness_and_metrics_of_the_real_binary() {
     // The same bytes again under another name, once the first is recorded.
     std::fs::copy(common::repo().join("samples/synthetic/case01.png"), world.drop_dir().join("again.png")).unwrap();
     wait_metric(&world, port, "the duplicate", "efen_cases_total", &[("status", "duplicate")], 1.0).await;
-    wait_metric(&world, port, "the failure", "efen_cases_total", &[("status", "failed"), ("stage", "decode")], 1.0)
-        .await;
+    let failed = [("status", "failed"), ("stage", "decode"), ("error_type", "unknown_format")];
+    wait_metric(&world, port, "the failure", "efen_cases_total", &failed, 1.0).await;
 
     let (status, metrics) = get(port, "/metrics").unwrap();
     assert_eq!(status, 200);

@@ -143,10 +143,11 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            // Every efen error message already names its cause; print the outermost one.
+            // The whole cause chain, each cause once (many efen messages already name theirs).
+            let message = crate::error::chain(e.as_ref());
             match log_format {
-                LogFormat::Text => eprintln!("error: {e}"),
-                LogFormat::Json => tracing::error!("{e}"),
+                LogFormat::Text => eprintln!("error: {message}"),
+                LogFormat::Json => tracing::error!("{message}"),
             }
             ExitCode::from(2)
         }

@@ -118,7 +118,14 @@ impl CaseObserver for Progress {
             }
             // The case's fields ride along for log shippers (EFEN_LOG_FORMAT=json).
             None if row.status == Status::Failed => {
-                tracing::warn!(case_id = %row.case_id, file = %row.file, stage = row.stage.unwrap_or(""), "{}", row.line())
+                tracing::warn!(
+                    case_id = %row.case_id,
+                    file = %row.file,
+                    stage = row.stage.unwrap_or(""),
+                    error_type = row.error_type.unwrap_or(""),
+                    "{}",
+                    row.line()
+                )
             }
             None => tracing::info!(case_id = %row.case_id, file = %row.file, "{}", row.line()),
         }

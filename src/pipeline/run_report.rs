@@ -116,7 +116,10 @@ impl Row {
     /// The one line printed when the case ends.
     pub fn line(&self) -> String {
         match self.status {
-            Status::Failed => format!("FAILED {}: {}", self.file, self.detail),
+            Status::Failed => match self.error_type {
+                Some(error_type) => format!("FAILED {}: {} [{error_type}]", self.file, self.detail),
+                None => format!("FAILED {}: {}", self.file, self.detail),
+            },
             Status::Duplicate => format!("skipped {}: {}", self.file, self.detail),
             Status::Succeeded => match self.scores {
                 Some(s) => format!(

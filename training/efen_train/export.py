@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .data import IMAGENET_MEAN, IMAGENET_STD, normalise, split_811, dataset_items
 from .model import EFEN, WithSigmoid, count_parameters
 from .synthetic import make_example
-from .train import train_command
+from .args import train_command
 
 OPSET = 17
 PARITY_BOUND = 1e-5   # max |p_onnxruntime - p_torch|

@@ -34,7 +34,7 @@ def read_card(path: str) -> dict:
 
 def train_args_of(card: dict, path: str):
     """The parsed arguments of the last training command on the card (the architecture)."""
-    from .train import parse_args
+    from .args import parse_args
     commands = (card.get("training") or {}).get("commands") or []
     if not commands:
         raise SystemExit(f"{path}: the card records no training command")
@@ -132,7 +132,7 @@ def load_folded_weights(model: nn.Module, path: str, h: int = 64, w: int = 64) -
 def model_from_onnx(path: str):
     """(model in eval mode, card) from an EFEN ONNX file and its card."""
     from .export import parity
-    from .train import model_from_args
+    from .args import model_from_args
     card = read_card(path)
     model = model_from_args(train_args_of(card, path))
     load_folded_weights(model, path)
