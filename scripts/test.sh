@@ -16,6 +16,9 @@ scripts/series-fixtures.sh
 scripts/setup.sh
 scripts/postgres.sh
 
+echo "test: import graph (docs/layout.md#the-floors)"
+python3 scripts/import-graph.py
+
 echo "test: rust (unit + integration)"
 cargo test --release --locked -- --test-threads 2
 
