@@ -4,7 +4,9 @@
 //!
 //! `efen run` reads inputs where they are and never moves them; `efen watch` first claims each
 //! file by renaming it into `<state>/claimed/` (see [`watch`]). [`admit`] then opens each file
-//! (hash, DICOM parse, frames, ground truth), claims its cases in the store and hands them on.
+//! (hash, DICOM parse, frames, ground truth), claims its cases in the store and hands them on;
+//! the instances of a DICOM series wait in [`gather`] until the series is complete, and become
+//! one case per stack.
 
 pub mod admit;
 pub mod disposition;

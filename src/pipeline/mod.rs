@@ -7,6 +7,10 @@
 //! ```
 //! Every channel is bounded. The graph is built back to front and drains front to back: when
 //! ingest drops its senders, each stage finishes what it holds and closes its own output.
+//!
+//! The work in flight is the wiring's: [`work`] (a case's canvas and accumulator, its tiles),
+//! [`assembly`] (a series' slices coming back into one volume); `errors` holds the failures the
+//! wiring itself ends a case with.
 
 pub mod assembly;
 pub mod definition;
