@@ -29,6 +29,9 @@ pub struct SeriesCase {
     pub files: Vec<SeriesFile>,
     /// The slices in spatial order.
     pub slices: Vec<SeriesSlice>,
+    /// Instance files none of whose slices is in the stack: at the position of another slice
+    /// (the case's warnings say so). They are settled with the case.
+    pub left_out: Vec<SeriesFile>,
 }
 
 /// One instance file of a series case.

@@ -3,9 +3,11 @@
 //! Each slice (a classic instance, or one frame of an enhanced multi-frame object) has a plane:
 //! Image Position and Orientation (Patient) and Pixel Spacing, read from the frame's own functional
 //! groups, then the shared ones, then the top level. Slices that differ in orientation, size, or
-//! temporal/echo/diffusion position are different stacks. Within a stack, slices are ordered by
-//! their distance along the slice normal (row direction × column direction), else by Instance
-//! Number; irregular spacing, a gap, duplicate positions and a gantry tilt become warnings.
+//! temporal/echo/diffusion position are different stacks; so are slices that repeat positions and
+//! differ in Acquisition Number, Trigger Time or Acquisition Time (a 4D acquisition told apart only
+//! by those). Within a stack, slices are ordered by their distance along the slice normal (row
+//! direction × column direction), else by Instance Number; a slice at the position of another is
+//! left out (as dcm2niix does); irregular spacing, a gap and a gantry tilt become warnings.
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
@@ -53,7 +55,14 @@ pub struct SliceHeader {
     pub columns: u32,
     /// Temporal position, echo or diffusion b-value: slices that differ here are different stacks.
     pub dimension: Option<String>,
+    /// Acquisition Number, Trigger Time, Acquisition Time (in that order, None when absent): what
+    /// tells the time points of a 4D acquisition apart when nothing else does. They split a stack
+    /// only where its positions repeat.
+    pub acquisition: [Option<String>; 3],
 }
+
+/// The names of [`SliceHeader::acquisition`]'s values, for what a stack is told.
+const ACQUISITION: [&str; 3] = ["acquisition", "trigger time", "acquisition time"];
 
 impl SliceHeader {
     /// The header of frame `frame` (0-based) of `file`.
@@ -85,12 +94,22 @@ impl SliceHeader {
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| format!("{name} {v}")))
         .collect::<Vec<_>>();
+        let acquisition = [
+            string(obj, tags::ACQUISITION_NUMBER),
+            groups
+                .text(tags::CARDIAC_SYNCHRONIZATION_SEQUENCE, tags::NOMINAL_CARDIAC_TRIGGER_DELAY_TIME)
+                .or_else(|| string(obj, tags::TRIGGER_TIME)),
+            groups
+                .text(tags::FRAME_CONTENT_SEQUENCE, tags::FRAME_ACQUISITION_DATE_TIME)
+                .or_else(|| string(obj, tags::ACQUISITION_TIME)),
+        ];
         SliceHeader {
             plane,
             instance_number,
             rows: file.rows(),
             columns: file.columns(),
             dimension: (!dimension.is_empty()).then(|| dimension.join(", ")),
+            acquisition,
         }
     }
 }
@@ -146,10 +165,13 @@ pub struct Stack {
     pub spacing: Option<f64>,
     /// Geometry problems that do not stop the case: gaps, irregular spacing, duplicates, tilt.
     pub warnings: Vec<String>,
+    /// Indices of slices left out: at the position of another slice of the stack.
+    pub left_out: Vec<usize>,
 }
 
 /// Splits a series' slices into stacks (by orientation, size and temporal/echo/diffusion
-/// position) and orders each along its normal. Stacks come in the order of their first slice.
+/// position; then, where positions repeat, by acquisition) and orders each along its normal.
+/// Stacks come in the order of their first slice.
 pub fn stacks(headers: &[SliceHeader]) -> Vec<Stack> {
     let mut groups: Vec<(StackKey, Vec<usize>)> = Vec::new();
     for (i, header) in headers.iter().enumerate() {
@@ -159,6 +181,8 @@ pub fn stacks(headers: &[SliceHeader]) -> Vec<Stack> {
             None => groups.push((key, vec![i])),
         }
     }
+    let groups: Vec<(StackKey, Vec<usize>)> =
+        groups.into_iter().flat_map(|(key, members)| split_by_acquisition(headers, key, members)).collect();
     let split = groups.len() > 1;
     groups
         .into_iter()
@@ -168,6 +192,52 @@ pub fn stacks(headers: &[SliceHeader]) -> Vec<Stack> {
             stack
         })
         .collect()
+}
+
+/// A group whose positions repeat, split by the first acquisition attribute that every slice has,
+/// that takes more than one value, and under which no position repeats (a 4D CT of 3 time points
+/// × 10 positions told apart only by Acquisition Number is 3 stacks of 10). Otherwise the group
+/// as it is: its repeated positions are left out when it is ordered.
+fn split_by_acquisition(headers: &[SliceHeader], key: StackKey, members: Vec<usize>) -> Vec<(StackKey, Vec<usize>)> {
+    if !repeats_positions(headers, &members) {
+        return vec![(key, members)];
+    }
+    for (a, name) in ACQUISITION.iter().enumerate() {
+        let values: Option<Vec<&String>> = members.iter().map(|&i| headers[i].acquisition[a].as_ref()).collect();
+        let Some(values) = values else { continue };
+        let mut parts: Vec<(&String, Vec<usize>)> = Vec::new();
+        for (&i, value) in members.iter().zip(values) {
+            match parts.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, part)) => part.push(i),
+                None => parts.push((value, vec![i])),
+            }
+        }
+        // Time points of a few slices each, not one value per slice (an Acquisition Time that
+        // differs from slice to slice tells no time points apart).
+        let time_points = parts.len() > 1 && parts.iter().all(|(_, part)| part.len() >= 2);
+        if time_points && parts.iter().all(|(_, part)| !repeats_positions(headers, part)) {
+            return parts
+                .into_iter()
+                .map(|(value, part)| {
+                    let mut key = key.clone();
+                    let told = format!("{name} {value}");
+                    key.dimension = Some(key.dimension.map_or(told.clone(), |d| format!("{d}, {told}")));
+                    (key, part)
+                })
+                .collect();
+        }
+    }
+    vec![(key, members)]
+}
+
+/// Whether two of `members` lie at one position along their normal.
+fn repeats_positions(headers: &[SliceHeader], members: &[usize]) -> bool {
+    let planes: Option<Vec<&SlicePlane>> = members.iter().map(|&i| headers[i].plane.as_ref()).collect();
+    let Some(planes) = planes.filter(|p| p.len() > 1) else { return false };
+    let normal = planes[0].normal();
+    let mut along: Vec<f64> = planes.iter().map(|p| dot(&p.position, &normal)).collect();
+    along.sort_by(f64::total_cmp);
+    along.windows(2).any(|w| w[1] - w[0] < SAME_POSITION_MM)
 }
 
 /// What tells stacks apart. Orientations are compared to 1e-3 (a rounding difference between
@@ -209,25 +279,44 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
         members.sort_by_key(|&i| (instance(i), i));
         let warning =
             "no usable geometry (Image Position/Orientation (Patient), Pixel Spacing): ordered by Instance Number";
-        return Stack { slices: members, distinct: None, spacing: None, warnings: vec![warning.into()] };
+        return Stack {
+            slices: members,
+            distinct: None,
+            spacing: None,
+            warnings: vec![warning.into()],
+            left_out: vec![],
+        };
     };
     let normal = planes[0].normal();
     let along = |i: usize| dot(&headers[i].plane.as_ref().expect("every slice has a plane").position, &normal);
     members.sort_by(|&a, &b| along(a).total_cmp(&along(b)).then(instance(a).cmp(&instance(b))));
-    let positions: Vec<[f64; 3]> =
-        members.iter().map(|&i| headers[i].plane.as_ref().expect("plane").position).collect();
-    let (spacing, warnings) = check_spacing(&positions, &normal);
-    Stack { slices: members, distinct: None, spacing, warnings }
+    // One slice per position: the first (lowest Instance Number) stays, as dcm2niix keeps one.
+    let mut left_out = Vec::new();
+    let mut kept: Vec<usize> = Vec::with_capacity(members.len());
+    for i in members {
+        match kept.last() {
+            Some(&last) if along(i) - along(last) < SAME_POSITION_MM => left_out.push(i),
+            _ => kept.push(i),
+        }
+    }
+    let positions: Vec<[f64; 3]> = kept.iter().map(|&i| headers[i].plane.as_ref().expect("plane").position).collect();
+    let (spacing, mut warnings) = check_spacing(&positions, &normal);
+    if !left_out.is_empty() {
+        warnings.insert(
+            0,
+            format!(
+                "{} slice(s) at the position of another slice left out (the first by Instance Number is kept)",
+                left_out.len()
+            ),
+        );
+    }
+    Stack { slices: kept, distinct: None, spacing, warnings, left_out }
 }
 
 /// The typical step between ordered positions and what is wrong with the steps.
 fn check_spacing(positions: &[[f64; 3]], normal: &[f64; 3]) -> (Option<f64>, Vec<String>) {
     let steps: Vec<f64> = positions.windows(2).map(|w| dot(&w[1], normal) - dot(&w[0], normal)).collect();
     let mut warnings = Vec::new();
-    let duplicates = steps.iter().filter(|s| **s < SAME_POSITION_MM).count();
-    if duplicates > 0 {
-        warnings.push(format!("{duplicates} slice(s) share a position with their neighbour"));
-    }
     let mut distinct: Vec<f64> = steps.iter().copied().filter(|s| *s >= SAME_POSITION_MM).collect();
     distinct.sort_by(f64::total_cmp);
     let Some(&typical) = distinct.get(distinct.len() / 2) else {
@@ -271,10 +360,73 @@ fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
 pub fn nifti_affine(planes: &[&SlicePlane]) -> Option<[[f64; 4]; 3]> {
     let first = planes.first()?;
     let last = planes.last()?;
+    let n = (planes.len().max(2) - 1) as f64;
+    Some(affine_with_step(first, std::array::from_fn(|a| (last.position[a] - first.position[a]) / n)))
+}
+
+/// A slice that lies further than this fraction of a step from the grid is off it.
+const OFF_GRID_FRACTION: f64 = 0.2;
+/// A grid with more planes than this many times the slices is no grid of theirs.
+const MAX_GRID_FACTOR: usize = 4;
+
+/// A stack's slices on a regular grid of voxel planes, as the NIfTI volume holds them: where a
+/// slice is missing (a gap), the grid has an empty plane, as dcmqi's conversion of the SEG does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceGrid {
+    /// Planes of the grid, from the first slice to the last.
+    pub planes: usize,
+    /// The grid plane of each slice, in the stack's order.
+    pub index: Vec<usize>,
+    pub affine: [[f64; 4]; 3],
+}
+
+/// Places ordered slices on the grid of the stack's typical `spacing` (from the first position
+/// to the last, so a tilt stays in the slice axis), or says why they do not lie on one.
+pub fn slice_grid(planes: &[&SlicePlane], spacing: Option<f64>) -> Result<SliceGrid, String> {
+    let (Some(first), Some(last)) = (planes.first(), planes.last()) else {
+        return Err("no slices".into());
+    };
+    let normal = first.normal();
+    let along: Vec<f64> = planes.iter().map(|p| dot(&p.position, &normal) - dot(&first.position, &normal)).collect();
+    let span = along[along.len() - 1];
+    let regular = || {
+        Ok(SliceGrid {
+            planes: planes.len(),
+            index: (0..planes.len()).collect(),
+            affine: nifti_affine(planes).expect("slices"),
+        })
+    };
+    let Some(spacing) = spacing.filter(|s| *s > 0.0 && planes.len() > 1) else {
+        return regular();
+    };
+    let steps = (span / spacing).round().max(1.0);
+    let count = steps as usize + 1;
+    if count > MAX_GRID_FACTOR * planes.len() {
+        return Err(format!("the slices span {count} steps of {spacing:.2} mm, too sparse for one volume"));
+    }
+    let step = span / steps;
+    let mut index = Vec::with_capacity(planes.len());
+    for (k, x) in along.iter().enumerate() {
+        let on = x / step;
+        let plane = on.round();
+        if (on - plane).abs() > OFF_GRID_FRACTION || index.last().is_some_and(|&i| i as f64 >= plane) {
+            return Err(format!(
+                "slice {} lies {:.2} mm from the {step:.2} mm grid of the stack: the slices do not lie on one grid",
+                k + 1,
+                (on - plane).abs() * step
+            ));
+        }
+        index.push(plane as usize);
+    }
+    let slice_step = std::array::from_fn(|a| (last.position[a] - first.position[a]) / steps);
+    Ok(SliceGrid { planes: count, index, affine: affine_with_step(first, slice_step) })
+}
+
+/// The affine of a volume whose first slice is `first` and whose slice axis is `slice_step` (mm,
+/// LPS); a step of nothing (one slice) runs along the normal by the slice thickness.
+fn affine_with_step(first: &SlicePlane, mut slice_step: [f64; 3]) -> [[f64; 4]; 3] {
     let (row_dir, col_dir) = (&first.orientation[..3], &first.orientation[3..]);
     let [row_spacing, column_spacing] = first.spacing;
-    let n = (planes.len().max(2) - 1) as f64;
-    let mut slice_step: [f64; 3] = std::array::from_fn(|a| (last.position[a] - first.position[a]) / n);
     if dot(&slice_step, &slice_step).sqrt() < SAME_POSITION_MM {
         // One slice, or every slice at one position: step along the normal by the thickness.
         slice_step = first.normal().map(|v| v * first.thickness.unwrap_or(1.0));
@@ -289,7 +441,7 @@ pub fn nifti_affine(planes: &[&SlicePlane]) -> Option<[[f64; 4]; 3]> {
             sign * first.position[a],
         ];
     }
-    Some(affine)
+    affine
 }
 
 #[cfg(test)]
@@ -308,6 +460,7 @@ mod tests {
             rows: 64,
             columns: 64,
             dimension: None,
+            acquisition: [None, None, None],
         }
     }
 
@@ -331,7 +484,12 @@ mod tests {
             "{:?}",
             stack.warnings
         );
-        assert!(stack.warnings.iter().any(|w| w.contains("share a position")), "{:?}", stack.warnings);
+        assert!(
+            stack.warnings[0].starts_with("1 slice(s) at the position of another slice left out"),
+            "{:?}",
+            stack.warnings
+        );
+        assert_eq!((stack.slices.len(), stack.left_out.clone()), (4, vec![4]), "one slice per position");
         headers = (0..4).map(|k| axial(2.5 * k as f64, 0)).collect();
         for (k, h) in headers.iter_mut().enumerate() {
             h.plane.as_mut().unwrap().position[1] += 0.5 * k as f64; // 11.3° off the normal
@@ -356,6 +514,36 @@ mod tests {
     }
 
     #[test]
+    fn time_points_told_apart_only_by_acquisition_number_are_stacks() {
+        // 3 time points × 4 positions, shuffled; each time point its own Acquisition Number.
+        let mut headers = Vec::new();
+        for (k, t) in [2, 0, 1].into_iter().enumerate() {
+            for z in [7.5, 0.0, 5.0, 2.5] {
+                let mut h = axial(z, (10 * k) as i64 + 1);
+                h.acquisition = [Some((t + 1).to_string()), None, Some(format!("1200{k}"))];
+                headers.push(h);
+            }
+        }
+        let stacks = stacks(&headers);
+        assert_eq!(stacks.len(), 3, "{stacks:?}");
+        for stack in &stacks {
+            assert_eq!(stack.slices.len(), 4);
+            assert!(stack.left_out.is_empty() && stack.warnings.is_empty(), "{:?}", stack.warnings);
+            assert_eq!(stack.spacing, Some(2.5));
+        }
+        assert_eq!(stacks[0].distinct.as_deref(), Some("orientation 1\\0\\0\\0\\1\\0, 64×64, acquisition 3"));
+
+        // An Acquisition Time that differs from slice to slice (and one Acquisition Number): no
+        // time points, so the repeated positions are left out instead.
+        for (k, h) in headers.iter_mut().enumerate() {
+            h.acquisition = [Some("1".into()), None, Some(format!("12{k:02}"))];
+        }
+        let one = super::stacks(&headers);
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].slices.len(), one[0].left_out.len()), (4, 8));
+    }
+
+    #[test]
     fn without_geometry_instance_number_orders() {
         let mut headers: Vec<SliceHeader> = (0..3).map(|k| axial(0.0, 3 - k)).collect();
         for h in &mut headers {
@@ -364,6 +552,18 @@ mod tests {
         let stack = &stacks(&headers)[0];
         assert_eq!(stack.slices, vec![2, 1, 0]);
         assert!(stack.warnings[0].contains("ordered by Instance Number"));
+    }
+
+    #[test]
+    fn a_gap_is_an_empty_plane_of_the_grid_and_slices_off_it_are_refused() {
+        let headers: Vec<SliceHeader> = [0.0, 2.5, 5.0, 10.0, 12.5].iter().map(|&z| axial(z, 0)).collect();
+        let planes: Vec<&SlicePlane> = headers.iter().map(|h| h.plane.as_ref().unwrap()).collect();
+        let grid = slice_grid(&planes, Some(2.5)).unwrap();
+        assert_eq!((grid.planes, grid.index.clone()), (6, vec![0, 1, 2, 4, 5]), "plane 3 is the missing slice");
+        assert_eq!(grid.affine[2], [0.0, 0.0, 2.5, 0.0], "the true spacing, not the mean");
+        let off: Vec<SliceHeader> = [0.0, 2.5, 6.2, 7.5].iter().map(|&z| axial(z, 0)).collect();
+        let planes: Vec<&SlicePlane> = off.iter().map(|h| h.plane.as_ref().unwrap()).collect();
+        assert!(slice_grid(&planes, Some(2.5)).unwrap_err().contains("do not lie on one grid"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod window;
 
 pub use config::{DicomConfig, PatientIdConfig, Unit};
 pub use error::DicomError;
-pub use geometry::{SliceHeader, SlicePlane, Stack, nifti_affine, stacks};
+pub use geometry::{SliceGrid, SliceHeader, SlicePlane, Stack, nifti_affine, slice_grid, stacks};
 pub use identity::{Identity, PatientIdForm, TransferSyntaxId, pseudonym};
 pub use input::DicomInput;
 pub use pixels::FrameSamples;

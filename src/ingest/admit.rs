@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
 
-use super::gather::{Gatherer, Instance};
+use super::gather::{Added, Gatherer, Instance};
 use super::{Candidate, GroundTruthPattern};
 use crate::case::{CaseMeta, Failure, Frame, Message, Outcome, SourceFile, Stage};
 use crate::dicom::DicomInput;
@@ -192,11 +192,21 @@ impl Admission {
                 truth: meta.ground_truth.clone(),
                 policy,
             };
-            if let Err(repeat) = self.gatherer.add(instance) {
-                let of = format!("an instance of series {} with the same bytes, earlier", repeat.series_uid);
-                return self.duplicate(meta, of, false).await;
-            }
-            return Ok(());
+            return match self.gatherer.add(instance) {
+                Added::New => Ok(()),
+                Added::Repeat(repeat) => {
+                    let of = format!("an instance of series {} with the same bytes, earlier", repeat.series_uid);
+                    self.duplicate(meta, of, false).await
+                }
+                // The earlier copy of the instance leaves the series: it is settled as a repeat.
+                Added::Replaced(earlier) => {
+                    let uid = earlier.sop_instance_uid().unwrap_or_default().to_string();
+                    tracing::warn!(series = %earlier.series_uid, instance = %uid, "an instance came again with other bytes; the later copy is used");
+                    let of = format!("instance {uid} of series {}, replaced by a later copy", earlier.series_uid);
+                    let meta = self.instance_meta(&earlier);
+                    self.duplicate(meta, of, false).await
+                }
+            };
         }
         // A DICOM SEG elsewhere in the run that references this instance is its ground truth.
         let mut truth_of = |frame: u32| self.segs.as_mut()?.find(ground_truth_by_reference.as_deref()?, frame + 1);
@@ -275,6 +285,20 @@ impl Admission {
         }
         let _ = self.outlet.ended.send(Message::Duplicate { meta, of, recorded: record }).await;
         Ok(())
+    }
+
+    /// An instance as a case of its own would be: what its repeat is reported as.
+    fn instance_meta(&self, instance: &Instance) -> CaseMeta {
+        CaseMeta {
+            case_id: ingest::case_id(&instance.file.sha256, &self.config.pipeline, &self.config.model_sha256),
+            file: instance.file.clone(),
+            sha256: instance.file.sha256.clone(),
+            ground_truth: instance.truth.clone(),
+            frame: None,
+            dicom: Some(instance.input.clone()),
+            series: None,
+            started: Instant::now(),
+        }
     }
 
     /// The case as the store first sees it, at its claim.

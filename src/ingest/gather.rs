@@ -22,6 +22,26 @@ pub struct Instance {
     pub policy: super::Policy,
 }
 
+impl Instance {
+    /// The instance's SOP Instance UID (None when the file has none).
+    pub fn sop_instance_uid(&self) -> Option<&str> {
+        self.input.identity.sop_instance_uid.as_deref().filter(|uid| !uid.is_empty())
+    }
+
+    /// Whether `other` is a copy of this instance: the same SOP Instance UID, or the same bytes.
+    pub fn same_instance(&self, other: &Instance) -> bool {
+        match (self.sop_instance_uid(), other.sop_instance_uid()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.file.sha256 == other.file.sha256,
+        }
+    }
+
+    /// The transfer syntax, for what a replaced copy is told.
+    pub fn transfer_syntax(&self) -> &str {
+        &self.input.identity.transfer_syntax.name
+    }
+}
+
 /// Series still gathering, in the order their first instance came.
 #[derive(Debug, Default)]
 pub struct Gatherer {
@@ -33,26 +53,52 @@ struct Pending {
     uid: String,
     last: Instant,
     instances: Vec<Instance>,
+    /// What the series' cases are told: instances that came again with other bytes.
+    warnings: Vec<String>,
+}
+
+/// A complete series: its distinct instances, and what its cases are told of how they came.
+#[derive(Debug)]
+pub struct Gathered {
+    pub instances: Vec<Instance>,
+    pub warnings: Vec<String>,
+}
+
+/// What adding an instance to its series came to. An instance is its SOP Instance UID: a second
+/// copy never adds a slice.
+#[derive(Debug)]
+pub enum Added {
+    /// A new instance of its series.
+    New,
+    /// The same bytes again: the caller reports this copy as a duplicate.
+    Repeat(Box<Instance>),
+    /// Another copy of an instance already gathered (same SOP Instance UID, other bytes: another
+    /// transfer syntax, or changed pixels): it takes the earlier copy's place, which comes back so
+    /// that the caller reports it as replaced.
+    Replaced(Box<Instance>),
 }
 
 impl Gatherer {
-    /// Adds an instance to its series. The same bytes twice in one series come back as `Err`: the
-    /// caller reports the repeat as a duplicate.
-    pub fn add(&mut self, instance: Instance) -> Result<(), Box<Instance>> {
+    /// Adds an instance to its series, by SOP Instance UID (by its bytes when it has none).
+    pub fn add(&mut self, instance: Instance) -> Added {
         let now = Instant::now();
-        match self.series.iter_mut().find(|p| p.uid == instance.series_uid) {
-            Some(pending) if pending.instances.iter().any(|i| i.file.sha256 == instance.file.sha256) => {
-                return Err(Box::new(instance));
-            }
-            Some(pending) => {
-                pending.last = now;
-                pending.instances.push(instance);
+        let Some(pending) = self.series.iter_mut().find(|p| p.uid == instance.series_uid) else {
+            let uid = instance.series_uid.clone();
+            self.series.push(Pending { uid, last: now, instances: vec![instance], warnings: Vec::new() });
+            return Added::New;
+        };
+        pending.last = now;
+        match pending.instances.iter().position(|i| i.same_instance(&instance)) {
+            Some(k) if pending.instances[k].file.sha256 == instance.file.sha256 => Added::Repeat(Box::new(instance)),
+            Some(k) => {
+                pending.warnings.push(replaced_warning(&pending.instances[k], &instance));
+                Added::Replaced(Box::new(std::mem::replace(&mut pending.instances[k], instance)))
             }
             None => {
-                self.series.push(Pending { uid: instance.series_uid.clone(), last: now, instances: vec![instance] })
+                pending.instances.push(instance);
+                Added::New
             }
         }
-        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,17 +106,30 @@ impl Gatherer {
     }
 
     /// Takes the series that are complete: quiet for `quiet`, or all of them with None.
-    pub fn take(&mut self, quiet: Option<Duration>) -> Vec<Vec<Instance>> {
+    pub fn take(&mut self, quiet: Option<Duration>) -> Vec<Gathered> {
         let now = Instant::now();
         let complete = |p: &Pending| quiet.is_none_or(|q| now.duration_since(p.last) >= q);
         let (done, waiting): (Vec<Pending>, Vec<Pending>) = self.series.drain(..).partition(complete);
         self.series = waiting;
-        done.into_iter().map(|p| p.instances).collect()
+        done.into_iter().map(|p| Gathered { instances: p.instances, warnings: p.warnings }).collect()
     }
 
     /// When the next series becomes quiet.
     pub fn next_complete(&self, quiet: Duration) -> Option<Instant> {
         self.series.iter().map(|p| p.last + quiet).min()
+    }
+}
+
+/// What a series case says of an instance that came again with other bytes.
+pub fn replaced_warning(earlier: &Instance, later: &Instance) -> String {
+    let uid = later.sop_instance_uid().unwrap_or("(no SOP Instance UID)");
+    match earlier.transfer_syntax() == later.transfer_syntax() {
+        true => format!("instance {uid} came again with other bytes; the later copy is used"),
+        false => format!(
+            "instance {uid} came again in {} (was {}); the later copy is used",
+            later.transfer_syntax(),
+            earlier.transfer_syntax()
+        ),
     }
 }
 
@@ -90,9 +149,11 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
         }
     }
     let stacks = crate::dicom::stacks(&headers);
-    let holders: Vec<u32> = (0..instances.len())
-        .map(|file| stacks.iter().filter(|s| s.slices.iter().any(|&i| slices[i].0 == file)).count() as u32)
-        .collect();
+    // A file is held by every stack with a slice of it, kept or left out: it is settled once all
+    // of them are recorded.
+    let holds = |s: &crate::dicom::Stack, file: usize| s.slices.iter().chain(&s.left_out).any(|&i| slices[i].0 == file);
+    let holders: Vec<u32> =
+        (0..instances.len()).map(|file| stacks.iter().filter(|s| holds(s, file)).count() as u32).collect();
     // Where the series is: its one file (an enhanced multi-frame object), or the folder its files
     // have in common.
     let folder = match instances.as_slice() {
@@ -121,6 +182,20 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
             let by_pattern = instance.truth.clone().filter(|_| instance.input.file.frame_count() == 1);
             members.push(SeriesSlice { file: local, frame, plane: headers[i].plane.clone(), truth: by_pattern });
         }
+        // Files whose slices in this stack were all left out (at another slice's position).
+        let mut left_out: Vec<SeriesFile> = Vec::new();
+        for &i in &stack.left_out {
+            let file = slices[i].0;
+            if !file_index.contains_key(&file) {
+                file_index.insert(file, usize::MAX);
+                let instance = &instances[file];
+                left_out.push(SeriesFile {
+                    file: instance.file.clone(),
+                    input: instance.input.clone(),
+                    cases: holders[file],
+                });
+            }
+        }
         let seg = members.iter().find_map(|slice| {
             let uid = files[slice.file].input.identity.sop_instance_uid.as_deref()?;
             truth_of(uid, slice.frame + 1)
@@ -140,6 +215,7 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
             folder: folder.clone(),
             files,
             slices: members,
+            left_out,
         });
     }
     cases

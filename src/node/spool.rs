@@ -104,6 +104,9 @@ impl PartFile {
             let path = path.to_path_buf();
             move |source| SpoolError::Io { path, source }
         };
+        // The series' quiet time counts from the commit, not from when the bytes were written: a
+        // STOW-RS request writes its parts as the body streams and commits them all at its end.
+        self.file.set_modified(std::time::SystemTime::now()).map_err(io(&self.path))?;
         self.file.sync_all().map_err(io(&self.path))?;
         let object = dicom_object::OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)

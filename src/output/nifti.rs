@@ -103,14 +103,27 @@ fn header(dims: [usize; 3], affine: &[[f64; 4]; 3]) -> Vec<u8> {
     put(123, &[2]); // xyzt_units: mm
     put(148, b"efen mask"); // descrip
     // Both transforms, both "scanner" and saying the same: readers differ in which they prefer
-    // (nibabel: the sform); the qform is only the rotation part of a sheared affine.
-    put(252, &1i16.to_le_bytes()); // qform_code
+    // (nibabel: the sform; ITK and SimpleITK: the qform). A qform is a rotation and cannot hold a
+    // sheared affine (a gantry tilt): then it is marked unknown (code 0), so no reader takes it.
+    let qform_code: i16 = if is_sheared(affine) { 0 } else { 1 };
+    put(252, &qform_code.to_le_bytes()); // qform_code
     put(254, &1i16.to_le_bytes()); // sform_code
     let a = affine;
     put(256, &f32s(&[q.b, q.c, q.d, a[0][3], a[1][3], a[2][3]])); // quatern_b..d, qoffset_x..z
     put(280, &f32s(&a.concat())); // srow_x, srow_y, srow_z
     put(344, b"n+1\0"); // magic: header and data in one file
     h
+}
+
+/// Columns of the affine's linear part that are not at right angles (within 1e-4 of a radian).
+fn is_sheared(affine: &[[f64; 4]; 3]) -> bool {
+    let m = linear(affine);
+    let column = |j: usize| -> [f64; 3] { from_fn(|i| m[i][j]) };
+    let cosine = |a: [f64; 3], b: [f64; 3]| {
+        let dot = |x: [f64; 3], y: [f64; 3]| x[0] * y[0] + x[1] * y[1] + x[2] * y[2];
+        dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()
+    };
+    [(0, 1), (0, 2), (1, 2)].iter().any(|&(a, b)| cosine(column(a), column(b)).abs() > 1e-4)
 }
 
 /// What the qform stores besides the offset.
@@ -241,6 +254,17 @@ mod tests {
         assert_eq!([76, 80, 84, 88].map(|at| f32_at(&b, at)), [1.0, 0.8f32 as f64, 0.8f32 as f64, 2.5], "pixdim");
         assert_eq!(b.len(), 352 + 60);
         assert_eq!(&b[352..], &voxels[..]);
+    }
+
+    #[test]
+    fn a_sheared_affine_has_no_qform() {
+        // A gantry tilt: the slice axis leans 11° towards y; the sform keeps it, a qform cannot.
+        let voxels = vec![0u8; 60];
+        let mut tilted = affine([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [0.8, 0.8, 2.5], [0.0; 3]);
+        tilted[1][2] = 0.5;
+        let b = nifti_bytes(&MaskVolume { dims: [5, 4, 3], voxels: &voxels, affine: tilted });
+        assert_eq!((i16_at(&b, 252), i16_at(&b, 254)), (0, 1), "qform unknown, sform scanner");
+        assert!((f32_at(&b, 280 + 4 * 6) - 0.5).abs() < 1e-6, "srow_y keeps the shear");
     }
 
     #[test]

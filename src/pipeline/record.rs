@@ -148,6 +148,7 @@ fn held_files(meta: &CaseMeta) -> Vec<HeldFile> {
         return series
             .files
             .iter()
+            .chain(&series.left_out)
             .map(|f| HeldFile {
                 current: f.file.current.clone(),
                 original: f.file.original.clone(),

@@ -132,12 +132,13 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     let dir = ctx.out_dir.join(&meta.case_id);
     let written = write_outputs(ctx, case, &done, &dir);
     timings.emit_ms = ms(started.elapsed());
-    let (mut outputs, seg, emit_times) = match written {
+    let (mut outputs, seg, emit_times, notes) = match written {
         Ok(written) => written,
         Err(e) => return end(timings, fail(Stage::Emit, e)),
     };
     let foreground_fraction = foreground as f64 / (segmented as f64 * size.0 as f64 * size.1 as f64).max(1.0);
     let source_path = case.source_path();
+    let warnings: Vec<String> = case.warnings.iter().chain(&notes).cloned().collect();
     let failed_slices = done
         .slices
         .iter()
@@ -187,7 +188,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
             slices: case.slices.len(),
             instances: case.files.len(),
             slice_spacing_mm: case.spacing,
-            geometry_warnings: &case.warnings,
+            geometry_warnings: &warnings,
             volume_ml: summary.volume_ml,
             truth_volume_ml: summary.truth_volume_ml,
             failed_slices,
@@ -203,14 +204,15 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     end(timings, Ok(Succeeded { evaluation, outputs, foreground_fraction }))
 }
 
-/// `seg.dcm` (the slices that were segmented), `mask.nii.gz` (every slice; one that failed is
-/// empty) and the montage as `overlay.png`.
+/// `seg.dcm` (the slices that were segmented), `mask.nii.gz` (every slice on the stack's grid; one
+/// that failed, or a missing one, is empty) and the montage as `overlay.png`; with what the
+/// result is told of them (a volume not written, and why).
 fn write_outputs(
     ctx: &StageContext,
     case: &SeriesCase,
     done: &Assembled,
     dir: &Path,
-) -> Result<(OutputPaths, SegOutcome, EmitTimes), EmitError> {
+) -> Result<(OutputPaths, SegOutcome, EmitTimes, Vec<String>), EmitError> {
     output::retrying(|| output::create_dir(dir))?;
     let mut outputs = OutputPaths::default();
     let seg_slices: Vec<SegSlice> = case
@@ -230,14 +232,30 @@ fn write_outputs(
         outputs.seg = Some(path.clone());
     }
     let mut emit = EmitTimes { seg_ms: lap(), ..Default::default() };
+    let mut notes = Vec::new();
     if ctx.outputs.mask {
         let first = &case.files[0].input.file;
         let empty = PackedMask::empty(first.columns(), first.rows());
-        let masks: Vec<&PackedMask> = done.masks.iter().map(|m| m.as_ref().unwrap_or(&empty)).collect();
-        let affine = case.planes().and_then(|planes| crate::dicom::nifti_affine(&planes)).unwrap_or(UNIT_AFFINE);
-        let path = dir.join("mask.nii.gz");
-        output::retrying(|| output::nifti::write_packed_nifti_gz(&path, &masks, affine))?;
-        outputs.mask = Some(path);
+        // The slices on their grid: a missing slice is an empty plane, so every voxel lies where the
+        // SEG's frame does. Slices that lie on no grid get no volume (the SEG holds them all).
+        let grid = match case.planes() {
+            Some(planes) => crate::dicom::slice_grid(&planes, case.spacing).map(Some),
+            None => Ok(None),
+        };
+        match grid {
+            Ok(grid) => {
+                let (planes, affine) = grid.as_ref().map_or((done.masks.len(), UNIT_AFFINE), |g| (g.planes, g.affine));
+                let mut masks: Vec<&PackedMask> = vec![&empty; planes];
+                for (k, mask) in done.masks.iter().enumerate() {
+                    let plane = grid.as_ref().map_or(k, |g| g.index[k]);
+                    masks[plane] = mask.as_ref().unwrap_or(&empty);
+                }
+                let path = dir.join("mask.nii.gz");
+                output::retrying(|| output::nifti::write_packed_nifti_gz(&path, &masks, affine))?;
+                outputs.mask = Some(path);
+            }
+            Err(why) => notes.push(format!("no mask.nii.gz: {why}")),
+        }
     }
     emit.nifti_ms = lap();
     if ctx.outputs.overlay && !done.montage.is_empty() {
@@ -245,7 +263,7 @@ fn write_outputs(
         outputs.overlay = Some(path);
     }
     emit.overlay_ms = lap();
-    Ok((outputs, seg, emit))
+    Ok((outputs, seg, emit, notes))
 }
 
 /// "series <uid>" or "stack n of series <uid>", for messages.

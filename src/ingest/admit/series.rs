@@ -16,7 +16,8 @@ impl Admission {
     /// Admits the gathered series that are complete (quiet for `quiet`; all with None), each
     /// stack as one case.
     pub async fn flush_series(&mut self, quiet: Option<Duration>) -> Result<(), StoreError> {
-        for mut instances in self.gatherer.take(quiet) {
+        for gathered in self.gatherer.take(quiet) {
+            let mut instances = gathered.instances;
             let Some(first) = instances.first() else { continue };
             // A series with an instance recovered after a crash takes over its earlier claim.
             let policy = Policy {
@@ -52,6 +53,7 @@ impl Admission {
                 if regathered > 0 && case.files.iter().all(|f| self.is_earlier(&uid, &f.file.current)) {
                     continue;
                 }
+                case.warnings.extend(gathered.warnings.iter().cloned());
                 let id = ingest::case_id(&case.sha256(), pipeline, model);
                 let before: Vec<String> = earlier
                     .iter()
@@ -73,11 +75,15 @@ impl Admission {
     }
 
     /// The instances of a series already segmented by this watcher (in `<state>/done/series/<uid>/`)
-    /// that are not among `arrived`, read again (headers only).
+    /// that are not among `arrived`, read again (headers only). An instance is its SOP Instance
+    /// UID: one that came again is taken as it came now, and of the copies kept from earlier
+    /// sends only the latest counts, so a re-sent series never grows.
     async fn earlier_instances(&self, state: &Path, arrived: &[Instance]) -> Vec<Instance> {
         let Some(first) = arrived.first() else { return Vec::new() };
         let dir = crate::ingest::disposition::series_done_dir(state, &first.series_uid);
         let known: std::collections::HashSet<String> = arrived.iter().map(|i| i.file.sha256.clone()).collect();
+        let arrived_uids: std::collections::HashSet<String> =
+            arrived.iter().filter_map(|i| i.sop_instance_uid().map(String::from)).collect();
         let (origin, policy, config) = (first.file.origin, first.policy, self.config.clone());
         tokio::task::spawn_blocking(move || {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -87,8 +93,10 @@ impl Admission {
                 .map(|e| e.path())
                 .filter(|p| !crate::ingest::is_ignored_name(p))
                 .collect();
-            paths.sort();
-            let mut found = Vec::new();
+            // Newest first, so the latest kept copy of an instance is the one taken.
+            let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            paths.sort_by(|a, b| modified(b).cmp(&modified(a)).then(a.cmp(b)));
+            let mut found: Vec<Instance> = Vec::new();
             for path in paths {
                 let Ok(bytes) = std::fs::read(&path) else { continue };
                 let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
@@ -102,7 +110,7 @@ impl Admission {
                 }
                 file.drop_pixel_data();
                 let input = Arc::new(DicomInput { decoder: file.decoder_name(), identity, file });
-                found.push(Instance {
+                let instance = Instance {
                     series_uid: input.identity.series_instance_uid.clone().unwrap_or_default(),
                     file: SourceFile {
                         original: path.clone(),
@@ -114,7 +122,11 @@ impl Admission {
                     input,
                     truth: None,
                     policy,
-                });
+                };
+                let again = instance.sop_instance_uid().is_some_and(|uid| arrived_uids.contains(uid));
+                if !again && !found.iter().any(|f| f.same_instance(&instance)) {
+                    found.push(instance);
+                }
             }
             found
         })
