@@ -127,9 +127,16 @@ async fn collect(collector: series::Collector, store: crate::store::Store, shutd
         let outcomes = tokio::task::spawn_blocking(move || pass.collect()).await.unwrap_or_default();
         for outcome in outcomes {
             let (action, detail) = match outcome {
-                series::SeriesOutcome::Dispatched { series, instances } => {
+                series::SeriesOutcome::Dispatched { series, instances, left_out: None } => {
                     tracing::info!(series = %series, instances, "series complete, handed to the pipeline");
                     ("series_received", format!("series {series}: {instances} instance(s) to the pipeline"))
+                }
+                series::SeriesOutcome::Dispatched { series, instances, left_out: Some((n, reason)) } => {
+                    tracing::info!(series = %series, instances, left_out = n, "series complete, handed to the pipeline; {n} instance(s) not selected: {reason}");
+                    let detail = format!(
+                        "series {series}: {instances} instance(s) to the pipeline; {n} not selected (first: {reason})"
+                    );
+                    ("series_received", detail)
                 }
                 series::SeriesOutcome::Ignored { series, instances, reason } => {
                     tracing::info!(series = %series, instances, "series not selected by the pipeline: {reason}");

@@ -1,9 +1,11 @@
-//! Series: instances wait in `<state>/incoming/<series uid>/` until no instance has arrived for
-//! the quiet time (Orthanc's stable age, mercure's series timeout). A complete series is checked
-//! against the pipeline's `[select]` rules (headers only) and moved, file by file, into
-//! `<drop>/dicom-node/<series uid>/`, where the drop-folder watcher claims it like any drop; a
-//! series the pipeline does not take goes to `<state>/ignored/<series uid>/`. Everything lives in
-//! folders, so a restart resumes where the last process stopped.
+//! Series: instances wait in `<state>/incoming/<series uid>/` until no instance has been committed
+//! for the quiet time (Orthanc's stable age, mercure's series timeout). Each instance of a complete
+//! series is checked against the pipeline's `[select]` rules (its own header, so the answer never
+//! depends on which file sorts first), and the ones it takes are moved, file by file, into
+//! `<drop>/dicom-node/<series uid>/`, where the drop-folder watcher claims them like any drop; the
+//! instances the pipeline does not take (a localizer in a CT series, images below `min_size`) go
+//! to `<state>/ignored/<series uid>/`. Everything lives in folders, so a restart resumes where the
+//! last process stopped.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,10 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::spool::sync_dir;
 
-/// Which series a pipeline takes (`[select]` in the pipeline file). Every rule that is set must
-/// hold; an empty list or an absent size allows anything.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// Which instances a pipeline takes (`[select]` in the pipeline file), each judged by its own
+/// header. Every rule that is set must hold; an empty list or an absent size allows anything.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SelectConfig {
     /// Modality (0008,0060) values, e.g. `["CT", "MR"]`.
     #[serde(default)]
@@ -34,6 +36,25 @@ pub struct SelectConfig {
     pub min_size: Option<[u32; 2]>,
     /// Largest image, `[rows, columns]`.
     pub max_size: Option<[u32; 2]>,
+    /// Image Type (0008,0008) values of which an instance must have one (e.g. `["AXIAL"]`).
+    pub image_type: Vec<String>,
+    /// Image Type values that exclude an instance: by default `LOCALIZER` (scouts, scanograms).
+    pub exclude_image_type: Vec<String>,
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        SelectConfig {
+            modalities: Vec::new(),
+            sop_classes: Vec::new(),
+            series_description: Vec::new(),
+            exclude_series_description: Vec::new(),
+            min_size: None,
+            max_size: None,
+            image_type: Vec::new(),
+            exclude_image_type: vec!["LOCALIZER".into()],
+        }
+    }
 }
 
 /// What the rules look at, from the first instance of a series.
@@ -44,6 +65,8 @@ pub struct SeriesHeader {
     pub description: String,
     pub rows: u32,
     pub columns: u32,
+    /// Image Type (0008,0008): ORIGINAL\\PRIMARY\\AXIAL, DERIVED\\SECONDARY, …\\LOCALIZER.
+    pub image_type: Vec<String>,
 }
 
 impl SeriesHeader {
@@ -62,6 +85,11 @@ impl SeriesHeader {
             description: text(tags::SERIES_DESCRIPTION),
             rows: number(tags::ROWS),
             columns: number(tags::COLUMNS),
+            image_type: text(tags::IMAGE_TYPE)
+                .split('\\')
+                .map(|v| v.trim().to_ascii_uppercase())
+                .filter(|v| !v.is_empty())
+                .collect(),
         })
     }
 }
@@ -92,6 +120,13 @@ impl SelectConfig {
             && (header.rows > rows || header.columns > columns)
         {
             return Err(format!("image {}x{} is above max_size {rows}x{columns}", header.rows, header.columns));
+        }
+        let has = |value: &String| header.image_type.iter().any(|v| v.eq_ignore_ascii_case(value));
+        if !self.image_type.is_empty() && !self.image_type.iter().any(has) {
+            return Err(format!("image type {} has none of {:?}", header.image_type.join("\\"), self.image_type));
+        }
+        if let Some(value) = self.exclude_image_type.iter().find(|v| has(v)) {
+            return Err(format!("image type {} is excluded ({value})", header.image_type.join("\\")));
         }
         Ok(())
     }
@@ -124,8 +159,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// What the collector did with a complete series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeriesOutcome {
-    Dispatched { series: String, instances: usize },
-    Ignored { series: String, instances: usize, reason: String },
+    /// `instances` went to the pipeline; `left_out` were not selected (with the first reason).
+    Dispatched {
+        series: String,
+        instances: usize,
+        left_out: Option<(usize, String)>,
+    },
+    Ignored {
+        series: String,
+        instances: usize,
+        reason: String,
+    },
 }
 
 /// Moves complete series out of the spool.
@@ -170,31 +214,56 @@ impl Collector {
             .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
             .collect();
         files.sort();
-        let Some(first) = files.first() else {
+        if files.is_empty() {
             // Empty: remove it (the SCP makes it again if an instance arrives meanwhile).
             let _ = std::fs::remove_dir(folder);
             return Ok(None);
-        };
+        }
+        // The spool sets each instance's time at its commit.
         let newest = files.iter().filter_map(|f| f.metadata().and_then(|m| m.modified()).ok()).max();
         let quiet_for = newest.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
         if quiet_for < self.quiet {
             return Ok(None);
         }
-        let decision = SeriesHeader::read(first).and_then(|header| self.rules.check(&header));
-        let (destination, outcome) = match decision {
-            Ok(()) => (self.target.join(&series), SeriesOutcome::Dispatched { series, instances: files.len() }),
-            Err(reason) => {
-                (self.ignored.join(&series), SeriesOutcome::Ignored { series, instances: files.len(), reason })
-            }
-        };
-        std::fs::create_dir_all(&destination)?;
+        let (mut taken, mut left_out): (Vec<&PathBuf>, Vec<(&PathBuf, String)>) = (Vec::new(), Vec::new());
         for file in &files {
-            move_durably(file, &destination.join(file.file_name().unwrap_or_default()))?;
+            match SeriesHeader::read(file).and_then(|header| self.rules.check(&header)) {
+                Ok(()) => taken.push(file),
+                Err(reason) => left_out.push((file, reason)),
+            }
         }
-        sync_dir(&destination)?;
+        let first_reason = left_out.first().map(|(_, reason)| reason.clone());
+        let outcome = match (taken.len(), first_reason) {
+            (0, reason) => SeriesOutcome::Ignored {
+                series: series.clone(),
+                instances: files.len(),
+                reason: reason.unwrap_or_default(),
+            },
+            (n, reason) => SeriesOutcome::Dispatched {
+                series: series.clone(),
+                instances: n,
+                left_out: reason.map(|r| (left_out.len(), r)),
+            },
+        };
+        // The ignored ones first: once the taken ones are in the drop folder, the watcher may start.
+        move_all(left_out.iter().map(|(f, _)| *f), &self.ignored.join(&series))?;
+        move_all(taken.into_iter(), &self.target.join(&series))?;
         let _ = std::fs::remove_dir(folder);
         Ok(Some(outcome))
     }
+}
+
+/// Moves `files` into `destination` (made when needed), durably.
+fn move_all<'a>(files: impl Iterator<Item = &'a PathBuf>, destination: &Path) -> std::io::Result<()> {
+    let mut files = files.peekable();
+    if files.peek().is_none() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(destination)?;
+    for file in files {
+        move_durably(file, &destination.join(file.file_name().unwrap_or_default()))?;
+    }
+    sync_dir(destination)
 }
 
 /// `rename`, or across file systems a copy under a hidden name, fsync, rename, then removal.
@@ -228,6 +297,7 @@ mod tests {
             description: description.into(),
             rows: 512,
             columns: 512,
+            image_type: vec!["ORIGINAL".into(), "PRIMARY".into(), "AXIAL".into()],
         }
     }
 
@@ -257,6 +327,21 @@ mod tests {
         assert!(rules.check(&mr).unwrap_err().contains("modality"));
         let small = SeriesHeader { rows: 128, ..ct("Chest") };
         assert!(rules.check(&small).unwrap_err().contains("min_size"));
+    }
+
+    #[test]
+    fn a_localizer_is_excluded_by_default_and_image_type_can_be_required() {
+        let scout =
+            SeriesHeader { image_type: vec!["ORIGINAL".into(), "PRIMARY".into(), "LOCALIZER".into()], ..ct("") };
+        let open = SelectConfig::default();
+        assert!(open.check(&scout).unwrap_err().contains("excluded (LOCALIZER)"));
+        assert!(open.check(&ct("")).is_ok());
+        let axial_only = SelectConfig { image_type: vec!["axial".into()], exclude_image_type: vec![], ..open };
+        assert!(axial_only.check(&ct("")).is_ok());
+        let derived = SeriesHeader { image_type: vec!["DERIVED".into(), "SECONDARY".into()], ..ct("") };
+        assert!(axial_only.check(&derived).unwrap_err().contains("has none of"));
+        let parsed: SelectConfig = toml::from_str("min_size = [64, 64]").unwrap();
+        assert_eq!(parsed.exclude_image_type, ["LOCALIZER"], "the default holds when [select] sets other rules");
     }
 
     #[test]
