@@ -549,6 +549,53 @@ manifest["fixtures"]["gap"] = {
 }
 assert not entry["regular"]
 
+# --- e. ct_4d: 3 time points x 10 axial positions, told apart only by Acquisition Number ----------
+positions = [(CT_ORIGIN + [0, 0, 30 + k * CT_STEP], AXIAL) for k in range(10)]
+series_uid, datasets, _ = ct_series("ct_4d", 7, positions * 3, rng)
+for k, ds in enumerate(datasets):
+    ds.AcquisitionNumber = k // 10 + 1
+    ds.AcquisitionTime = f"1205{k // 10:02d}"
+    ds.InstanceNumber = k + 1
+names = write_shuffled(out / "ct_4d", datasets, rng)
+manifest["fixtures"]["ct_4d"] = {
+    "path": "ct_4d",
+    "series_instance_uid": series_uid,
+    "instances": len(datasets),
+    "time_points": 3,
+    "positions": 10,
+    "note": "no Temporal Position Identifier: the time points differ only in Acquisition Number "
+            "(and Acquisition Time); each position appears once per time point",
+}
+
+# --- f. tilt: 12 axial slices whose positions lean 11.3 degrees towards +y (a gantry tilt) -------
+tilted = [(CT_ORIGIN + [0, 0.5 * k, 20 + k * CT_STEP], AXIAL) for k in range(12)]
+series_uid, datasets, _ = ct_series("tilt", 8, tilted, rng)
+for ds in datasets:
+    ds.GantryDetectorTilt = "11.3"
+names = write_shuffled(out / "tilt", datasets, rng)
+manifest["fixtures"]["tilt"] = {
+    "path": "tilt",
+    "series_instance_uid": series_uid,
+    "instances": len(datasets),
+    "slice_step_mm": [0.0, 0.5, CT_STEP],
+    "note": "axial images whose positions step 0.5 mm in y per 2.5 mm in z: the slice axis is not "
+            "the normal, so a volume's affine is sheared",
+}
+
+# --- g. with_localizer: 12 axial slices and one coronal localizer, all in one series ------------
+axial = [(CT_ORIGIN + [0, 0, 20 + k * CT_STEP], AXIAL) for k in range(12)]
+scout = [(np.array([-51.0, 0.0, 0.0]), CORONAL)]
+series_uid, datasets, _ = ct_series("with_localizer", 9, axial + scout, rng)
+datasets[-1].ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+names = write_shuffled(out / "with_localizer", datasets, rng)
+manifest["fixtures"]["with_localizer"] = {
+    "path": "with_localizer",
+    "series_instance_uid": series_uid,
+    "instances": len(datasets),
+    "localizer_sop_instance_uid": datasets[-1].SOPInstanceUID,
+    "note": "12 axial images and one coronal image whose Image Type is ORIGINAL\\PRIMARY\\LOCALIZER",
+}
+
 # --- dciodvfy: every file; an Error fails the build, Warnings are recorded ----------------------
 verdicts = {}
 with ThreadPoolExecutor() as pool:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds tests/fixtures/series/ for series-level work (one SEG per series, NIfTI, 3D metrics) with
 # scripts/series-fixtures.py: a CT series with a sphere lesion and its ground truth (SEG and .npy),
-# an Enhanced MR multi-frame file, a series with two orientations, one with a missing slice, and
-# manifest.json that describes them. dciodvfy checks every file; an Error fails the build.
+# an Enhanced MR multi-frame file, a series with two orientations, one with a missing slice, a 4D
+# CT told apart by Acquisition Number, a gantry tilt, a CT with a localizer, and manifest.json that
+# describes them. dciodvfy checks every file; an Error fails the build.
 # Idempotent: it does nothing when the manifest is up to date.
 # Installs what it needs when missing: dicom3tools (apt), pydicom, highdicom and nibabel (into
 # $EFEN_VENV, which scripts/python-env.sh creates when absent).
@@ -15,7 +16,7 @@ PYDICOM_VERSION=3.0.2
 HIGHDICOM_VERSION=0.28.2
 NIBABEL_VERSION=5.4.2
 # Bump when the fixture set changes, so that an old folder is rebuilt.
-FIXTURES_VERSION=1
+FIXTURES_VERSION=2
 out=tests/fixtures/series
 
 if ! command -v dciodvfy >/dev/null; then

@@ -6,11 +6,12 @@
 #   orthanc             a real PACS peer for the DICOM node tests (tests/node.rs)
 #   orthanc-dicomweb    Orthanc's DICOMweb plugin, the STOW-RS peer of tests/dicomweb.rs
 #   prometheus          scrapes efen's /metrics in tests/http.rs
+#   dcm2niix            a second reading of a 4D series' geometry (tests/series_road.rs)
 set -euo pipefail
 
 declare -A package_of=(
   [img2dcm]=dcmtk [storescu]=dcmtk [dciodvfy]=dicom3tools [cmake]=cmake [g++]=g++
-  [chromium]=chromium [Orthanc]=orthanc [prometheus]=prometheus
+  [chromium]=chromium [Orthanc]=orthanc [prometheus]=prometheus [dcm2niix]=dcm2niix
 )
 need=()
 for tool in "${!package_of[@]}"; do
