@@ -176,7 +176,13 @@ async fn a_second_copy_of_an_instance_adds_no_slice() {
 
 fn sop_instance_uid(file: &Path) -> String {
     let object = dicom_object::open_file(file).unwrap();
-    object.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_string()
+    object
+        .element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string()
 }
 
 fn series_dir_of(files: &[PathBuf]) -> PathBuf {
@@ -272,6 +278,29 @@ async fn a_resent_series_never_grows_and_its_localizer_gets_no_seg() {
         .await
         .unwrap();
     assert_eq!(frames, [12, 12], "both cases are the 12 distinct axial instances");
+    // The newer SEG follows the one it supersedes in the same SEG series, and the store says which
+    // result stands; the earlier stays for audit.
+    let mut numbers: Vec<(String, String)> = orthanc
+        .segs()
+        .iter()
+        .map(|(_, tags)| {
+            (
+                tags["SeriesInstanceUID"].as_str().unwrap().to_string(),
+                tags["InstanceNumber"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    numbers.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(numbers[0].0, numbers[1].0, "one SEG series for the source series");
+    assert_eq!((numbers[0].1.as_str(), numbers[1].1.as_str()), ("1", "2"), "{numbers:?}");
+    let current: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT CAST(r.is_current AS BIGINT), CAST(s.frames AS BIGINT) FROM case_results r
+         JOIN dicom_series s ON s.case_id = r.case_id ORDER BY r.created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(current, [(0, 12), (1, 12)], "the later case stands");
 
     common::http::stop(&world, child).await;
     pool.close().await;

@@ -17,6 +17,9 @@ pub struct SeriesCase {
     /// 1-based, in the order of each stack's first slice; `stacks` in the series.
     pub stack: u32,
     pub stacks: u32,
+    /// The Instance Number of its SEG in the SEG series of the source series: after the SEGs of
+    /// the series' earlier cases, so a newer result follows the one it supersedes.
+    pub seg_instance_number: u32,
     /// What sets this stack apart from the series' others (None when the series is one stack).
     pub distinct: Option<String>,
     /// The typical distance between neighbouring slices along the normal, in mm.

@@ -209,6 +209,7 @@ pub fn cases_of(instances: Vec<Instance>, mut truth_of: impl FnMut(&str, u32) ->
             series_uid: series_uid.clone(),
             stack: n as u32 + 1,
             stacks: count,
+            seg_instance_number: n as u32 + 1,
             distinct: stack.distinct,
             spacing: stack.spacing,
             warnings: stack.warnings,

@@ -225,7 +225,7 @@ fn write_outputs(
         .collect();
     let mut clock = Instant::now();
     let mut lap = || ms(std::mem::replace(&mut clock, Instant::now()).elapsed());
-    let origin = crate::dicom::SegOrigin { instance_number: case.stack, ..ctx.seg_origin() };
+    let origin = crate::dicom::SegOrigin { instance_number: case.seg_instance_number, ..ctx.seg_origin() };
     let seg = crate::dicom::write_series_seg(&seg_slices, case.spacing, &ctx.dicom.seg, &origin);
     let seg = save_seg(seg, dir)?;
     if let SegOutcome::Written(path) = &seg {

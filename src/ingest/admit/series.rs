@@ -48,7 +48,11 @@ impl Admission {
                     Vec::new()
                 }
             };
+            let ids: Vec<String> = cases.iter().map(|c| ingest::case_id(&c.sha256(), pipeline, model)).collect();
+            // The SEGs of this series' earlier cases came first in its SEG series; these follow.
+            let earlier_segs = earlier.iter().filter(|(other, _)| !ids.contains(other)).count() as u32;
             for mut case in cases {
+                case.seg_instance_number = earlier_segs + case.stack;
                 // A stack made only of earlier instances is a case already recorded.
                 if regathered > 0 && case.files.iter().all(|f| self.is_earlier(&uid, &f.file.current)) {
                     continue;
