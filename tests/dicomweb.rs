@@ -275,3 +275,54 @@ async fn stow_rs_refuses_what_it_cannot_store_and_stores_nothing_half() {
     stop(&world, child).await;
     world.close().await;
 }
+
+/// Issue 25: one STOW-RS request is one case, however slowly its body comes. The body streams over
+/// 4 s with 1 s quiet times on both sides; its parts are committed at its end, and the series'
+/// quiet time counts from there, so the collector never hands on part of it.
+#[tokio::test]
+async fn a_slowly_streamed_stow_rs_request_is_one_case() {
+    use std::io::{Read, Write};
+    let world = World::new(Backend::Sqlite).await;
+    let port = free_port();
+    let mut child = start_watch(&world, port, &[("EFEN_NODE__SERIES_QUIET_MS", "1000".into())]);
+    wait_ready(&world, &mut child, port).await;
+    let (files, series_uid, _) = ct_series();
+    let body = multipart(&dicom_parts(&files));
+
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        stream,
+        "POST /dicomweb/studies HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {STOW}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    for chunk in body.chunks(body.len().div_ceil(16)) {
+        stream.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    eprintln!("STOW-RS of {} instances streamed over {:.1} s", files.len(), started.elapsed().as_secs_f64());
+
+    let pool = world.pool().await;
+    world
+        .wait_for("the series' case", Duration::from_secs(120), async || {
+            count(&pool, "SELECT COUNT(*) FROM case_results WHERE status = 'succeeded'").await >= 1
+        })
+        .await;
+    // Longer than both quiet times again: a split-off piece would be a second case by now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let cases: Vec<(i64,)> =
+        sqlx::query_as("SELECT CAST(frames AS BIGINT) FROM dicom_series WHERE series_instance_uid = $1")
+            .bind(&series_uid)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(cases, [(files.len() as i64,)], "one case of every instance\n{}", world.logs());
+    common::http::stop(&world, child).await;
+    pool.close().await;
+    world.close().await;
+}
