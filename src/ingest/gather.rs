@@ -114,6 +114,13 @@ impl Gatherer {
         done.into_iter().map(|p| Gathered { instances: p.instances, warnings: p.warnings }).collect()
     }
 
+    /// Takes series `uid` whether quiet or not (its sender says it is complete).
+    pub fn take_series(&mut self, uid: &str) -> Option<Gathered> {
+        let at = self.series.iter().position(|p| p.uid == uid)?;
+        let p = self.series.remove(at);
+        Some(Gathered { instances: p.instances, warnings: p.warnings })
+    }
+
     /// When the next series becomes quiet.
     pub fn next_complete(&self, quiet: Duration) -> Option<Instant> {
         self.series.iter().map(|p| p.last + quiet).min()

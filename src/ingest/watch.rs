@@ -64,6 +64,7 @@ pub enum WatchError {
 }
 
 /// A file that held still and was claimed: where the user put it and where it is now.
+#[derive(Debug, Clone)]
 pub struct Claimed {
     pub candidate: Candidate,
     pub claimed: PathBuf,

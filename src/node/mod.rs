@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! modality/PACS ─C-STORE→ scp ─durable write→ <state>/incoming/<series>/   (spool)
-//!   series (quiet time, [select] rules) ─rename→ <drop>/dicom-node/<series>/ → the drop watcher
+//!   series (quiet time, [select] rules) ─claim→ <state>/claimed/<worker>/… ─hand over→ admission
 //!   pipeline → seg.dcm ─outbox (sends table, retries)→ C-STORE or STOW-RS → destinations
 //! ```
 //! STOW-RS (`crate::http::dicomweb`) writes into the same spool, so the collector and the outbox
@@ -59,12 +59,14 @@ pub struct NodeConfig {
 /// the series collector, and the Storage SCP when `[node] listen` is set; the outbox when there are
 /// destinations. They stop when `shutdown` is cancelled. `drop_dir` is the watched drop folder,
 /// `state` the state folder (series the rules ignore go to its `ignored/`), `rules` the
-/// pipeline's `[select]` section, `store` the engine's store (whose pool the node shares).
+/// pipeline's `[select]` section, `store` the engine's store (whose pool the node shares). Each
+/// complete series is claimed into `received.claimed_dir` and handed to `received.series_tx`.
 pub async fn start(
     node: &NodeConfig,
     state: &Path,
     store: &crate::store::Store,
     drop_dir: &Path,
+    received: Handover,
     rules: SelectConfig,
     spool: Option<spool::Spool>,
     shutdown: CancellationToken,
@@ -91,12 +93,13 @@ pub async fn start(
         }
         let collector = series::Collector {
             incoming: spool.incoming.clone(),
-            target: drop_dir.join(crate::ingest::NODE_INBOX),
+            drop_dir: drop_dir.to_path_buf(),
+            claimed_dir: received.claimed_dir,
             ignored: state.join("ignored"),
             quiet: Duration::from_millis(node.series_quiet_ms),
             rules,
         };
-        tasks.spawn(collect(collector, store.clone(), shutdown.clone()));
+        tasks.spawn(collect(collector, store.clone(), received.series_tx, shutdown.clone()));
     }
 
     let destinations = node.destinations()?;
@@ -119,32 +122,61 @@ pub async fn start(
     Ok(tasks)
 }
 
-/// Hands complete series over to the drop folder, and logs and audits what it did.
-async fn collect(collector: series::Collector, store: crate::store::Store, shutdown: CancellationToken) {
+/// Where the node hands complete series: claimed into this worker's claim folder, then sent to
+/// admission (the watch loop), which takes each as one complete series.
+pub struct Handover {
+    pub claimed_dir: std::path::PathBuf,
+    pub series_tx: tokio::sync::mpsc::Sender<ReceivedSeries>,
+}
+
+/// A complete series the node received, its instances claimed for this worker.
+#[derive(Debug)]
+pub struct ReceivedSeries {
+    pub series_uid: String,
+    pub files: Vec<crate::ingest::watch::Claimed>,
+}
+
+/// Hands complete series over to admission, and logs and audits what it did.
+async fn collect(
+    collector: series::Collector,
+    store: crate::store::Store,
+    series_tx: tokio::sync::mpsc::Sender<ReceivedSeries>,
+    shutdown: CancellationToken,
+) {
     let period = (collector.quiet / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         let pass = collector.clone();
         let outcomes = tokio::task::spawn_blocking(move || pass.collect()).await.unwrap_or_default();
         for outcome in outcomes {
-            let (action, detail) = match outcome {
-                series::SeriesOutcome::Dispatched { series, instances, left_out: None } => {
-                    tracing::info!(series = %series, instances, "series complete, handed to the pipeline");
-                    ("series_received", format!("series {series}: {instances} instance(s) to the pipeline"))
-                }
-                series::SeriesOutcome::Dispatched { series, instances, left_out: Some((n, reason)) } => {
-                    tracing::info!(series = %series, instances, left_out = n, "series complete, handed to the pipeline; {n} instance(s) not selected: {reason}");
-                    let detail = format!(
-                        "series {series}: {instances} instance(s) to the pipeline; {n} not selected (first: {reason})"
-                    );
-                    ("series_received", detail)
+            let (action, detail, handed) = match outcome {
+                series::SeriesOutcome::Dispatched { series, claimed, left_out } => {
+                    let instances = claimed.len();
+                    let detail = match &left_out {
+                        None => {
+                            tracing::info!(series = %series, instances, "series complete, handed to the pipeline");
+                            format!("series {series}: {instances} instance(s) to the pipeline")
+                        }
+                        Some((n, reason)) => {
+                            tracing::info!(series = %series, instances, left_out = n, "series complete, handed to the pipeline; {n} instance(s) not selected: {reason}");
+                            format!(
+                                "series {series}: {instances} instance(s) to the pipeline; {n} not selected (first: {reason})"
+                            )
+                        }
+                    };
+                    ("series_received", detail, Some(ReceivedSeries { series_uid: series, files: claimed }))
                 }
                 series::SeriesOutcome::Ignored { series, instances, reason } => {
                     tracing::info!(series = %series, instances, "series not selected by the pipeline: {reason}");
-                    ("series_ignored", format!("series {series}: {instances} instance(s) not selected: {reason}"))
+                    let detail = format!("series {series}: {instances} instance(s) not selected: {reason}");
+                    ("series_ignored", detail, None)
                 }
             };
             if let Err(e) = store.audit_event(None, action, &detail).await {
                 tracing::warn!("cannot write the audit log: {e}");
+            }
+            // Claimed already: if the watch loop has stopped, the next start redoes them.
+            if let Some(series) = handed {
+                let _ = series_tx.send(series).await;
             }
         }
         tokio::select! {

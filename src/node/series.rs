@@ -1,11 +1,13 @@
 //! Series: instances wait in `<state>/incoming/<series uid>/` until no instance has been committed
 //! for the quiet time (Orthanc's stable age, mercure's series timeout). Each instance of a complete
 //! series is checked against the pipeline's `[select]` rules (its own header, so the answer never
-//! depends on which file sorts first), and the ones it takes are moved, file by file, into
-//! `<drop>/dicom-node/<series uid>/`, where the drop-folder watcher claims them like any drop; the
-//! instances the pipeline does not take (a localizer in a CT series, images below `min_size`) go
-//! to `<state>/ignored/<series uid>/`. Everything lives in folders, so a restart resumes where the
-//! last process stopped.
+//! depends on which file sorts first), and the ones it takes are claimed for this worker, file by
+//! file, into `<state>/claimed/<worker>/<token>/dicom-node/<series uid>/` (as the drop-folder
+//! watcher would claim `<drop>/dicom-node/<series uid>/`) and handed to admission as one complete
+//! series: no second settle, parse or quiet time. The instances the pipeline does not take (a
+//! localizer in a CT series, images below `min_size`) go to `<state>/ignored/<series uid>/`.
+//! Everything lives in folders, so a restart resumes where the last process stopped (a claimed
+//! series is redone).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -14,6 +16,8 @@ use dicom_dictionary_std::tags;
 use serde::{Deserialize, Serialize};
 
 use super::spool::sync_dir;
+use crate::ingest::Candidate;
+use crate::ingest::watch::Claimed;
 
 /// Which instances a pipeline takes (`[select]` in the pipeline file), each judged by its own
 /// header. Every rule that is set must hold; an empty list or an absent size allows anything.
@@ -157,12 +161,13 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// What the collector did with a complete series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum SeriesOutcome {
-    /// `instances` went to the pipeline; `left_out` were not selected (with the first reason).
+    /// The instances taken, claimed for admission; `left_out` were not selected (with the first
+    /// reason).
     Dispatched {
         series: String,
-        instances: usize,
+        claimed: Vec<Claimed>,
         left_out: Option<(usize, String)>,
     },
     Ignored {
@@ -176,8 +181,11 @@ pub enum SeriesOutcome {
 #[derive(Debug, Clone)]
 pub struct Collector {
     pub incoming: PathBuf,
-    /// `<drop>/dicom-node`.
-    pub target: PathBuf,
+    /// The watched drop folder: a claimed instance is recorded as if it had been dropped into
+    /// `<drop>/dicom-node/<series uid>/` (its origin, the DICOM node, is in that path).
+    pub drop_dir: PathBuf,
+    /// This worker's claim folder, `<state>/claimed/<worker>`.
+    pub claimed_dir: PathBuf,
     /// `<state>/ignored`.
     pub ignored: PathBuf,
     pub quiet: Duration,
@@ -233,23 +241,32 @@ impl Collector {
             }
         }
         let first_reason = left_out.first().map(|(_, reason)| reason.clone());
-        let outcome = match (taken.len(), first_reason) {
-            (0, reason) => SeriesOutcome::Ignored {
-                series: series.clone(),
-                instances: files.len(),
-                reason: reason.unwrap_or_default(),
-            },
-            (n, reason) => SeriesOutcome::Dispatched {
-                series: series.clone(),
-                instances: n,
-                left_out: reason.map(|r| (left_out.len(), r)),
-            },
-        };
-        // The ignored ones first: once the taken ones are in the drop folder, the watcher may start.
         move_all(left_out.iter().map(|(f, _)| *f), &self.ignored.join(&series))?;
-        move_all(taken.into_iter(), &self.target.join(&series))?;
+        let outcome = if taken.is_empty() {
+            SeriesOutcome::Ignored { series, instances: files.len(), reason: first_reason.unwrap_or_default() }
+        } else {
+            let claimed = self.claim(&series, &taken)?;
+            SeriesOutcome::Dispatched { series, claimed, left_out: first_reason.map(|r| (left_out.len(), r)) }
+        };
         let _ = std::fs::remove_dir(folder);
         Ok(Some(outcome))
+    }
+
+    /// Claims `files` of `series` for this worker, where a restart finds them as claimed files
+    /// of `<drop>/dicom-node/<series>/` to redo.
+    fn claim(&self, series: &str, files: &[&PathBuf]) -> std::io::Result<Vec<Claimed>> {
+        let token = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let inbox = Path::new(crate::ingest::NODE_INBOX).join(series);
+        let folder = self.claimed_dir.join(token).join(&inbox);
+        move_all(files.iter().copied(), &folder)?;
+        Ok(files
+            .iter()
+            .map(|file| {
+                let name = file.file_name().unwrap_or_default();
+                let dropped = self.drop_dir.join(&inbox).join(name);
+                Claimed { candidate: Candidate::dropped(dropped, &self.drop_dir), claimed: folder.join(name) }
+            })
+            .collect())
     }
 }
 
@@ -352,7 +369,8 @@ mod tests {
         std::fs::write(incoming.join("1.2.3/1.2.3.1.dcm"), b"not read: the header fails").unwrap();
         let mut collector = Collector {
             incoming: incoming.clone(),
-            target: root.path().join("drop/dicom-node"),
+            drop_dir: root.path().join("drop"),
+            claimed_dir: root.path().join("claimed/w1"),
             ignored: root.path().join("ignored"),
             quiet: Duration::from_secs(3600),
             rules: SelectConfig::default(),

@@ -108,14 +108,18 @@ pub async fn watch(
 
     // The DICOM node (and STOW-RS) feeds the same drop folder, so everything below applies to what
     // it receives.
+    // Complete series the node received, claimed for this worker: admitted as they come.
+    let (received_tx, mut received_rx) = tokio::sync::mpsc::channel::<crate::node::ReceivedSeries>(4);
     let node = if spool.is_some() || !engine.config.node.destinations.is_empty() {
         let rules = engine.definition.select.clone();
+        let handover = crate::node::Handover { claimed_dir: folder.claimed_dir.clone(), series_tx: received_tx };
         Some(
             crate::node::start(
                 &engine.config.node,
                 &engine.config.state_dir(),
                 &engine.store,
                 &dir,
+                handover,
                 rules,
                 spool,
                 shutdown.clone(),
@@ -139,6 +143,11 @@ pub async fn watch(
                 Some(claimed) => claimed,
                 None => break,
             },
+            // The node judged the series complete: no settle, no second quiet time.
+            Some(series) = received_rx.recv() => {
+                admit_received(&mut admission, series, policy).await;
+                continue;
+            }
             _ = sleep_until(due) => {
                 if let Err(e) = admission.flush_series(Some(quiet)).await {
                     tracing::error!("cannot admit a series; its files stay claimed for the next start: {e}");
@@ -162,6 +171,7 @@ pub async fn watch(
             }
         }
     }
+    drop(received_rx);
     watcher.await??;
     if let Some(node) = node {
         node.join_all().await;
@@ -184,5 +194,18 @@ async fn sleep_until(due: Option<std::time::Instant>) {
     match due {
         Some(due) => tokio::time::sleep_until(due.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Admits the instances of a complete series from the DICOM node, then the series at once. What
+/// cannot be admitted stays claimed and is redone on the next start.
+async fn admit_received(admission: &mut crate::ingest::Admission, series: crate::node::ReceivedSeries, policy: Policy) {
+    for file in series.files {
+        if let Err(e) = admission.admit(file.candidate, file.claimed, policy).await {
+            tracing::error!(series = %series.series_uid, "cannot admit a received instance; it stays claimed for the next start: {e}");
+        }
+    }
+    if let Err(e) = admission.flush_series_of(&series.series_uid).await {
+        tracing::error!(series = %series.series_uid, "cannot admit a series; its files stay claimed for the next start: {e}");
     }
 }

@@ -9,14 +9,25 @@ use super::{Admission, AdmissionConfig, Policy};
 use crate::case::{CaseMeta, SeriesCase, SourceFile};
 use crate::dicom::DicomInput;
 use crate::ingest;
-use crate::ingest::gather::{Instance, cases_of};
+use crate::ingest::gather::{Gathered, Instance, cases_of};
 use crate::store::StoreError;
 
 impl Admission {
     /// Admits the gathered series that are complete (quiet for `quiet`; all with None), each
     /// stack as one case.
     pub async fn flush_series(&mut self, quiet: Option<Duration>) -> Result<(), StoreError> {
-        for gathered in self.gatherer.take(quiet) {
+        let complete = self.gatherer.take(quiet);
+        self.admit_series(complete).await
+    }
+
+    /// Admits the series `series_uid` now, complete as it is (the DICOM node judged it so).
+    pub async fn flush_series_of(&mut self, series_uid: &str) -> Result<(), StoreError> {
+        let complete = self.gatherer.take_series(series_uid).into_iter().collect();
+        self.admit_series(complete).await
+    }
+
+    async fn admit_series(&mut self, complete: Vec<Gathered>) -> Result<(), StoreError> {
+        for gathered in complete {
             let mut instances = gathered.instances;
             let Some(first) = instances.first() else { continue };
             // A series with an instance recovered after a crash takes over its earlier claim.
