@@ -48,4 +48,5 @@ pub mod runtime;
 pub mod series;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
