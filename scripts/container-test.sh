@@ -18,7 +18,6 @@ source scripts/env.sh
 
 image="${EFEN_IMAGE:-localhost/efen:test}"
 base="${EFEN_RUNTIME_BASE:-localhost/debian:bookworm-slim}"
-tools="${EFEN_DEPLOY_VENV:-$HOME/.cache/efen/deploy-venv}"
 pg_admin="${EFEN_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
 start=$SECONDS
 step() { echo "container-test: $* ($((SECONDS - start)) s)"; }
@@ -55,12 +54,9 @@ project="efen-ct-$$"
 cleanup() {
   local rc=$?
   set +e
-  if [[ -f "$work/compose/docker-compose.yml" ]]; then
-    (cd "$work/compose" && "${sudo[@]}" env "CONTAINERS_CONF=$work/containers.conf" "$tools/bin/podman-compose" \
-      -p "$project" -f docker-compose.yml -f test.override.yml down -t 5 >/dev/null 2>&1)
-  fi
+  [[ -f "$work/compose/test.override.yml" ]] && compose -f docker-compose.yml -f test.override.yml down -t 5 >/dev/null 2>&1
   for name in "${names[@]}"; do pm rm -f -t 5 "$name" >/dev/null 2>&1; done
-  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+  for d in "$db" "${db}_compose"; do psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1; done
   "${sudo[@]}" rm -rf "$work"
   ((rc == 0)) || echo "container-test: failed after $((SECONDS - start)) s" >&2
 }
@@ -92,11 +88,14 @@ cp "$EFEN_BIN" .efen/dist/efen
 strip --strip-debug .efen/dist/efen
 cp "$ort" .efen/dist/lib/
 
+previous=$(pm image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 step "building $image (--target prebuilt on $base, ONNX Runtime $ort_version)"
 # docker format: OCI images cannot carry HEALTHCHECK. Host network: RUN steps need no bridge.
 pm build --quiet --pull=never --network host --format docker --target prebuilt \
   --build-arg "RUNTIME_BASE=$base" --build-arg "ORT_VERSION=$ort_version" -t "$image" . >/dev/null \
   || fail "podman build"
+# The image this tag had before, so that CI machines do not pile up old ones.
+[[ -z "$previous" || "$previous" == "$(pm image inspect --format '{{.Id}}' "$image")" ]] || pm rmi "$previous" >/dev/null 2>&1 || true
 size=$(pm image inspect --format '{{.Size}}' "$image")
 base_size=$(pm image inspect --format '{{.Size}}' "$base")
 step "image $image: $((size / 1000000)) MB ($(((size - base_size) / 1000000)) MB above the base's $((base_size / 1000000)) MB)"
@@ -107,7 +106,8 @@ pm image inspect --format '{{json .Config.Healthcheck}}' "$image" | grep -q efen
 
 # Every run below as Kubernetes runs it: read-only root (podman mounts /tmp and /run as tmpfs),
 # every capability dropped, writable paths as volumes.
-run=(pm run --rm --read-only --cap-drop ALL --security-opt no-new-privileges)
+# (--no-healthcheck: podman schedules healthchecks with systemd timers, which one-shot runs do not need.)
+run=(pm run --rm --no-healthcheck --read-only --cap-drop ALL --security-opt no-new-privileges)
 
 step "shared libraries"
 ldd_out=$("${run[@]}" --network none --entrypoint ldd "$image" /usr/local/bin/efen "/opt/efen/lib/libonnxruntime.so.$ort_version") \
@@ -149,83 +149,95 @@ wait_ready() { # port container-or-label
     sleep 1
   done
   curl -s "http://127.0.0.1:$1/readyz" || true
-  fail "$2: /readyz is not 200 after 120 s"
+  echo "container-test: $2: /readyz is not 200 after 120 s" >&2
+  return 1
 }
-sql() { psql -Atq "${pg_admin%/*}/$db" -c "$1"; }
-# Drops one file atomically (a rename within the folder's file system).
+sql_db="$db"
+sql() { psql -Atq "${pg_admin%/*}/$sql_db" -c "$1"; }
+# Drops one file as a scanner should: written beside the folder, then renamed into it.
 drop() { # source folder
-  cp "$1" "$2/.incoming.tmp" && "${sudo[@]}" chown 10001:10001 "$2/.incoming.tmp" && mv "$2/.incoming.tmp" "$2/$(basename "$1")"
+  cp "$1" "$work/staged" && "${sudo[@]}" chown 10001:10001 "$work/staged" && "${sudo[@]}" mv "$work/staged" "$2/$(basename "$1")"
 }
 wait_recorded() { # expected-count what
   for _ in $(seq 1 120); do
     [[ "$(sql "SELECT count(*) FROM results WHERE status = 'succeeded'")" == "$1" ]] && return 0
     sleep 1
   done
-  fail "$2: $1 succeeded results are not in PostgreSQL after 120 s (found $(sql 'SELECT count(*) FROM results'))"
+  echo "container-test: $2: $1 succeeded results are not in PostgreSQL after 120 s (found $(sql 'SELECT count(*) FROM results'))" >&2
+  return 1
 }
 
 step "efen watch --http against PostgreSQL"
 psql -q "$pg_admin" -c "CREATE DATABASE $db" >/dev/null
 data watch
 port=$(free_port)
-pm run -d --name "${names[0]}" --read-only --cap-drop ALL --security-opt no-new-privileges --network host \
+watch_name="${names[0]}"
+pm run -d --name "$watch_name" --read-only --cap-drop ALL --security-opt no-new-privileges --network host \
   -v "$work/watch:/data" -e "DATABASE_URL=${pg_admin%/*}/$db" -e EFEN_WATCH__WORKER=ct "$image" \
-  watch --http "127.0.0.1:$port" /data/drop >/dev/null
-logs() { pm logs "${names[0]}" 2>&1 | tail -40; }
-trap 'rc=$?; ((rc == 0)) || logs; exit $rc' ERR
-wait_ready "$port" "efen watch" || { logs; exit 1; }
-[[ "$(http_code "$port" /healthz)" == 200 ]] || { logs; fail "/healthz is not 200"; }
-# The image's HEALTHCHECK, as the engine runs it, and the compose file's readiness check.
-pm healthcheck run "${names[0]}" >/dev/null || { logs; fail "the image's HEALTHCHECK fails on a ready watch"; }
-EFEN_HTTP__LISTEN="127.0.0.1:$port" deploy/container/healthcheck /readyz || fail "efen-healthcheck /readyz"
+  watch --http "127.0.0.1:$port" /data/drop >/dev/null 2>"$work/podman-run.err" \
+  || { cat "$work/podman-run.err"; fail "podman run efen watch"; }
+watch_fail() { pm logs "$watch_name" 2>&1 | tail -40; fail "$@"; }
+wait_ready "$port" "efen watch" || watch_fail "efen watch did not get ready"
+[[ "$(http_code "$port" /healthz)" == 200 ]] || watch_fail "/healthz is not 200"
+# The image's HEALTHCHECK as the engine runs it (podman's timer needs systemd; the check itself
+# does not), and the compose file's readiness check.
+pm healthcheck run "$watch_name" >/dev/null 2>&1 || watch_fail "the image's HEALTHCHECK fails on a ready watch"
+pm exec "$watch_name" efen-healthcheck /readyz || watch_fail "efen-healthcheck /readyz in the container"
+pm exec "$watch_name" efen-healthcheck /nowhere 2>/dev/null && watch_fail "efen-healthcheck passes on a 404"
 drop samples/synthetic/case01.png "$work/watch/drop"
 sha=$(sha256sum samples/synthetic/case01.png | cut -d' ' -f1)
-wait_recorded 1 "efen watch" || { logs; exit 1; }
+wait_recorded 1 "efen watch" || watch_fail "the dropped image was not recorded"
 [[ "$(sql "SELECT count(*) FROM cases JOIN results USING (case_id) WHERE source_sha256 = '$sha' AND status = 'succeeded'")" == 1 ]] \
-  || { logs; fail "the dropped image is not the case recorded"; }
-metrics=$(curl -sf "http://127.0.0.1:$port/metrics") || fail "/metrics"
-grep -q '^efen_queue_depth{' <<<"$metrics" || fail "/metrics has no efen_queue_depth (what the Kubernetes scaler reads)"
-grep -q '^efen_cases_total{.*status="succeeded".*} 1$' <<<"$metrics" || { grep efen_cases_total <<<"$metrics"; fail "efen_cases_total does not count the case"; }
-# SIGTERM drains and exits 0; the run is closed in the store; the file is in done/.
-pm stop -t 70 "${names[0]}" >/dev/null
-[[ "$(pm inspect --format '{{.State.ExitCode}}' "${names[0]}")" == 0 ]] || { logs; fail "efen watch did not exit 0 on SIGTERM"; }
-[[ "$(sql "SELECT count(*) FROM runs WHERE command = 'watch' AND ended_at IS NOT NULL")" == 1 ]] || fail "the watch run was not closed"
-find "$work/watch/state/done" -name case01.png | grep -q . || fail "case01.png is not in state/done/"
-trap - ERR
+  || watch_fail "the case recorded is not the dropped image"
+metrics=$(curl -sf "http://127.0.0.1:$port/metrics") || watch_fail "/metrics"
+grep -q '^efen_queue_depth{' <<<"$metrics" || watch_fail "/metrics has no efen_queue_depth (what the Kubernetes scaler reads)"
+grep -Eq '^efen_cases_total\{.*status="succeeded".*\} 1$' <<<"$metrics" \
+  || { grep efen_cases_total <<<"$metrics"; watch_fail "efen_cases_total does not count the case"; }
+# SIGTERM drains and exits 0: the run is closed in the store and the file is in done/.
+pm stop -t 70 "$watch_name" >/dev/null 2>&1
+[[ "$(pm inspect --format '{{.State.ExitCode}}' "$watch_name")" == 0 ]] || watch_fail "efen watch did not exit 0 on SIGTERM"
+pm logs "$watch_name" 2>&1 | grep -q "signal received: draining" || watch_fail "no drain in the log"
+[[ "$(sql "SELECT count(*) FROM runs WHERE command = 'watch' AND ended_at IS NOT NULL")" == 1 ]] || watch_fail "the watch run was not closed"
+"${sudo[@]}" find "$work/watch/state/done" -name case01.png | grep -q . || watch_fail "case01.png is not in state/done/"
 
-step "docker-compose.yml"
-if [[ ! -x "$tools/bin/podman-compose" ]]; then
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check -r deploy/requirements.txt
-fi
-"$tools/bin/pip" install --quiet --disable-pip-version-check -r deploy/requirements.txt >/dev/null
+step "docker-compose.yml: podman-compose config"
+tools=$(scripts/deploy-tools.sh)
 compose_dir="$work/compose"
 mkdir -p "$compose_dir/config"
 cp docker-compose.yml "$compose_dir/"
 cp config/prometheus.yml "$compose_dir/config/"
-compose=("${sudo[@]}" env "CONTAINERS_CONF=$work/containers.conf" "EFEN_IMAGE=$image" "$tools/bin/podman-compose" -p "$project")
-# The file as it is: it parses, and both efen services take the image from EFEN_IMAGE.
-config_out=$(cd "$compose_dir" && "${compose[@]}" -f docker-compose.yml config 2>&1) || { echo "$config_out"; fail "podman-compose config"; }
-echo "$config_out" > "$work/compose-config.yml"
-"$tools/bin/python" - "$image" "$work/compose-config.yml" <<'EOF' || fail "docker-compose.yml: services or image not as expected"
+compose() {
+  (cd "$compose_dir" && "${sudo[@]}" env "CONTAINERS_CONF=$work/containers.conf" "EFEN_IMAGE=$image" \
+    "$tools/bin/podman-compose" --in-pod false -p "$project" "$@")
+}
+# The file as it is: it parses, its efen services run EFEN_IMAGE as the image's user, read-only,
+# with the image's healthcheck on /readyz, under two worker names.
+compose -f docker-compose.yml config > "$work/compose-config.yml" 2>"$work/compose.err" \
+  || { cat "$work/compose.err"; fail "podman-compose config"; }
+"$tools/bin/python" - "$image" "$work/compose-config.yml" <<'PY' || fail "docker-compose.yml is not as this test expects"
 import sys, yaml
 image, path = sys.argv[1], sys.argv[2]
 services = yaml.safe_load(open(path))["services"]
-workers = {name: s for name, s in services.items() if "efen" in name}
 assert set(services) == {"db", "efen", "efen-2", "prometheus"}, sorted(services)
-assert len(workers) == 2, workers
+workers = {name: s for name, s in services.items() if name.startswith("efen")}
 for name, s in workers.items():
     assert s["image"] == image, (name, s["image"])
     assert s["command"] == ["watch", "/data/drop"], (name, s["command"])
-    assert "efen-healthcheck" in s["healthcheck"]["test"], (name, s["healthcheck"])
+    assert s["user"] == "10001:10001" and s["read_only"] is True and s["cap_drop"] == ["ALL"], name
+    assert s["healthcheck"]["test"] == ["CMD", "efen-healthcheck", "/readyz"], (name, s["healthcheck"])
+    assert s["environment"]["DATABASE_URL"].startswith("postgres://") and "@db:5432/" in s["environment"]["DATABASE_URL"]
+    assert {"./drop:/data/drop", "./state:/data/state", "./out:/data/out"} <= set(s["volumes"]), s["volumes"]
 names = {s["environment"]["EFEN_WATCH__WORKER"] for s in workers.values()}
-assert len(names) == 2, f"the workers share a name: {names}"
-EOF
-# Running it: db and prometheus cannot be pulled, so the override (test only) puts the two efen
-# services on the host network, against this machine's PostgreSQL, each on its own port; the
-# rest (image, command, volumes, worker names, healthcheck, stop signal and grace) is the file's.
+assert len(names) == len(workers) == 2, f"two workers with their own names expected: {names}"
+PY
+
+step "docker-compose.yml: the two efen services, on this machine's PostgreSQL"
+# db and prometheus cannot be pulled here: a test-only override puts the efen services on the host
+# network, against this machine's PostgreSQL, each on its own port. Everything else (image,
+# command, user, read-only root, volumes, worker names, healthcheck) is the file's.
+psql -q "$pg_admin" -c "CREATE DATABASE ${db}_compose" >/dev/null
 ports=("$(free_port)" "$(free_port)")
-cat > "$compose_dir/test.override.yml" <<EOF
+cat > "$compose_dir/test.override.yml" <<YAML
 services:
   efen:
     network_mode: host
@@ -239,4 +251,30 @@ services:
     environment:
       DATABASE_URL: ${pg_admin%/*}/${db}_compose
       EFEN_HTTP__LISTEN: 127.0.0.1:${ports[1]}
-EOF
+YAML
+mkdir -p "$compose_dir"/{drop,state,out}
+"${sudo[@]}" chown 10001:10001 "$compose_dir"/{drop,state,out}
+compose_fail() { pm logs "${project}_efen_1" 2>&1 | tail -20; pm logs "${project}_efen-2_1" 2>&1 | tail -20; fail "$@"; }
+compose -f docker-compose.yml -f test.override.yml up -d --no-deps --no-build --pull never efen efen-2 \
+  >"$work/compose-up.log" 2>&1 || { cat "$work/compose-up.log"; fail "podman-compose up"; }
+sql_db="${db}_compose"
+wait_ready "${ports[0]}" "compose service efen" || compose_fail "efen (compose) did not get ready"
+wait_ready "${ports[1]}" "compose service efen-2" || compose_fail "efen-2 (compose) did not get ready"
+for service in efen efen-2; do
+  pm healthcheck run "${project}_${service}_1" >/dev/null 2>&1 || compose_fail "the compose healthcheck of $service fails"
+done
+inputs=(case01.png case02.png case03.jpg case04.tif case05.bmp case12.png)
+for input in "${inputs[@]}"; do drop "samples/synthetic/$input" "$compose_dir/drop"; done
+wait_recorded "${#inputs[@]}" "compose" || compose_fail "the compose workers did not record ${#inputs[@]} cases"
+# Each file once, by whichever worker claimed it; both workers ran against the store.
+[[ "$(sql "SELECT count(DISTINCT source_sha256) FROM cases")" == "${#inputs[@]}" ]] || compose_fail "a file was recorded twice"
+[[ "$(sql "SELECT count(*) FROM runs WHERE command = 'watch'")" == 2 ]] || compose_fail "not two watch runs in the store"
+split=$(sql "SELECT string_agg(worker || ': ' || n, ', ' ORDER BY worker) FROM (SELECT worker, count(*) AS n FROM cases GROUP BY worker) w")
+# podman-compose does not pass stop_grace_period on (docker compose does): give down the drain's 60 s.
+compose -f docker-compose.yml -f test.override.yml down -t 70 >"$work/compose-down.log" 2>&1 \
+  || { cat "$work/compose-down.log"; fail "podman-compose down"; }
+[[ "$(sql "SELECT count(*) FROM runs WHERE command = 'watch' AND ended_at IS NOT NULL")" == 2 ]] \
+  || fail "the compose workers did not both drain and close their runs on down"
+step "compose: ${#inputs[@]} cases, each once ($split); both workers drained on down"
+
+step "passed; image $image ($((size / 1000000)) MB)"
