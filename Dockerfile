@@ -21,12 +21,15 @@ RUN cargo build --release --locked \
 
 # The ONNX Runtime library from its wheel. pip only downloads (the wheel is a zip we unpack
 # ourselves; nothing is installed into any Python, so PEP 668 does not apply); only the library
-# itself is kept, not the Python bindings.
+# itself is kept, not the Python bindings. Behind a TLS-inspecting proxy, pass its CA bundle:
+# --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt
 FROM ${RUNTIME_BASE} AS ort
 ARG ORT_VERSION
 RUN apt-get update && apt-get install -y --no-install-recommends python3-pip ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-RUN python3 -m pip download --no-cache-dir --disable-pip-version-check --no-deps --only-binary=:all: \
+RUN --mount=type=secret,id=ca-certificates \
+    if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
+    && python3 -m pip download --no-cache-dir --disable-pip-version-check --no-deps --only-binary=:all: \
         -d /tmp/wheel "onnxruntime==${ORT_VERSION}" \
     && python3 -m zipfile -e /tmp/wheel/*.whl /tmp/ort \
     && install -D -m 0644 "/tmp/ort/onnxruntime/capi/libonnxruntime.so.${ORT_VERSION}" \
