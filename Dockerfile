@@ -36,12 +36,20 @@ RUN --mount=type=secret,id=ca-certificates \
         "/dist/lib/libonnxruntime.so.${ORT_VERSION}" \
     && rm -rf /tmp/wheel /tmp/ort
 
+# The trust store: STOW-RS to an https destination verifies against it (reqwest with the system's
+# roots). Only the bundle goes into the image, not the package and its openssl (15 MB).
+FROM ${RUNTIME_BASE} AS certs
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
 # Everything but the binary and the library: the same for both ways in.
 FROM ${RUNTIME_BASE} AS base
 ARG ORT_VERSION
+# A site CA: mount a bundle over this file, or name one with SSL_CERT_FILE.
+COPY --from=certs /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # A fixed numeric uid, so that Kubernetes' runAsNonRoot can verify it and volumes can be chowned.
-RUN groupadd --system --gid 10001 efen \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin efen \
+RUN groupadd --gid 10001 efen \
+    && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin efen \
     && mkdir -p /data/drop /data/state /data/out && chown -R 10001:10001 /data
 COPY config /opt/efen/config
 COPY pipelines /opt/efen/pipelines

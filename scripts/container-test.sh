@@ -92,8 +92,8 @@ previous=$(pm image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 step "building $image (--target prebuilt on $base, ONNX Runtime $ort_version)"
 # docker format: OCI images cannot carry HEALTHCHECK. Host network: RUN steps need no bridge.
 pm build --quiet --pull=never --network host --format docker --target prebuilt \
-  --build-arg "RUNTIME_BASE=$base" --build-arg "ORT_VERSION=$ort_version" -t "$image" . >/dev/null \
-  || fail "podman build"
+  --build-arg "RUNTIME_BASE=$base" --build-arg "ORT_VERSION=$ort_version" -t "$image" . >"$work/build.log" 2>&1 \
+  || { tail -30 "$work/build.log"; fail "podman build"; }
 # The image this tag had before, so that CI machines do not pile up old ones.
 [[ -z "$previous" || "$previous" == "$(pm image inspect --format '{{.Id}}' "$image")" ]] || pm rmi "$previous" >/dev/null 2>&1 || true
 size=$(pm image inspect --format '{{.Size}}' "$image")
@@ -109,11 +109,13 @@ pm image inspect --format '{{json .Config.Healthcheck}}' "$image" | grep -q efen
 # (--no-healthcheck: podman schedules healthchecks with systemd timers, which one-shot runs do not need.)
 run=(pm run --rm --no-healthcheck --read-only --cap-drop ALL --security-opt no-new-privileges)
 
-step "shared libraries"
+step "shared libraries, user, trust store"
 ldd_out=$("${run[@]}" --network none --entrypoint ldd "$image" /usr/local/bin/efen "/opt/efen/lib/libonnxruntime.so.$ort_version") \
   || fail "ldd in the image: $ldd_out"
 if grep -q "not found" <<<"$ldd_out"; then echo "$ldd_out"; fail "a shared library is missing in the image"; fi
 [[ "$("${run[@]}" --network none --entrypoint id "$image" -u)" == 10001 ]] || fail "the container does not run as uid 10001"
+"${run[@]}" --network none --entrypoint test "$image" -s /etc/ssl/certs/ca-certificates.crt \
+  || fail "the image has no trust store (https destinations need it)"
 
 # Volumes owned by the image's user, as an orchestrator's fsGroup or a chowned host folder.
 data() { mkdir -p "$work/$1"/{drop,state,out}; "${sudo[@]}" chown -R 10001:10001 "$work/$1"; }
@@ -167,14 +169,16 @@ wait_recorded() { # expected-count what
   return 1
 }
 
-step "efen watch --http against PostgreSQL"
+step "efen watch with the HTTP face, against PostgreSQL"
 psql -q "$pg_admin" -c "CREATE DATABASE $db" >/dev/null
 data watch
 port=$(free_port)
 watch_name="${names[0]}"
+# The image's CMD (watch /data/drop), its HTTP address moved to a free port on the host network: the
+# healthcheck reads EFEN_HTTP__LISTEN, so the address is set there, not with --http.
 pm run -d --name "$watch_name" --read-only --cap-drop ALL --security-opt no-new-privileges --network host \
-  -v "$work/watch:/data" -e "DATABASE_URL=${pg_admin%/*}/$db" -e EFEN_WATCH__WORKER=ct "$image" \
-  watch --http "127.0.0.1:$port" /data/drop >/dev/null 2>"$work/podman-run.err" \
+  -v "$work/watch:/data" -e "DATABASE_URL=${pg_admin%/*}/$db" -e EFEN_WATCH__WORKER=ct \
+  -e "EFEN_HTTP__LISTEN=127.0.0.1:$port" "$image" >/dev/null 2>"$work/podman-run.err" \
   || { cat "$work/podman-run.err"; fail "podman run efen watch"; }
 watch_fail() { pm logs "$watch_name" 2>&1 | tail -40; fail "$@"; }
 wait_ready "$port" "efen watch" || watch_fail "efen watch did not get ready"
@@ -226,7 +230,7 @@ for name, s in workers.items():
     assert s["user"] == "10001:10001" and s["read_only"] is True and s["cap_drop"] == ["ALL"], name
     assert s["healthcheck"]["test"] == ["CMD", "efen-healthcheck", "/readyz"], (name, s["healthcheck"])
     assert s["environment"]["DATABASE_URL"].startswith("postgres://") and "@db:5432/" in s["environment"]["DATABASE_URL"]
-    assert {"./drop:/data/drop", "./state:/data/state", "./out:/data/out"} <= set(s["volumes"]), s["volumes"]
+    assert s["volumes"] == ["./data:/data"], s["volumes"]
 names = {s["environment"]["EFEN_WATCH__WORKER"] for s in workers.values()}
 assert len(names) == len(workers) == 2, f"two workers with their own names expected: {names}"
 PY
@@ -252,8 +256,8 @@ services:
       DATABASE_URL: ${pg_admin%/*}/${db}_compose
       EFEN_HTTP__LISTEN: 127.0.0.1:${ports[1]}
 YAML
-mkdir -p "$compose_dir"/{drop,state,out}
-"${sudo[@]}" chown 10001:10001 "$compose_dir"/{drop,state,out}
+mkdir -p "$compose_dir"/data/{drop,state,out}
+"${sudo[@]}" chown -R 10001:10001 "$compose_dir/data"
 compose_fail() { pm logs "${project}_efen_1" 2>&1 | tail -20; pm logs "${project}_efen-2_1" 2>&1 | tail -20; fail "$@"; }
 compose -f docker-compose.yml -f test.override.yml up -d --no-deps --no-build --pull never efen efen-2 \
   >"$work/compose-up.log" 2>&1 || { cat "$work/compose-up.log"; fail "podman-compose up"; }
@@ -264,7 +268,7 @@ for service in efen efen-2; do
   pm healthcheck run "${project}_${service}_1" >/dev/null 2>&1 || compose_fail "the compose healthcheck of $service fails"
 done
 inputs=(case01.png case02.png case03.jpg case04.tif case05.bmp case12.png)
-for input in "${inputs[@]}"; do drop "samples/synthetic/$input" "$compose_dir/drop"; done
+for input in "${inputs[@]}"; do drop "samples/synthetic/$input" "$compose_dir/data/drop"; done
 wait_recorded "${#inputs[@]}" "compose" || compose_fail "the compose workers did not record ${#inputs[@]} cases"
 # Each file once, by whichever worker claimed it; both workers ran against the store.
 [[ "$(sql "SELECT count(DISTINCT source_sha256) FROM cases")" == "${#inputs[@]}" ]] || compose_fail "a file was recorded twice"

@@ -70,9 +70,13 @@ assert spec["securityContext"]["runAsUser"] == uid and spec["securityContext"]["
 sc = container["securityContext"]
 assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"] and not sc["allowPrivilegeEscalation"]
 assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-# Every writable path is a volume: the three folders efen writes, and /tmp.
-mounts = {m["mountPath"] for m in container["volumeMounts"]}
-assert {"/data/drop", "/data/state", "/data/out", "/tmp"} <= mounts, mounts
+# Every writable path is a volume: /data (drop/, state/ and out/ on one mount, since claims rename
+# from drop/ into state/) and /tmp; the init container makes the drop folder, which efen wants.
+mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+assert set(mounts) == {"/data", "/tmp"} and "subPath" not in mounts["/data"], mounts
+(init,) = spec["initContainers"]
+assert init["image"] == container["image"] and "/data/drop" in init["command"], init
+assert init["securityContext"] == container["securityContext"], "the init container runs with other rights"
 assert "EFEN_PATHS__STATE_DIR=/data/state" in dockerfile and "EFEN_PATHS__OUT_DIR=/data/out" in dockerfile
 assert container["args"][-1] == "/data/drop"
 volumes = {v["name"]: v for v in spec["volumes"]}
@@ -128,6 +132,14 @@ done
 # The environment file sets what the unit and efen read.
 for key in EFEN_DROP_DIR EFEN_CONFIG ORT_DYLIB_PATH DATABASE_URL; do
   grep -q "^$key=" deploy/systemd/efen.env || fail "deploy/systemd/efen.env does not set $key"
+done
+# The drop folder and the state under one writable path: each ReadWritePaths= entry is a mount of
+# its own, and claims rename from one into the other.
+env_value() { sed -n "s/^$1=//p" deploy/systemd/efen.env; }
+writable=$(sed -n 's/^ReadWritePaths=//p' deploy/systemd/efen.service)
+[[ $(wc -w <<<"$writable") == 1 ]] || fail "the unit should have one ReadWritePaths= entry, not: $writable"
+for key in EFEN_DROP_DIR EFEN_PATHS__STATE_DIR EFEN_PATHS__OUT_DIR; do
+  [[ "$(env_value "$key")/" == "$writable"/* ]] || fail "$key ($(env_value "$key")) is not under ReadWritePaths=$writable"
 done
 exposure=$(systemd-analyze security --offline=yes --threshold=20 "$unit_dir/efen.service" 2>&1) \
   || { echo "$exposure" | tail -5; fail "the unit's exposure is above 2.0 (systemd-analyze security; --threshold counts tenths)"; }
