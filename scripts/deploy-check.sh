@@ -8,6 +8,7 @@
 #     the drain, the probes, the metric the scaler reads);
 #   - the systemd unit: systemd-analyze verify (with ExecStart pointed at the built binary, which
 #     must exist; any warning fails) and its exposure by systemd-analyze security;
+#   - efen watch under a NOTIFY_SOCKET: READY=1 after the model loads, STOPPING=1 on SIGTERM;
 #   - config/prometheus.yml (promtool), which docker-compose.yml mounts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -144,6 +145,37 @@ done
 exposure=$(systemd-analyze security --offline=yes --threshold=20 "$unit_dir/efen.service" 2>&1) \
   || { echo "$exposure" | tail -5; fail "the unit's exposure is above 2.0 (systemd-analyze security; --threshold counts tenths)"; }
 echo "deploy-check: $(grep -o 'Overall exposure level.*' <<<"$exposure")"
+
+echo "deploy-check: sd_notify from efen watch"
+# What Type=notify relies on, with the real binary: READY=1 only once the model is loaded and the
+# folder watched, STOPPING=1 on SIGTERM, then exit 0.
+"$tools/bin/python" - "$EFEN_BIN" <<'PY' || fail "efen watch does not notify as Type=notify expects"
+import os, signal, socket, subprocess, sys, tempfile
+binary = sys.argv[1]
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(120)
+    os.mkdir(os.path.join(tmp, "drop"))
+    env = dict(os.environ, NOTIFY_SOCKET=path, EFEN_PATHS__STATE_DIR=os.path.join(tmp, "state"),
+               EFEN_PATHS__OUT_DIR=os.path.join(tmp, "out"), EFEN_WATCH__WORKER="notify-test")
+    env.pop("DATABASE_URL", None)
+    log = open(os.path.join(tmp, "log"), "w+")
+    efen = subprocess.Popen([binary, "watch", os.path.join(tmp, "drop")], env=env, stdout=log, stderr=log)
+    try:
+        ready = sock.recv(4096).decode()
+        log.flush(); text = open(log.name).read()
+        assert ready.split("\n")[0] == "READY=1", ready
+        assert "model loaded" in text and "watching" in text, "READY=1 before the model loaded:\n" + text
+        efen.send_signal(signal.SIGTERM)
+        stopping = sock.recv(4096).decode()
+        assert stopping.split("\n")[0] == "STOPPING=1", stopping
+        assert efen.wait(90) == 0, "efen watch did not exit 0 after SIGTERM"
+    except Exception:
+        efen.kill(); print(open(log.name).read()); raise
+print("deploy-check: READY=1 after the model loaded, STOPPING=1 on SIGTERM, exit 0")
+PY
 
 echo "deploy-check: prometheus config"
 command -v promtool >/dev/null || fail "promtool is missing (scripts/system-packages.sh installs prometheus)"
