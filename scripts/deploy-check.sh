@@ -116,7 +116,13 @@ print(f"deploy-check: {len(docs)} resources fit together (grace {grace} s, uid {
 PY
 
 echo "deploy-check: systemd unit"
-command -v systemd-analyze >/dev/null || fail "systemd-analyze is missing (apt-get install systemd)"
+if ! command -v systemd-analyze >/dev/null; then
+  echo "deploy-check: installing systemd (for systemd-analyze)"
+  sudo=()
+  [[ $(id -u) == 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq systemd >/dev/null
+fi
 [[ -x "$EFEN_BIN" ]] || fail "no $EFEN_BIN to verify the unit's ExecStart with (scripts/setup.sh)"
 unit_dir=$(mktemp -d)
 trap 'rm -rf "$unit_dir"' EXIT
