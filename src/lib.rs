@@ -58,4 +58,5 @@ pub mod report;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

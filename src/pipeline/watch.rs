@@ -79,6 +79,7 @@ pub async fn watch(
         let (shutdown, give_up) = (shutdown.clone(), give_up.clone());
         async move {
             shutdown.cancelled().await;
+            crate::systemd::stopping();
             tokio::time::sleep(STORE_GRACE).await;
             give_up.cancel();
         }
@@ -133,6 +134,7 @@ pub async fn watch(
     let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::channel(1);
     let watcher = tokio::spawn(folder.run(claimed_tx, shutdown.clone()));
     tracing::info!(dir = %dir.display(), worker = %worker, "watching; SIGINT or SIGTERM to stop");
+    crate::systemd::ready();
     let policy = Policy { takeover: false, record_same_path: true };
     let quiet = Duration::from_millis(engine.config.watch.series_quiet_ms);
     loop {
