@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 /// The inbox's folder below the drop folder.
-pub const FOLDER: &str = "http";
+pub const FOLDER: &str = crate::ingest::HTTP_INBOX;
 /// Bytes kept from the start of an upload, to sniff its format.
 const HEAD: usize = 64 * 1024;
 /// Longest name kept from `?name=`, in bytes.

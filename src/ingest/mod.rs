@@ -32,6 +32,11 @@ const PARTIAL_SUFFIXES: [&str; 5] = [".part", ".tmp", ".partial", ".filepart", "
 /// there came in over DICOM, and its results go back ([`Origin::DicomNode`]).
 pub const NODE_INBOX: &str = "dicom-node";
 
+/// The folder below a drop folder where HTTP uploads land (`crate::http::inbox`): each file
+/// there got its name only once it was whole and fsynced, so the watcher need not wait for it to
+/// settle.
+pub const HTTP_INBOX: &str = "http";
+
 /// A file found in a drop, and the folder it was found under (for the symlink rule).
 #[derive(Debug, Clone)]
 pub struct Candidate {

@@ -201,7 +201,7 @@ impl DropFolder {
                 *seen = Pending { size, modified, since: Instant::now() };
                 return true;
             }
-            if seen.since.elapsed() >= settle {
+            if seen.since.elapsed() >= settle || self.is_published(path) {
                 ready.push(path.clone());
                 return false;
             }
@@ -209,6 +209,12 @@ impl DropFolder {
         });
         ready.sort();
         ready
+    }
+
+    /// Whether `path` is an HTTP upload, which efen itself named only once it was whole.
+    fn is_published(&self, path: &Path) -> bool {
+        path.strip_prefix(&self.dir)
+            .is_ok_and(|p| p.components().next().is_some_and(|c| c.as_os_str() == super::HTTP_INBOX))
     }
 
     /// Renames the file into this worker's claim folder, keeping its path below the drop folder.

@@ -60,13 +60,14 @@ pub struct NodeConfig {
 /// destinations. They stop when `shutdown` is cancelled. `drop_dir` is the watched drop folder,
 /// `state` the state folder (series the rules ignore go to its `ignored/`), `rules` the
 /// pipeline's `[select]` section, `store` the engine's store (whose pool the node shares). Each
-/// complete series is claimed into `received.claimed_dir` and handed to `received.series_tx`.
+/// complete series is claimed into `links.claimed_dir` and handed to `links.series_tx`; the
+/// outbox wakes on `links.sends_queued`.
 pub async fn start(
     node: &NodeConfig,
     state: &Path,
     store: &crate::store::Store,
     drop_dir: &Path,
-    received: Handover,
+    links: NodeLinks,
     rules: SelectConfig,
     spool: Option<spool::Spool>,
     shutdown: CancellationToken,
@@ -94,12 +95,12 @@ pub async fn start(
         let collector = series::Collector {
             incoming: spool.incoming.clone(),
             drop_dir: drop_dir.to_path_buf(),
-            claimed_dir: received.claimed_dir,
+            claimed_dir: links.claimed_dir,
             ignored: state.join("ignored"),
             quiet: Duration::from_millis(node.series_quiet_ms),
             rules,
         };
-        tasks.spawn(collect(collector, store.clone(), received.series_tx, shutdown.clone()));
+        tasks.spawn(collect(collector, store.clone(), links.series_tx, shutdown.clone()));
     }
 
     let destinations = node.destinations()?;
@@ -116,17 +117,21 @@ pub async fn start(
             backoff: Duration::from_millis(node.send_backoff_ms),
             timeout: Duration::from_millis(node.send_timeout_ms),
             poll: Duration::from_millis(500),
+            queued: links.sends_queued,
         };
         tasks.spawn(outbox::run(store.clone(), settings, shutdown));
     }
     Ok(tasks)
 }
 
-/// Where the node hands complete series: claimed into this worker's claim folder, then sent to
-/// admission (the watch loop), which takes each as one complete series.
-pub struct Handover {
+/// What links the node to this worker's pipeline: where it hands complete series (claimed into
+/// the worker's claim folder, then sent to admission, which takes each as one complete series),
+/// and the signal the record stage gives when it queues sends (the outbox then sends at once; it
+/// polls only as a fallback).
+pub struct NodeLinks {
     pub claimed_dir: std::path::PathBuf,
     pub series_tx: tokio::sync::mpsc::Sender<ReceivedSeries>,
+    pub sends_queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A complete series the node received, its instances claimed for this worker.

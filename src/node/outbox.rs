@@ -24,7 +24,10 @@ pub struct OutboxSettings {
     pub attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    /// The fallback: how often the outbox looks for pending sends when nobody said there are.
     pub poll: Duration,
+    /// Notified by the record stage when it has queued sends.
+    pub queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Retry bookkeeping of this process: attempts made and when the next one is due.
@@ -51,6 +54,7 @@ pub async fn run(store: Store, settings: OutboxSettings, shutdown: CancellationT
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = settings.queued.notified() => {}
             _ = tokio::time::sleep(settings.poll) => {}
         }
     }

@@ -211,6 +211,7 @@ impl Engine {
             observer: options.observer,
             give_up: options.give_up,
             claimed_root: options.claimed_root,
+            sends_queued: options.sends_queued,
             sends: self.config.node.sends_for_received_cases(),
         };
         // Every case's lines carry the run's id (a field of this span in JSON logs).
@@ -248,6 +249,8 @@ struct SpawnOptions {
     give_up: CancellationToken,
     /// The watcher's claim folder, tidied as cases end.
     claimed_root: Option<PathBuf>,
+    /// Notified when a recorded case queued sends, for the outbox.
+    sends_queued: Arc<tokio::sync::Notify>,
 }
 
 /// Ledger updates from the compute stages: sent without waiting, written by one task, so no

@@ -27,6 +27,8 @@ pub struct Recorder {
     pub claimed_root: Option<PathBuf>,
     /// (destination, object) queued with each succeeded case that came in over DICOM.
     pub sends: Vec<(String, &'static str)>,
+    /// Told when a recorded case queued sends, so the outbox need not wait for its next poll.
+    pub sends_queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Recorder {
@@ -87,7 +89,12 @@ impl Recorder {
         let record = to_record(outcome, &self.run_id, &self.sends);
         let written = self.store.retrying("recording a result", &self.give_up, || self.store.record(&record)).await;
         match written {
-            Ok(_) => Ok(Row::from_outcome(outcome)),
+            Ok(_) => {
+                if !record.sends.is_empty() {
+                    self.sends_queued.notify_one();
+                }
+                Ok(Row::from_outcome(outcome))
+            }
             Err(e) => {
                 tracing::error!(case = %outcome.meta.case_id, "cannot record the result: {e}");
                 Err(e)

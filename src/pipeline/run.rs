@@ -48,6 +48,7 @@ pub async fn run_once(
         observer: observer.clone(),
         give_up: never.clone(),
         claimed_root: None,
+        sends_queued: Arc::default(),
     };
     let (outlet, report) = engine.spawn(&run_id, options);
     let mut admission = engine.admission(outlet, &run_id, None, never);

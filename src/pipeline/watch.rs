@@ -85,11 +85,13 @@ pub async fn watch(
         }
     });
     observer.inputs_found(0);
+    let sends_queued = Arc::new(tokio::sync::Notify::new());
     let options = SpawnOptions {
         transfer: Transfer::Move,
         observer,
         give_up: give_up.clone(),
         claimed_root: Some(folder.claimed_dir.clone()),
+        sends_queued: sends_queued.clone(),
     };
     let (outlet, report) = engine.spawn(&run_id, options);
     let mut admission = engine.admission(outlet, &run_id, Some(worker.clone()), give_up);
@@ -113,14 +115,18 @@ pub async fn watch(
     let (received_tx, mut received_rx) = tokio::sync::mpsc::channel::<crate::node::ReceivedSeries>(4);
     let node = if spool.is_some() || !engine.config.node.destinations.is_empty() {
         let rules = engine.definition.select.clone();
-        let handover = crate::node::Handover { claimed_dir: folder.claimed_dir.clone(), series_tx: received_tx };
+        let links = crate::node::NodeLinks {
+            claimed_dir: folder.claimed_dir.clone(),
+            series_tx: received_tx,
+            sends_queued: sends_queued.clone(),
+        };
         Some(
             crate::node::start(
                 &engine.config.node,
                 &engine.config.state_dir(),
                 &engine.store,
                 &dir,
-                handover,
+                links,
                 rules,
                 spool,
                 shutdown.clone(),
