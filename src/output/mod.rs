@@ -57,6 +57,8 @@ pub struct OutputPaths {
     pub overlay: Option<PathBuf>,
     pub probabilities: Option<PathBuf>,
     pub seg: Option<PathBuf>,
+    /// `sr.dcm`, the measurement report beside the SEG.
+    pub sr: Option<PathBuf>,
     pub result: Option<PathBuf>,
 }
 
@@ -110,6 +112,7 @@ pub struct SeriesResult<'a> {
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct EmitTimes {
     pub seg_ms: f64,
+    pub sr_ms: f64,
     pub nifti_ms: f64,
     pub overlay_ms: f64,
 }
@@ -160,6 +163,7 @@ pub struct ResultOutputs<'a> {
     pub overlay: Option<&'a Path>,
     pub probabilities: Option<&'a Path>,
     pub seg: Option<&'a Path>,
+    pub sr: Option<&'a Path>,
 }
 
 impl<'a> From<&'a OutputPaths> for ResultOutputs<'a> {
@@ -169,6 +173,7 @@ impl<'a> From<&'a OutputPaths> for ResultOutputs<'a> {
             overlay: p.overlay.as_deref(),
             probabilities: p.probabilities.as_deref(),
             seg: p.seg.as_deref(),
+            sr: p.sr.as_deref(),
         }
     }
 }
