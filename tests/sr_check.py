@@ -123,8 +123,8 @@ def highdicom_report(sr, seg, result, planar):
                 unit=hd.sr.CodedConcept("1", "UCUM", "no units")))
     common = dict(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=segment.SegmentLabel),
-        finding_category=segment.SegmentedPropertyCategoryCodeSequence[0],
-        finding_type=segment.SegmentedPropertyTypeCodeSequence[0],
+        finding_category=hd.sr.CodedConcept.from_dataset(segment.SegmentedPropertyCategoryCodeSequence[0]),
+        finding_type=hd.sr.CodedConcept.from_dataset(segment.SegmentedPropertyTypeCodeSequence[0]),
         algorithm_id=algorithm_id,
         measurements=measurements,
     )
