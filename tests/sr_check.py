@@ -78,8 +78,11 @@ def flatten(items, path=()):
             value = f"{float(m.NumericValue):.6g} {u.CodeValue}"
         elif vt == "IMAGE":
             r = item.ReferencedSOPSequence[0]
-            value = (r.ReferencedSOPInstanceUID, str(r.get("ReferencedFrameNumber", "")),
-                     str(r.get("ReferencedSegmentNumber", "")))
+            frame = str(r.get("ReferencedFrameNumber", ""))
+            # highdicom 0.28 also puts Referenced Segment Number beside a frame number, which
+            # PS3.3 Table 10-3 forbids (dciodvfy says so); efen leaves it out.
+            segment = "" if frame else str(r.get("ReferencedSegmentNumber", ""))
+            value = (r.ReferencedSOPInstanceUID, frame, segment)
         else:
             value = ""
         template = ""
@@ -158,8 +161,16 @@ def highdicom_report(sr, seg, result, planar):
         procedure_reported=hd.sr.CodedConcept(procedure.CodeValue, procedure.CodingSchemeDesignator,
                                               procedure.CodeMeaning),
         imaging_measurements=[group])
+    # The source images a planar group names are evidence too: stand-ins with their identity.
+    evidence = [seg]
+    for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence:
+        stub = pydicom.Dataset()
+        stub.SOPClassUID, stub.SOPInstanceUID = item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID
+        stub.StudyInstanceUID = seg.StudyInstanceUID
+        stub.SeriesInstanceUID = seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+        evidence.append(stub)
     return hd.sr.Comprehensive3DSR(
-        evidence=[seg], content=report[0], series_instance_uid=hd.UID(), series_number=1,
+        evidence=evidence, content=report[0], series_instance_uid=hd.UID(), series_number=1,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="highdicom")
 
 
@@ -220,14 +231,16 @@ def main():
     group = (planar or volumetric)[0]
 
     # What the group references.
-    referenced = group.referenced_segment
+    referenced = group.referenced_segment if volumetric else group.referenced_segmentation_frame
     segment_item = referenced[0]
     sop = segment_item.ReferencedSOPSequence[0]
     report["referenced_seg"] = sop.ReferencedSOPInstanceUID
     if sop.ReferencedSOPInstanceUID != seg.SOPInstanceUID:
         reasons.append(f"the group references {sop.ReferencedSOPInstanceUID}, not the SEG {seg.SOPInstanceUID}")
-    if int(sop.ReferencedSegmentNumber) != 1:
-        reasons.append(f"referenced segment {sop.ReferencedSegmentNumber}, not 1")
+    if volumetric and int(sop.get("ReferencedSegmentNumber", 0)) != 1:
+        reasons.append(f"referenced segment {sop.get('ReferencedSegmentNumber')}, not 1")
+    if planar and str(sop.get("ReferencedFrameNumber", "")) != "1":
+        reasons.append(f"referenced SEG frame {sop.get('ReferencedFrameNumber')}, not 1")
     if volumetric:
         source_series = [i for i in referenced if i.ConceptNameCodeSequence[0].CodeValue == "121232"]
         if not source_series or source_series[0].UID != seg.ReferencedSeriesSequence[0].SeriesInstanceUID:

@@ -271,7 +271,10 @@ fn measurement_group(
             let Some(source) = &summary.first_source else {
                 return Err(SrError::Build { reason: "the SEG's frame names no source image".into() });
             };
-            children.push(image(&codes::referenced_segmentation_frame(), &ImageRef { frame: Some(1), ..segment }));
+            // A reference to a SEG frame names no segment (PS3.3 Table 10-3: Referenced Segment
+            // Number only when the reference is to segments, not frames).
+            let frame = ImageRef { frame: Some(1), segment: None, ..segment };
+            children.push(image(&codes::referenced_segmentation_frame(), &frame));
             children.push(image(&codes::source_image_for_segmentation(), source));
             "1410"
         }

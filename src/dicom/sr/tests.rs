@@ -85,7 +85,8 @@ fn a_planar_report_references_the_seg_frame_and_carries_area_and_dice() {
     assert_eq!(frame.len(), 1, "one Referenced Segmentation Frame");
     let reference = items(frame[0], tags::REFERENCED_SOP_SEQUENCE)[0];
     assert_eq!(string(reference, tags::REFERENCED_SOP_INSTANCE_UID), string(&seg, tags::SOP_INSTANCE_UID));
-    assert_eq!(string(reference, tags::REFERENCED_SEGMENT_NUMBER).as_deref(), Some("1"));
+    assert_eq!(string(reference, tags::REFERENCED_FRAME_NUMBER).as_deref(), Some("1"));
+    assert!(reference.get(tags::REFERENCED_SEGMENT_NUMBER).is_none(), "a frame reference names no segment");
     let source = items(find(&tree, "121233")[0], tags::REFERENCED_SOP_SEQUENCE)[0];
     assert_eq!(string(source, tags::REFERENCED_SOP_INSTANCE_UID).as_deref(), Some("2.25.1"));
     assert_eq!(number(find(&tree, "42798000")[0]), 2.25);
