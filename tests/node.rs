@@ -222,10 +222,8 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     let (sr_id, sr_tags) = &srs[0];
     assert_eq!(sr_tags["StudyInstanceUID"], study, "the SR is in the source's study");
     assert_eq!(sr_tags["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.88.34", "Comprehensive 3D SR");
-    let (sr_uid,): (String,) = sqlx::query_as("SELECT sop_instance_uid FROM sends WHERE object = 'sr'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (sr_uid,): (String,) =
+        sqlx::query_as("SELECT sop_instance_uid FROM sends WHERE object = 'sr'").fetch_one(&pool).await.unwrap();
     assert_eq!(sr_tags["SOPInstanceUID"], sr_uid.as_str(), "the send records the SR's SOP Instance UID");
     let peers = world.dir.path().join("from-orthanc");
     std::fs::create_dir_all(&peers).unwrap();
@@ -233,10 +231,10 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     std::fs::write(peers.join("sr.dcm"), orthanc.try_get(&format!("/instances/{sr_id}/file")).unwrap()).unwrap();
     let result = world.out().join(&case_id).join("result.json");
     let report = common::sr_check(&peers.join("sr.dcm"), &peers.join("seg.dcm"), &result, &["--dcmqi"]);
-    let volume = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&result).unwrap()).unwrap()["series"]
-        ["volume_ml"]
-        .as_f64()
-        .unwrap();
+    let volume =
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&result).unwrap()).unwrap()["series"]["volume_ml"]
+            .as_f64()
+            .unwrap();
     assert!((report["volume_ml"].as_f64().unwrap() - volume).abs() < 0.01, "{report}");
 
     let accepted =

@@ -152,7 +152,8 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
         let identity = &case.files[0].input.identity;
         // One slice is a planar region (its area); a stack is a volume.
         let single = case.slices.len() == 1;
-        let pixel_area = case.slices[0].plane.as_ref().map(|p| p.spacing).or(identity.pixel_spacing).map(|s| s[0] * s[1]);
+        let pixel_area =
+            case.slices[0].plane.as_ref().map(|p| p.spacing).or(identity.pixel_spacing).map(|s| s[0] * s[1]);
         let measurements = crate::dicom::Measurements {
             volume_ml: summary.volume_ml,
             area_mm2: pixel_area.filter(|_| single).map(|a| a * foreground as f64),

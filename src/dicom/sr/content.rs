@@ -119,7 +119,11 @@ pub fn num(name: &Code, value: f64, unit: &Code) -> InMemDicomObject {
         tags::MEASURED_VALUE_SEQUENCE,
         vec![item(|m| {
             m.put(seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![code_item(unit)]));
-            m.put(DataElement::new(tags::NUMERIC_VALUE, VR::DS, PrimitiveValue::from(super::super::seg::format_ds(value))));
+            m.put(DataElement::new(
+                tags::NUMERIC_VALUE,
+                VR::DS,
+                PrimitiveValue::from(super::super::seg::format_ds(value)),
+            ));
             m.put(DataElement::new(tags::FLOATING_POINT_VALUE, VR::FD, PrimitiveValue::from(value)));
         })],
     ));

@@ -122,7 +122,8 @@ pub fn write_sr(
     obj.put(text(tags::INSTANCE_CREATION_DATE, VR::DA, &date));
     obj.put(text(tags::INSTANCE_CREATION_TIME, VR::TM, &time));
     obj.put(text(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000"));
-    if summary.agreement_codes_used(measurements) {
+    // The private scheme, named where its codes are used.
+    if measurements.agreement.is_some() {
         obj.put(seq(
             tags::CODING_SCHEME_IDENTIFICATION_SEQUENCE,
             vec![item(|o| {
@@ -167,7 +168,8 @@ pub fn write_sr(
     obj.put(seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, Vec::new()));
 
     // General and Enhanced General Equipment, as the SEG has them.
-    for tag in [tags::MANUFACTURER, tags::MANUFACTURER_MODEL_NAME, tags::DEVICE_SERIAL_NUMBER, tags::SOFTWARE_VERSIONS] {
+    for tag in [tags::MANUFACTURER, tags::MANUFACTURER_MODEL_NAME, tags::DEVICE_SERIAL_NUMBER, tags::SOFTWARE_VERSIONS]
+    {
         if let Some(element) = src.get(tag) {
             obj.put(element.clone());
         }
@@ -194,9 +196,7 @@ pub fn write_sr(
         obj.put(element);
     }
 
-    let file = obj
-        .with_meta(super::file_meta())
-        .map_err(|e| build(super::error::chain(&e)))?;
+    let file = obj.with_meta(super::file_meta()).map_err(|e| build(super::error::chain(&e)))?;
     let mut bytes = Vec::new();
     file.write_all(&mut bytes).map_err(|e| build(super::error::chain(&e)))?;
     Ok(bytes)
@@ -290,9 +290,8 @@ impl SegSummary {
         if string(&obj, tags::SOP_CLASS_UID).as_deref() != Some(SEGMENTATION_STORAGE) {
             return Err(fail("not a Segmentation".into()));
         }
-        let required = |o: &InMemDicomObject, tag, name: &str| {
-            string(o, tag).ok_or_else(|| fail(format!("it has no {name}")))
-        };
+        let required =
+            |o: &InMemDicomObject, tag, name: &str| string(o, tag).ok_or_else(|| fail(format!("it has no {name}")));
         let instance = required(&obj, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
         let series = required(&obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
         let instance_number = string(&obj, tags::INSTANCE_NUMBER).unwrap_or_else(|| "1".into());
@@ -333,7 +332,10 @@ impl SegSummary {
                 let instances = items(s, tags::REFERENCED_INSTANCE_SEQUENCE)
                     .iter()
                     .filter_map(|i| {
-                        Some((string(i, tags::REFERENCED_SOP_CLASS_UID)?, string(i, tags::REFERENCED_SOP_INSTANCE_UID)?))
+                        Some((
+                            string(i, tags::REFERENCED_SOP_CLASS_UID)?,
+                            string(i, tags::REFERENCED_SOP_INSTANCE_UID)?,
+                        ))
                     })
                     .collect();
                 Some((uid, instances))
@@ -352,10 +354,6 @@ impl SegSummary {
                 })
             });
         Ok(SegSummary { obj, instance, series, instance_number, segments, algorithm, sources, first_source })
-    }
-
-    fn agreement_codes_used(&self, measurements: &Measurements) -> bool {
-        measurements.agreement.is_some()
     }
 
     /// Current Requested Procedure Evidence: the SEG and every source instance, by series.

@@ -38,7 +38,8 @@ fn seg() -> Vec<u8> {
     write_seg(&source, 0, &mask, &SegConfig::default(), &SegOrigin::new("ab12cd34ef56ab12cd34", "test")).unwrap()
 }
 
-const ORIGIN: SrOrigin = SrOrigin { model_name: "efen-small", model_sha256: "ab12cd34ef56ab12cd34", modality: Some("CT") };
+const ORIGIN: SrOrigin =
+    SrOrigin { model_name: "efen-small", model_sha256: "ab12cd34ef56ab12cd34", modality: Some("CT") };
 
 fn read(bytes: &[u8]) -> InMemDicomObject {
     read_object(bytes).unwrap().0.into_inner()
