@@ -86,6 +86,16 @@ async fn a_dicom_drop_yields_cases_per_frame_and_valid_segs(backend: Backend) {
     // back with pydicom and compares their frames with the mask.
     let errors = fixtures::dciodvfy_errors(&seg);
     assert!(errors.is_empty(), "dciodvfy:\n{}", errors.join("\n"));
+    // Issue 29: one frame's measurement report (TID 1410): its area is the SEG's foreground
+    // pixels times the CT's Pixel Spacing; highdicom builds the same report.
+    let report = common::sr_check(
+        &case.join("sr.dcm"),
+        &seg,
+        &case.join("result.json"),
+        &["--source", fixtures().join("pydicom_CT_small.dcm").to_str().unwrap(), "--highdicom", "--dcmqi"],
+    );
+    assert_eq!(report["groups"]["planar"], 1, "{report}");
+    assert!(report["area_mm2"].as_f64().unwrap() > 0.0, "{report}");
 
     // A SEG dropped back in is refused, not segmented.
     let again = world.dir.path().join("again");

@@ -154,8 +154,8 @@ async fn a_series_stored_by_stow_rs_comes_back_to_orthanc_as_a_seg_by_stow_rs() 
     assert_eq!(slices, 24);
 
     world
-        .wait_for("the SEG to be accepted by Orthanc", Duration::from_secs(60), async || {
-            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 1
+        .wait_for("the SEG and its SR to be accepted by Orthanc", Duration::from_secs(60), async || {
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 2
         })
         .await;
     eprintln!(
@@ -171,8 +171,8 @@ async fn a_series_stored_by_stow_rs_comes_back_to_orthanc_as_a_seg_by_stow_rs() 
             .await
             .unwrap();
     assert_eq!(recorded, destination);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted' AND peer_status = 0").await, 1);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted' AND peer_status = 0").await, 2);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, 2);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'series_received'").await, 1);
 
     // Orthanc has it, as its QIDO-RS and its own REST API say: a SEG of the series that was posted.
@@ -187,6 +187,13 @@ async fn a_series_stored_by_stow_rs_comes_back_to_orthanc_as_a_seg_by_stow_rs() 
     let source = &seg["ReferencedSeriesSequence"][0];
     assert_eq!(source["SeriesInstanceUID"], series_uid.as_str(), "{seg}");
     assert_eq!(source["ReferencedInstanceSequence"].as_array().map(Vec::len), Some(24), "every slice referenced");
+    // Issue 29: its measurement report by STOW-RS too, in the same study, naming that SEG.
+    let srs = orthanc.instances_of("SR");
+    assert_eq!(srs.len(), 1, "{srs:?}");
+    let (_, sr) = &srs[0];
+    assert_eq!(sr["StudyInstanceUID"], study_uid.as_str());
+    let text = sr.to_string();
+    assert!(text.contains(&seg_uid), "the SR references the SEG {seg_uid}: {text}");
     pool.close().await;
     stop(&world, child).await;
     world.close().await;

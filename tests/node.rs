@@ -210,11 +210,39 @@ async fn orthanc_sends_a_series_and_gets_segs_back_that_match_the_masks() {
     assert_eq!(overlays.len(), 1, "one overlay (the series' montage)");
     assert!(overlays.iter().all(|t| t["StudyInstanceUID"] == study && t["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7"));
 
+    // Issue 29: the measurement report went with the SEG, into the source's study; peers read it
+    // (tests/sr_check.py) and find the case's volume and a reference to the SEG Orthanc holds.
+    world
+        .wait_for("the SR to arrive in Orthanc", Duration::from_secs(60), async || {
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'sr' AND status = 'accepted'").await == 1
+        })
+        .await;
+    let srs = orthanc.instances_of("SR");
+    assert_eq!((segs.len(), srs.len()), (1, 1), "exactly one SEG and one SR in Orthanc: {srs:?}");
+    let (sr_id, sr_tags) = &srs[0];
+    assert_eq!(sr_tags["StudyInstanceUID"], study, "the SR is in the source's study");
+    assert_eq!(sr_tags["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.88.34", "Comprehensive 3D SR");
+    let (sr_uid,): (String,) =
+        sqlx::query_as("SELECT sop_instance_uid FROM sends WHERE object = 'sr'").fetch_one(&pool).await.unwrap();
+    assert_eq!(sr_tags["SOPInstanceUID"], sr_uid.as_str(), "the send records the SR's SOP Instance UID");
+    let peers = world.dir.path().join("from-orthanc");
+    std::fs::create_dir_all(&peers).unwrap();
+    std::fs::write(peers.join("seg.dcm"), &seg).unwrap();
+    std::fs::write(peers.join("sr.dcm"), orthanc.try_get(&format!("/instances/{sr_id}/file")).unwrap()).unwrap();
+    let result = world.out().join(&case_id).join("result.json");
+    let report = common::sr_check(&peers.join("sr.dcm"), &peers.join("seg.dcm"), &result, &["--dcmqi"]);
+    let volume =
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&result).unwrap()).unwrap()["series"]["volume_ml"]
+            .as_f64()
+            .unwrap();
+    assert!((report["volume_ml"].as_f64().unwrap() - volume).abs() < 0.01, "{report}");
+
     let accepted =
         count(&pool, "SELECT COUNT(*) FROM sends WHERE object = 'seg' AND status = 'accepted' AND peer_status = 0")
             .await;
     assert_eq!(accepted, 1);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, 2 * accepted);
+    // The SEG, its SR and the overlay, each audited.
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_accepted'").await, 3 * accepted);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'series_received'").await, 1);
     stop(&world, child).await;
     pool.close().await;
@@ -252,11 +280,11 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
 
     let pool = world.pool().await;
     world
-        .wait_for("the sends (the series' SEG and overlay) to fail", Duration::from_secs(120), async || {
-            common::try_count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'failed'").await == Some(2)
+        .wait_for("the sends (the series' SEG, SR and overlay) to fail", Duration::from_secs(120), async || {
+            common::try_count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'failed'").await == Some(3)
         })
         .await;
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_failed'").await, 2);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM audit_log WHERE action = 'send_failed'").await, 3);
     let errors: Vec<(String,)> = sqlx::query_as("SELECT last_error FROM sends").fetch_all(&pool).await.unwrap();
     assert!(errors.iter().all(|(e,)| e.contains("association with ARCHIVE@")), "the reason is recorded: {errors:?}");
     stop(&world, child).await;
@@ -274,12 +302,12 @@ async fn failed_sends_are_recorded_and_retried_after_a_restart() {
     let child = start_node(&world, "node-2", port, &env);
     world
         .wait_for("the failed sends to go out after the restart", Duration::from_secs(120), async || {
-            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 2
+            count(&pool, "SELECT COUNT(*) FROM sends WHERE status = 'accepted'").await == 3
         })
         .await;
     let names = common::names(&received);
-    assert_eq!(names.len(), 2, "storescp holds the SEG and the overlay: {names:?}");
-    // dciodvfy (dicom3tools) judges what went out: SEGs (SG.*) and Secondary Captures (SC.*).
+    assert_eq!(names.len(), 3, "storescp holds the SEG, the SR and the overlay: {names:?}");
+    // dciodvfy (dicom3tools) judges what went out: SEGs (SG.*), the SR and Secondary Captures (SC.*).
     for name in &names {
         let verdict = std::process::Command::new("dciodvfy").arg(received.join(name)).output().expect("dciodvfy");
         let text = format!("{}{}", String::from_utf8_lossy(&verdict.stdout), String::from_utf8_lossy(&verdict.stderr));

@@ -85,6 +85,19 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
     let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["series"]["slices"], 24);
     assert!(out.join("overlay.png").is_file() && !out.join("mask.png").exists());
+    // Issue 29: the measurement report beside the SEG, judged by dciodvfy, highdicom (which also
+    // builds the same report from seg.dcm) and dcmqi; its volume is result.json's and its DSC the
+    // store's.
+    assert_eq!(result["outputs"]["sr"], out.join("sr.dcm").display().to_string());
+    let sr = common::sr_check(
+        &out.join("sr.dcm"),
+        &out.join("seg.dcm"),
+        &out.join("result.json"),
+        &["--dcmqi", "--highdicom"],
+    );
+    assert_eq!(sr["groups"]["volumetric"], 1, "{sr}");
+    assert!((sr["volume_ml"].as_f64().unwrap() - volume.unwrap()).abs() < 0.01, "{sr}");
+    assert!((sr["dsc"].as_f64().unwrap() - dsc.unwrap()).abs() < 1e-9, "the SR's DSC is the store's: {sr}");
 
     // The Enhanced MR: one file, 176 frames, one case; its SEG names each source frame.
     let (mr, frames, dsc, _, _) = series_case(&pool, &format!("enhanced_mr.dcm#series={}", uid("enhanced_mr"))).await;
@@ -117,6 +130,7 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
         "{stacks:?}"
     );
     let mut seg_series = Vec::new();
+    let mut sr_series = Vec::new();
     for n in 1..=2 {
         let (case, _, _, _, _) = series_case(&pool, &format!("#series={}#stack={n}", uid("two_orientations"))).await;
         let out = world.out().join(&case);
@@ -124,6 +138,8 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
         let text = |tag| seg.element(tag).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
         assert_eq!(text(dicom_dictionary_std::tags::INSTANCE_NUMBER), n.to_string());
         seg_series.push(text(dicom_dictionary_std::tags::SERIES_INSTANCE_UID));
+        let report = common::sr_check(&out.join("sr.dcm"), &out.join("seg.dcm"), &out.join("result.json"), &[]);
+        sr_series.push(report["series_instance_uid"].as_str().unwrap().to_string());
         common::series_check(
             &out.join("seg.dcm"),
             &fixtures.join("two_orientations"),
@@ -131,6 +147,7 @@ async fn each_series_is_one_case_with_one_seg(backend: Backend) {
         );
     }
     assert_eq!(seg_series[0], seg_series[1], "one SEG series for the source series");
+    assert_eq!(sr_series[0], sr_series[1], "and one SR series beside it");
 
     // The gap is a warning on the case, not a failure.
     let (warnings,): (Option<String>,) =

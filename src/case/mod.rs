@@ -154,6 +154,8 @@ pub struct OutputPaths {
     pub overlay: Option<PathBuf>,
     pub probabilities: Option<PathBuf>,
     pub seg: Option<PathBuf>,
+    /// `sr.dcm`, the measurement report beside the SEG.
+    pub sr: Option<PathBuf>,
     pub result: Option<PathBuf>,
 }
 

@@ -34,7 +34,8 @@ pub enum Unit {
     Instance,
 }
 
-/// The service's `[dicom]` section (config/default.toml): how Patient IDs reach the record.
+/// The service's `[dicom]` section (config/default.toml): how Patient IDs reach the record, and
+/// `[dicom.sr]`, whether a measurement report goes beside each SEG.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatientIdConfig {
@@ -44,6 +45,9 @@ pub struct PatientIdConfig {
     /// Record the Patient ID as in the file instead of its keyed hash. Off by default; only for
     /// sites whose store may hold identifiers.
     pub raw_patient_id: bool,
+    /// `[dicom.sr]`: the TID 1500 measurement report (`sr.dcm`) beside each SEG.
+    #[serde(default)]
+    pub sr: super::SrConfig,
 }
 
 impl PatientIdConfig {

@@ -14,6 +14,7 @@
 //! - `identity`: UIDs, geometry and the pseudonymised patient ID.
 //! - `seg`: the binary Segmentation IOD.
 //! - `truth`: a Segmentation read back as ground truth.
+//! - `sr`: the TID 1500 measurement report written beside a SEG.
 
 mod codec;
 mod config;
@@ -26,6 +27,7 @@ mod lengths;
 mod pixels;
 mod read;
 mod seg;
+mod sr;
 pub mod status;
 mod truth;
 mod window;
@@ -39,6 +41,7 @@ pub use pixels::FrameSamples;
 pub use read::{looks_like_dicom, sop_class_name, transfer_syntax_name};
 pub(crate) use seg::derived_uid;
 pub use seg::{Code, SegConfig, SegOrigin, SegSlice, new_uid, write_seg, write_series_seg};
+pub use sr::{Measurements, Roi, SrConfig, SrError, SrOrigin, write_sr};
 pub use truth::{SegReference, SegTruth, may_be_seg, seg_mask, seg_references};
 pub use window::WindowSetting;
 

@@ -619,7 +619,7 @@ fn decimals(tag: Tag, values: &[f64]) -> DataElement<InMemDicomObject> {
     DataElement::new(tag, VR::DS, PrimitiveValue::Strs(strings))
 }
 
-fn format_ds(value: f64) -> String {
+pub(super) fn format_ds(value: f64) -> String {
     let plain = format!("{value}");
     if plain.len() <= 16 {
         return plain;
@@ -635,7 +635,7 @@ fn format_ds(value: f64) -> String {
 }
 
 /// Today's date (YYYYMMDD) and time (HHMMSS) in UTC.
-fn now_utc() -> (String, String) {
+pub(super) fn now_utc() -> (String, String) {
     let secs =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

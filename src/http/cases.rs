@@ -30,12 +30,13 @@ use crate::store::{CaseStatus, Store};
 use crate::telemetry::{Upload, UploadAnswered};
 
 /// The files of a case folder that `GET /v1/cases/{id}/{file}` serves, with their media types.
-pub const FILES: [(&str, &str); 6] = [
+pub const FILES: [(&str, &str); 7] = [
     ("result.json", "application/json"),
     ("mask.png", "image/png"),
     ("overlay.png", "image/png"),
     ("probabilities.png", "image/png"),
     ("seg.dcm", "application/dicom"),
+    ("sr.dcm", "application/dicom"),
     ("mask.nii.gz", "application/gzip"),
 ];
 

@@ -9,7 +9,7 @@
 //! GET  /metrics                 the Prometheus text format, from the typed events of crate::telemetry
 //! POST /v1/cases[?name=]        a file into the drop folder's http/ inbox; 202 with its case id
 //! GET  /v1/cases/{id}           queued, processing, succeeded or failed; result.json when done
-//! GET  /v1/cases/{id}/{file}    mask.png, overlay.png, probabilities.png, seg.dcm, mask.nii.gz, result.json
+//! GET  /v1/cases/{id}/{file}    mask.png, overlay.png, probabilities.png, seg.dcm, sr.dcm, mask.nii.gz, result.json
 //! GET  /v1/instances/{sha256}   the case an uploaded file became (a DICOM instance: its series case)
 //! GET  /v1/runs[?limit=]        the latest runs, newest first
 //! GET  /v1/openapi.json         the OpenAPI 3.1 document of all of the above

@@ -217,9 +217,13 @@ impl NodeConfig {
     }
 
     /// What the record stage queues for a case that came in over DICOM (C-STORE or STOW-RS): each
-    /// object (the SEG, and the overlay as Secondary Capture with `send_overlay`) to each destination.
-    pub fn sends_for_received_cases(&self) -> Vec<(String, &'static str)> {
-        let objects: &[&'static str] = if self.send_overlay { &["seg", "overlay"] } else { &["seg"] };
+    /// object (the SEG, the measurement report with `sr`, and the overlay as Secondary Capture
+    /// with `send_overlay`) to each destination.
+    pub fn sends_for_received_cases(&self, sr: bool) -> Vec<(String, &'static str)> {
+        let objects: Vec<&'static str> = [(true, "seg"), (sr, "sr"), (self.send_overlay, "overlay")]
+            .into_iter()
+            .filter_map(|(on, object)| on.then_some(object))
+            .collect();
         let destinations = self.destinations().unwrap_or_default();
         destinations.iter().flat_map(|d| objects.iter().map(move |o| (d.to_string(), *o))).collect()
     }

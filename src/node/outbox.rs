@@ -1,5 +1,5 @@
-//! The outbox: the SEG of every succeeded case that came in over DICOM (C-STORE or STOW-RS) goes to
-//! each destination, by C-STORE or by STOW-RS.
+//! The outbox: the SEG (and its measurement report, `sr.dcm`) of every succeeded case that came in
+//! over DICOM (C-STORE or STOW-RS) goes to each destination, by C-STORE or by STOW-RS.
 //! The record stage queued those sends with the case's result; the store's send queue is the
 //! state: a send is `pending` until the peer accepts (`accepted`, with its status code) or the
 //! attempts run out (`failed`); failed and pending sends are retried when efen starts again.
@@ -85,6 +85,8 @@ async fn send_round(
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()))
             }
+            // The measurement report lies beside its SEG (the store keeps the SEG's path).
+            ("sr", Some(seg)) => Ok(seg.with_file_name("sr.dcm")),
             (_, Some(seg)) => Ok(seg),
             (_, None) => Err("the case has no seg.dcm".to_string()),
         };

@@ -50,6 +50,10 @@ pub enum EmitError {
     Encode { path: PathBuf, source: image::ImageError },
     #[error("cannot write the DICOM SEG: {source}")]
     Seg { source: crate::dicom::DicomError },
+    #[error("cannot read {} to report on it: {source}", path.display())]
+    ReadSeg { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the DICOM SR: {source}")]
+    Sr { source: crate::dicom::SrError },
 }
 
 impl crate::error::CaseError for EmitError {
@@ -58,6 +62,8 @@ impl crate::error::CaseError for EmitError {
             EmitError::Write { .. } => "write_output",
             EmitError::Encode { .. } => "encode_output",
             EmitError::Seg { source } => crate::error::CaseError::error_type(source),
+            EmitError::ReadSeg { .. } => "read_seg_for_sr",
+            EmitError::Sr { source } => crate::error::CaseError::error_type(source),
         }
     }
 
@@ -67,6 +73,7 @@ impl crate::error::CaseError for EmitError {
         match self {
             EmitError::Write { path, source } => format!("cannot write {}: {source}", name(path)),
             EmitError::Encode { path, source } => format!("cannot encode {}: {source}", name(path)),
+            EmitError::ReadSeg { path, source } => format!("cannot read {} to report on it: {source}", name(path)),
             other => other.to_string(),
         }
     }
@@ -122,6 +129,7 @@ pub struct SeriesResult<'a> {
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct EmitTimes {
     pub seg_ms: f64,
+    pub sr_ms: f64,
     pub nifti_ms: f64,
     pub overlay_ms: f64,
 }
@@ -174,6 +182,7 @@ pub struct ResultOutputs<'a> {
     pub overlay: Option<&'a Path>,
     pub probabilities: Option<&'a Path>,
     pub seg: Option<&'a Path>,
+    pub sr: Option<&'a Path>,
 }
 
 impl<'a> From<&'a OutputPaths> for ResultOutputs<'a> {
@@ -183,6 +192,7 @@ impl<'a> From<&'a OutputPaths> for ResultOutputs<'a> {
             overlay: p.overlay.as_deref(),
             probabilities: p.probabilities.as_deref(),
             seg: p.seg.as_deref(),
+            sr: p.sr.as_deref(),
         }
     }
 }

@@ -123,6 +123,7 @@ impl Engine {
             outputs: definition.outputs.clone(),
             out_dir: config.out_dir(),
             dicom: definition.dicom.clone(),
+            sr: config.dicom.sr.clone(),
         });
         let sessions = sessions.into_iter().map(|session| Inference::new(session, &card)).collect();
         let admission_config = Arc::new(AdmissionConfig {
@@ -212,7 +213,7 @@ impl Engine {
             give_up: options.give_up,
             claimed_root: options.claimed_root,
             sends_queued: options.sends_queued,
-            sends: self.config.node.sends_for_received_cases(),
+            sends: self.config.node.sends_for_received_cases(self.config.dicom.sr.enabled),
         };
         // Every case's lines carry the run's id (a field of this span in JSON logs).
         let span = tracing::info_span!("run", run_id = %run_id);

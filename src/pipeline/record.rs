@@ -235,6 +235,7 @@ fn new_send(destination: &str, object: &str, done: &Succeeded) -> NewSend {
     let missing = match (&done.outputs.seg, &done.outputs.overlay) {
         (None, _) => Some("no seg.dcm for this case (empty mask or no DICOM source)"),
         (Some(_), None) if object == "overlay" => Some("no overlay.png for this case (outputs.overlay is off)"),
+        _ if object == "sr" && done.outputs.sr.is_none() => Some("no sr.dcm for this case"),
         _ => None,
     };
     NewSend {

@@ -12,7 +12,7 @@ use image::RgbImage;
 use super::assembly::{Assembled, SeriesWork};
 use super::errors::{SeriesError, SliceError};
 use super::stage_cpu::{CpuStage, Meter};
-use super::stages::{self, SegOutcome, StageContext, ms, save_seg};
+use super::stages::{self, SegOutcome, StageContext, ms, save_seg, save_sr};
 use super::work::{SliceOf, TileJob};
 use crate::case::{
     CaseMeta, Evaluation, Failure, Outcome, OutputPaths, SeriesCase, SeriesSlice, SeriesSummary, Stage, Succeeded,
@@ -132,10 +132,29 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
     let dir = ctx.out_dir.join(&meta.case_id);
     let written = write_outputs(ctx, case, &done, &dir);
     timings.emit_ms = ms(started.elapsed());
-    let (mut outputs, seg, emit_times, notes) = match written {
+    let (mut outputs, seg, mut emit_times, notes) = match written {
         Ok(written) => written,
         Err(e) => return end(timings, fail(Stage::Emit, e)),
     };
+    if let SegOutcome::Written(path) = &seg {
+        let sr_started = Instant::now();
+        let identity = &case.files[0].input.identity;
+        // One slice is a planar region (its area); a stack is a volume.
+        let single = case.slices.len() == 1;
+        let pixel_area =
+            case.slices[0].plane.as_ref().map(|p| p.spacing).or(identity.pixel_spacing).map(|s| s[0] * s[1]);
+        let measurements = crate::dicom::Measurements {
+            volume_ml: summary.volume_ml,
+            area_mm2: pixel_area.filter(|_| single).map(|a| a * foreground as f64),
+            agreement: evaluation.map(|e| e.scores),
+        };
+        let roi = if single { crate::dicom::Roi::Planar } else { crate::dicom::Roi::Volumetric };
+        match save_sr(ctx, path, roi, &measurements, identity.modality.as_deref()) {
+            Ok(sr) => outputs.sr = sr,
+            Err(e) => return end(timings, fail(Stage::Emit, e)),
+        }
+        emit_times.sr_ms = ms(sr_started.elapsed());
+    }
     let foreground_fraction = foreground as f64 / (segmented as f64 * size.0 as f64 * size.1 as f64).max(1.0);
     let source_path = case.source_path();
     let warnings: Vec<String> = case.warnings.iter().chain(&notes).cloned().collect();

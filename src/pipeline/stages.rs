@@ -38,6 +38,8 @@ pub struct StageContext {
     pub outputs: crate::output::OutputConfig,
     pub out_dir: PathBuf,
     pub dicom: crate::dicom::DicomConfig,
+    /// The service's `[dicom.sr]`: whether `sr.dcm` goes beside each SEG.
+    pub sr: crate::dicom::SrConfig,
 }
 
 impl StageContext {
@@ -226,10 +228,21 @@ pub fn finish(
         },
         None => None,
     };
-    if let Some(SegOutcome::Written(path)) = &seg {
+    let foreground_px = mask.as_raw().iter().filter(|v| **v > 0).count();
+    if let (Some(SegOutcome::Written(path)), Some(input)) = (&seg, &meta.dicom) {
         outputs.seg = Some(path.clone());
+        let measurements = crate::dicom::Measurements {
+            volume_ml: None,
+            area_mm2: input.identity.pixel_spacing.map(|s| foreground_px as f64 * s[0] * s[1]),
+            agreement: evaluation.map(|e| e.scores),
+        };
+        let modality = input.identity.modality.as_deref();
+        match save_sr(ctx, path, crate::dicom::Roi::Planar, &measurements, modality) {
+            Ok(sr) => outputs.sr = sr,
+            Err(e) => return end(timings, fail(Stage::Emit, e)),
+        }
     }
-    let foreground = mask.as_raw().iter().filter(|v| **v > 0).count() as f64 / mask.as_raw().len().max(1) as f64;
+    let foreground = foreground_px as f64 / mask.as_raw().len().max(1) as f64;
     timings.emit_ms = ms(started.elapsed());
     let result = output::CaseResult {
         case_id: &meta.case_id,
@@ -303,6 +316,27 @@ pub(super) fn save_seg(seg: Result<Vec<u8>, DicomError>, dir: &Path) -> Result<S
     let path = dir.join("seg.dcm");
     output::retrying(|| output::write_bytes(&path, &bytes))?;
     Ok(SegOutcome::Written(path))
+}
+
+/// Writes `sr.dcm` beside `seg.dcm`: the measurement report of the SEG just written; none with
+/// `[dicom.sr] enabled = false`.
+pub(super) fn save_sr(
+    ctx: &StageContext,
+    seg: &Path,
+    roi: crate::dicom::Roi,
+    measurements: &crate::dicom::Measurements,
+    modality: Option<&str>,
+) -> Result<Option<PathBuf>, EmitError> {
+    if !ctx.sr.enabled {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(seg).map_err(|source| EmitError::ReadSeg { path: seg.to_path_buf(), source })?;
+    let origin = crate::dicom::SrOrigin { model_name: &ctx.card.name, model_sha256: &ctx.model_sha256, modality };
+    let sr = crate::dicom::write_sr(&bytes, roi, measurements, &origin, &ctx.sr)
+        .map_err(|source| EmitError::Sr { source })?;
+    let path = seg.with_file_name("sr.dcm");
+    output::retrying(|| output::write_bytes(&path, &sr))?;
+    Ok(Some(path))
 }
 
 /// Reads a ground-truth mask: an image, where foreground is any value above half the mask's

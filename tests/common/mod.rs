@@ -116,6 +116,27 @@ pub fn series_check(seg: &Path, source: &Path, extra: &[&str]) -> serde_json::Va
     serde_json::from_str(&stdout).unwrap()
 }
 
+/// Runs tests/sr_check.py (dciodvfy -new, highdicom, dcmqi's tid1500reader) on a measurement
+/// report against its SEG and result.json, with `extra` options; returns its report, or fails the
+/// test with its reasons.
+#[allow(dead_code)]
+pub fn sr_check(sr: &Path, seg: &Path, result: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(venv_python())
+        .arg(repo().join("tests/sr_check.py"))
+        .args([sr, seg, result])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "sr_check.py {}:\n{stdout}\n{}",
+        sr.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
 pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("EFEN_VENV")
         .map(PathBuf::from)

@@ -179,6 +179,11 @@ impl Orthanc {
 
     /// Orthanc's instance ids whose Modality is SEG, with their simplified tags.
     pub fn segs(&self) -> Vec<(String, serde_json::Value)> {
+        self.instances_of("SEG")
+    }
+
+    /// Orthanc's id and tags of every instance of `modality` it holds.
+    pub fn instances_of(&self, modality: &str) -> Vec<(String, serde_json::Value)> {
         let ids = self.get_json("/instances");
         ids.as_array()
             .unwrap()
@@ -186,7 +191,7 @@ impl Orthanc {
             .map(|id| id.as_str().unwrap().to_string())
             .filter_map(|id| {
                 let tags = self.get_json(&format!("/instances/{id}/tags?simplify"));
-                (tags["Modality"] == "SEG").then_some((id, tags))
+                (tags["Modality"] == modality).then_some((id, tags))
             })
             .collect()
     }
