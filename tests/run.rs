@@ -115,11 +115,13 @@ async fn bad_inputs_fail_one_by_one() {
             .await,
         1
     );
-    // The failures view groups by reason: the mismatched mask's path is not part of it.
-    let reasons: Vec<(String,)> =
-        sqlx::query_as("SELECT reason FROM failures WHERE stage = 'evaluate'").fetch_all(&pool).await.unwrap();
-    assert_eq!(reasons.len(), 1, "{reasons:?}");
-    assert!(reasons[0].0.ends_with(": <ground truth>") && !reasons[0].0.contains("wrongsize"), "{reasons:?}");
+    // The failures view groups by the typed reason: the mismatched mask's path is not part of it.
+    let reasons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT reason, error_type FROM failures WHERE stage = 'evaluate'").fetch_all(&pool).await.unwrap();
+    assert_eq!(
+        reasons,
+        [("ground truth is 7×5 but the image is 256×192".to_string(), Some("ground_truth_size".to_string()))]
+    );
     // Nothing secret leaks from the outside file: no output folder for the refused link.
     assert_eq!(names(&world.out()).len(), 2, "outputs only for the two good cases");
     pool.close().await;
