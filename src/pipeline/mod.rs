@@ -124,6 +124,7 @@ impl Engine {
             out_dir: config.out_dir(),
             dicom: definition.dicom.clone(),
             sr: config.dicom.sr.clone(),
+            workers: config.engine.workers(),
         });
         let sessions = sessions.into_iter().map(|session| Inference::new(session, &card)).collect();
         let admission_config = Arc::new(AdmissionConfig {
@@ -312,7 +313,7 @@ async fn prepare_stage(
             };
             if meta.series.is_some() {
                 ledger.mark(&meta.case_id, LedgerState::Decoded);
-                // Slice by slice: only the slices in flight are in memory.
+                // Slice by slice, on every CPU worker: only the slices in flight are in memory.
                 series::prepare(&context, meta, send, |outcome| end(Box::new(outcome)));
             } else {
                 match stages::prepare(&context, meta, &bytes) {

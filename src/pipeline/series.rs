@@ -26,38 +26,53 @@ use crate::postprocess::PackedMask;
 /// Voxel indices as millimetres when a series has no usable geometry.
 const UNIT_AFFINE: [[f64; 4]; 3] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
 
-/// Decodes the case's slices in order and cuts each into tiles for `send` (which blocks while the
-/// inference queue is full). A slice that fails to decode is left out; when that was the last
-/// slice to come in, the finished case goes to `ended`.
+/// Decodes the case's slices on `ctx.workers` threads, each taking the next slice in order, and
+/// cuts each into tiles for `send` (which blocks while the inference queue is full): a slice goes
+/// to inference as soon as it is decoded, and only the slices in flight are in memory. A slice
+/// that fails to decode is left out; when that was the last slice to come in, the finished case
+/// goes to `ended`.
 pub fn prepare(
     ctx: &StageContext,
     meta: CaseMeta,
-    mut send: impl FnMut(Vec<f32>, TileJob),
-    mut ended: impl FnMut(Outcome),
+    send: impl Fn(Vec<f32>, TileJob) + Sync,
+    ended: impl Fn(Outcome) + Sync,
 ) {
     let case = meta.series.clone().expect("prepare is given a series case");
     let series = SeriesWork::new(meta, case.clone());
-    // One file open at a time: an enhanced multi-frame object is read once for all its frames.
-    let mut open: Option<(usize, DicomFile)> = None;
-    for (index, slice) in case.slices.iter().enumerate() {
-        let started = Instant::now();
-        let cpu = Meter::start();
-        let decoded = decode(ctx, &case, slice, &mut open);
-        cpu.stop(CpuStage::Decode);
-        match decoded {
-            Ok((rgb, kind)) => {
-                let of = SliceOf { series: series.clone(), index };
-                let work = stages::plan_work(ctx, series.meta.clone(), rgb, kind, ms(started.elapsed()), Some(of));
-                stages::cut_tiles(ctx, &work, &mut send);
-            }
-            Err(e) => {
-                let timings = Timings { decode_ms: ms(started.elapsed()), ..Default::default() };
-                if let Some(done) = series.slice_failed(index, Failure::new(Stage::Decode, e), timings) {
-                    ended(finish(ctx, &series, done));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let decoder = || {
+        // One file open at a time per thread: an enhanced multi-frame object is read once for
+        // the run of its frames a thread takes.
+        let mut open: Option<(usize, DicomFile)> = None;
+        loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(slice) = case.slices.get(index) else { return };
+            let started = Instant::now();
+            let cpu = Meter::start();
+            let decoded = decode(ctx, &case, slice, &mut open);
+            cpu.stop(CpuStage::Decode);
+            match decoded {
+                Ok((rgb, kind)) => {
+                    let of = SliceOf { series: series.clone(), index };
+                    let work = stages::plan_work(ctx, series.meta.clone(), rgb, kind, ms(started.elapsed()), Some(of));
+                    stages::cut_tiles(ctx, &work, |tensor, job| send(tensor, job));
+                }
+                Err(e) => {
+                    let timings = Timings { decode_ms: ms(started.elapsed()), ..Default::default() };
+                    if let Some(done) = series.slice_failed(index, Failure::new(Stage::Decode, e), timings) {
+                        ended(finish(ctx, &series, done));
+                    }
                 }
             }
         }
-    }
+    };
+    let threads = ctx.workers.clamp(1, case.slices.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(&decoder);
+        }
+        decoder();
+    });
 }
 
 /// One slice's pixels, from its file read again (ingest kept only the header).

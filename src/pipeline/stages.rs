@@ -40,6 +40,8 @@ pub struct StageContext {
     pub dicom: crate::dicom::DicomConfig,
     /// The service's `[dicom.sr]`: whether `sr.dcm` goes beside each SEG.
     pub sr: crate::dicom::SrConfig,
+    /// CPU workers per stage (`engine.workers`): a series' slices are decoded on this many threads.
+    pub workers: usize,
 }
 
 impl StageContext {
