@@ -117,7 +117,10 @@ async fn bad_inputs_fail_one_by_one() {
     );
     // The failures view groups by the typed reason: the mismatched mask's path is not part of it.
     let reasons: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT reason, error_type FROM failures WHERE stage = 'evaluate'").fetch_all(&pool).await.unwrap();
+        sqlx::query_as("SELECT reason, error_type FROM failures WHERE stage = 'evaluate'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(
         reasons,
         [("ground truth is 7×5 but the image is 256×192".to_string(), Some("ground_truth_size".to_string()))]

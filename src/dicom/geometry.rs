@@ -290,12 +290,18 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
     let normal = planes[0].normal();
     let along = |i: usize| dot(&headers[i].plane.as_ref().expect("every slice has a plane").position, &normal);
     members.sort_by(|&a, &b| along(a).total_cmp(&along(b)).then(instance(a).cmp(&instance(b))));
-    // One slice per position: the first (lowest Instance Number) stays, as dcm2niix keeps one.
+    // A duplicate, at the position of the slice before it and acquired alike, is left out: the
+    // first (lowest Instance Number) stays, as dcm2niix keeps one. Slices at one position that
+    // differ in their acquisition (single-frame time points) stay, with a warning.
     let mut left_out = Vec::new();
     let mut kept: Vec<usize> = Vec::with_capacity(members.len());
     for i in members {
         match kept.last() {
-            Some(&last) if along(i) - along(last) < SAME_POSITION_MM => left_out.push(i),
+            Some(&last)
+                if along(i) - along(last) < SAME_POSITION_MM && headers[i].acquisition == headers[last].acquisition =>
+            {
+                left_out.push(i)
+            }
             _ => kept.push(i),
         }
     }
@@ -317,6 +323,10 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
 fn check_spacing(positions: &[[f64; 3]], normal: &[f64; 3]) -> (Option<f64>, Vec<String>) {
     let steps: Vec<f64> = positions.windows(2).map(|w| dot(&w[1], normal) - dot(&w[0], normal)).collect();
     let mut warnings = Vec::new();
+    let shared = steps.iter().filter(|s| **s < SAME_POSITION_MM).count();
+    if shared > 0 {
+        warnings.push(format!("{shared} slice(s) share a position with their neighbour"));
+    }
     let mut distinct: Vec<f64> = steps.iter().copied().filter(|s| *s >= SAME_POSITION_MM).collect();
     distinct.sort_by(f64::total_cmp);
     let Some(&typical) = distinct.get(distinct.len() / 2) else {
@@ -534,13 +544,20 @@ mod tests {
         assert_eq!(stacks[0].distinct.as_deref(), Some("orientation 1\\0\\0\\0\\1\\0, 64×64, acquisition 3"));
 
         // An Acquisition Time that differs from slice to slice (and one Acquisition Number): no
-        // time points, so the repeated positions are left out instead.
+        // time points, and no duplicates either: the slices stay, their shared positions a warning.
         for (k, h) in headers.iter_mut().enumerate() {
             h.acquisition = [Some("1".into()), None, Some(format!("12{k:02}"))];
         }
         let one = super::stacks(&headers);
         assert_eq!(one.len(), 1);
-        assert_eq!((one[0].slices.len(), one[0].left_out.len()), (4, 8));
+        assert_eq!((one[0].slices.len(), one[0].left_out.len()), (12, 0));
+        assert!(one[0].warnings.iter().any(|w| w.contains("8 slice(s) share a position")), "{:?}", one[0].warnings);
+        // Acquired alike as well: duplicates, one per position kept.
+        for h in headers.iter_mut() {
+            h.acquisition = [Some("1".into()), None, None];
+        }
+        let kept = super::stacks(&headers);
+        assert_eq!((kept[0].slices.len(), kept[0].left_out.len()), (4, 8));
     }
 
     #[test]
