@@ -55,6 +55,9 @@ pub struct SliceHeader {
     pub columns: u32,
     /// Temporal position, echo or diffusion b-value: slices that differ here are different stacks.
     pub dimension: Option<String>,
+    /// The SOP Instance UID of the object the slice is a frame of: frames of one object at one
+    /// position are a time series of it, never duplicates.
+    pub instance: Option<String>,
     /// Acquisition Number, Trigger Time, Acquisition Time (in that order, None when absent): what
     /// tells the time points of a 4D acquisition apart when nothing else does. They split a stack
     /// only where its positions repeat.
@@ -109,6 +112,7 @@ impl SliceHeader {
             rows: file.rows(),
             columns: file.columns(),
             dimension: (!dimension.is_empty()).then(|| dimension.join(", ")),
+            instance: string(obj, tags::SOP_INSTANCE_UID),
             acquisition,
         }
     }
@@ -290,15 +294,18 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
     let normal = planes[0].normal();
     let along = |i: usize| dot(&headers[i].plane.as_ref().expect("every slice has a plane").position, &normal);
     members.sort_by(|&a, &b| along(a).total_cmp(&along(b)).then(instance(a).cmp(&instance(b))));
-    // A duplicate, at the position of the slice before it and acquired alike, is left out: the
-    // first (lowest Instance Number) stays, as dcm2niix keeps one. Slices at one position that
-    // differ in their acquisition (single-frame time points) stay, with a warning.
+    // A duplicate, another object at the position of the slice before it and acquired alike, is
+    // left out: the first (lowest Instance Number) stays, as dcm2niix keeps one. Slices at one
+    // position that differ in their acquisition (single-frame time points), or frames of one
+    // object (its own time series), stay, with a warning.
     let mut left_out = Vec::new();
     let mut kept: Vec<usize> = Vec::with_capacity(members.len());
     for i in members {
         match kept.last() {
             Some(&last)
-                if along(i) - along(last) < SAME_POSITION_MM && headers[i].acquisition == headers[last].acquisition =>
+                if along(i) - along(last) < SAME_POSITION_MM
+                    && headers[i].acquisition == headers[last].acquisition
+                    && (headers[i].instance.is_none() || headers[i].instance != headers[last].instance) =>
             {
                 left_out.push(i)
             }
@@ -458,6 +465,8 @@ fn affine_with_step(first: &SlicePlane, mut slice_step: [f64; 3]) -> [[f64; 4]; 
 mod tests {
     use super::*;
 
+    static OBJECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
     fn axial(z: f64, instance: i64) -> SliceHeader {
         SliceHeader {
             plane: Some(SlicePlane {
@@ -470,6 +479,8 @@ mod tests {
             rows: 64,
             columns: 64,
             dimension: None,
+            // Each slice its own object (unless a test says otherwise).
+            instance: Some(format!("1.2.3.{}", OBJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
             acquisition: [None, None, None],
         }
     }
@@ -558,6 +569,11 @@ mod tests {
         }
         let kept = super::stacks(&headers);
         assert_eq!((kept[0].slices.len(), kept[0].left_out.len()), (4, 8));
+        // Frames of one object at one position are its own time series, not duplicates.
+        for h in headers.iter_mut() {
+            h.instance = Some("1.2.3.cine".into());
+        }
+        assert_eq!(super::stacks(&headers)[0].left_out.len(), 0);
     }
 
     #[test]
