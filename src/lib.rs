@@ -7,7 +7,8 @@
 //!   hand it on).
 //! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
 //! - [`dicom`]: DICOM objects: every common transfer syntax → frames, slice geometry and stacks,
-//!   the identity for the record, the DICOM SEG that emit writes, the status codes of both faces.
+//!   the identity for the record, the DICOM SEG and the TID 1500 SR that emit writes, the status
+//!   codes of both faces.
 //! - [`preprocess`]: image → normalized tensor at the model's size (resize or letterbox).
 //! - [`infer`]: batches of tensors through ONNX Runtime, on worker threads.
 //! - [`postprocess`]: output map → binary mask at the image's size (and bit-packed for a series).
