@@ -16,9 +16,9 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port for one of the test's servers ([`crate::common::http::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    crate::common::http::free_port()
 }
 
 pub fn new_uid() -> String {
