@@ -7,7 +7,8 @@
 //!   hand it on).
 //! - [`decode`]: bytes → RGB image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB, RGBA).
 //! - [`dicom`]: DICOM objects: every common transfer syntax → frames, slice geometry and stacks,
-//!   the identity for the record, the DICOM SEG that emit writes, the status codes of both faces.
+//!   the identity for the record, the DICOM SEG and the TID 1500 SR that emit writes, the status
+//!   codes of both faces.
 //! - [`preprocess`]: image → normalized tensor at the model's size (resize or letterbox).
 //! - [`infer`]: batches of tensors through ONNX Runtime, on worker threads.
 //! - [`postprocess`]: output map → binary mask at the image's size (and bit-packed for a series).
@@ -22,9 +23,10 @@
 //! Around them: [`pipeline`] wires the stages (the only module that knows them all, and the owner
 //! of the work in flight: canvases, accumulators, a series' assembly) and drives `efen run` and
 //! `efen watch`; [`model`] reads model cards; [`runtime`] loads ONNX Runtime; [`config`]
-//! composes the stages' settings; [`shutdown`] turns signals into a drain; [`listen`] accepts
-//! connections for the servers; [`node`] makes `efen watch` a DICOM node (Storage SCP, series,
-//! outbox of SEGs by C-STORE or STOW-RS); [`http`] gives it health checks, Prometheus metrics
+//! composes the stages' settings; [`shutdown`] turns signals into a drain; [`systemd`] tells a
+//! `Type=notify` unit when `efen watch` is ready and when it drains; [`listen`] accepts
+//! connections for the servers; [`node`] makes `efen watch` a DICOM node (Storage SCP, series
+//! handed to admission whole, outbox of SEGs and SRs by C-STORE or STOW-RS); [`http`] gives it health checks, Prometheus metrics
 //! (from the typed events of [`telemetry`]: one struct per event, whose `emit()` logs and counts),
 //! a cases API and DICOMweb STOW-RS; [`doctor`] checks an installation; [`bench`] measures the
 //! pipeline against bare ONNX Runtime; [`report`] reads the store into reports; [`cli`] is the

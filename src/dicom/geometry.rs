@@ -55,6 +55,9 @@ pub struct SliceHeader {
     pub columns: u32,
     /// Temporal position, echo or diffusion b-value: slices that differ here are different stacks.
     pub dimension: Option<String>,
+    /// The SOP Instance UID of the object the slice is a frame of: frames of one object at one
+    /// position are a time series of it, never duplicates.
+    pub instance: Option<String>,
     /// Acquisition Number, Trigger Time, Acquisition Time (in that order, None when absent): what
     /// tells the time points of a 4D acquisition apart when nothing else does. They split a stack
     /// only where its positions repeat.
@@ -109,6 +112,7 @@ impl SliceHeader {
             rows: file.rows(),
             columns: file.columns(),
             dimension: (!dimension.is_empty()).then(|| dimension.join(", ")),
+            instance: string(obj, tags::SOP_INSTANCE_UID),
             acquisition,
         }
     }
@@ -290,12 +294,21 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
     let normal = planes[0].normal();
     let along = |i: usize| dot(&headers[i].plane.as_ref().expect("every slice has a plane").position, &normal);
     members.sort_by(|&a, &b| along(a).total_cmp(&along(b)).then(instance(a).cmp(&instance(b))));
-    // One slice per position: the first (lowest Instance Number) stays, as dcm2niix keeps one.
+    // A duplicate, another object at the position of the slice before it and acquired alike, is
+    // left out: the first (lowest Instance Number) stays, as dcm2niix keeps one. Slices at one
+    // position that differ in their acquisition (single-frame time points), or frames of one
+    // object (its own time series), stay, with a warning.
     let mut left_out = Vec::new();
     let mut kept: Vec<usize> = Vec::with_capacity(members.len());
     for i in members {
         match kept.last() {
-            Some(&last) if along(i) - along(last) < SAME_POSITION_MM => left_out.push(i),
+            Some(&last)
+                if along(i) - along(last) < SAME_POSITION_MM
+                    && headers[i].acquisition == headers[last].acquisition
+                    && (headers[i].instance.is_none() || headers[i].instance != headers[last].instance) =>
+            {
+                left_out.push(i)
+            }
             _ => kept.push(i),
         }
     }
@@ -317,6 +330,10 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
 fn check_spacing(positions: &[[f64; 3]], normal: &[f64; 3]) -> (Option<f64>, Vec<String>) {
     let steps: Vec<f64> = positions.windows(2).map(|w| dot(&w[1], normal) - dot(&w[0], normal)).collect();
     let mut warnings = Vec::new();
+    let shared = steps.iter().filter(|s| **s < SAME_POSITION_MM).count();
+    if shared > 0 {
+        warnings.push(format!("{shared} slice(s) share a position with their neighbour"));
+    }
     let mut distinct: Vec<f64> = steps.iter().copied().filter(|s| *s >= SAME_POSITION_MM).collect();
     distinct.sort_by(f64::total_cmp);
     let Some(&typical) = distinct.get(distinct.len() / 2) else {
@@ -448,6 +465,8 @@ fn affine_with_step(first: &SlicePlane, mut slice_step: [f64; 3]) -> [[f64; 4]; 
 mod tests {
     use super::*;
 
+    static OBJECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
     fn axial(z: f64, instance: i64) -> SliceHeader {
         SliceHeader {
             plane: Some(SlicePlane {
@@ -460,6 +479,8 @@ mod tests {
             rows: 64,
             columns: 64,
             dimension: None,
+            // Each slice its own object (unless a test says otherwise).
+            instance: Some(format!("1.2.3.{}", OBJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
             acquisition: [None, None, None],
         }
     }
@@ -534,13 +555,25 @@ mod tests {
         assert_eq!(stacks[0].distinct.as_deref(), Some("orientation 1\\0\\0\\0\\1\\0, 64×64, acquisition 3"));
 
         // An Acquisition Time that differs from slice to slice (and one Acquisition Number): no
-        // time points, so the repeated positions are left out instead.
+        // time points, and no duplicates either: the slices stay, their shared positions a warning.
         for (k, h) in headers.iter_mut().enumerate() {
             h.acquisition = [Some("1".into()), None, Some(format!("12{k:02}"))];
         }
         let one = super::stacks(&headers);
         assert_eq!(one.len(), 1);
-        assert_eq!((one[0].slices.len(), one[0].left_out.len()), (4, 8));
+        assert_eq!((one[0].slices.len(), one[0].left_out.len()), (12, 0));
+        assert!(one[0].warnings.iter().any(|w| w.contains("8 slice(s) share a position")), "{:?}", one[0].warnings);
+        // Acquired alike as well: duplicates, one per position kept.
+        for h in headers.iter_mut() {
+            h.acquisition = [Some("1".into()), None, None];
+        }
+        let kept = super::stacks(&headers);
+        assert_eq!((kept[0].slices.len(), kept[0].left_out.len()), (4, 8));
+        // Frames of one object at one position are its own time series, not duplicates.
+        for h in headers.iter_mut() {
+            h.instance = Some("1.2.3.cine".into());
+        }
+        assert_eq!(super::stacks(&headers)[0].left_out.len(), 0);
     }
 
     #[test]

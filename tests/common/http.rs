@@ -36,9 +36,19 @@ pub async fn stop(world: &World, mut child: KillOnDrop) {
     assert_eq!(status.code(), Some(0), "{}", world.logs());
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and that this test process has not handed out
+/// before: the OS may give a port again once its probe socket is closed, and two servers of one
+/// test (efen and its Orthanc) must not both be told to take it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// An answer: the status code, the header lines and the body.

@@ -16,9 +16,9 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port for one of the test's servers ([`crate::common::http::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    crate::common::http::free_port()
 }
 
 pub fn new_uid() -> String {
@@ -26,8 +26,9 @@ pub fn new_uid() -> String {
 }
 
 /// One series: `count` instances made from fixture `templates` in turn, each with its own SOP
-/// Instance UID, all with one new Study and Series Instance UID. Returns the series UID and the
-/// files (named `<sop instance uid>.dcm`).
+/// Instance UID, all with one new Study and Series Instance UID, each a slice 1 mm further along
+/// z (the templates all lie at z = 0, and slices at one position are duplicates efen leaves out).
+/// Returns the series UID and the files (named `<sop instance uid>.dcm`).
 pub fn make_series(dir: &Path, templates: &[&str], count: usize, description: &str) -> (String, Vec<PathBuf>) {
     std::fs::create_dir_all(dir).unwrap();
     let (study, series) = (new_uid(), new_uid());
@@ -40,6 +41,8 @@ pub fn make_series(dir: &Path, templates: &[&str], count: usize, description: &s
         object.put(DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(series.as_str())));
         object.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop.as_str())));
         object.put(DataElement::new(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from((i + 1).to_string())));
+        let position = format!("-100.0\\-100.0\\{i}.0");
+        object.put(DataElement::new(tags::IMAGE_POSITION_PATIENT, VR::DS, PrimitiveValue::from(position.as_str())));
         object.put(DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, PrimitiveValue::from(description)));
         object.put(DataElement::new(tags::MODALITY, VR::CS, PrimitiveValue::from("OT")));
         object.meta_mut().media_storage_sop_instance_uid = sop.clone();
