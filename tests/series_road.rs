@@ -97,7 +97,14 @@ async fn a_4d_ct_told_apart_by_acquisition_number_is_one_stack_per_time_point() 
         let ours = nibabel(&dir.join("mask.nii.gz"));
         assert_eq!(ours["shape"], serde_json::json!([128, 128, 10]), "{ours}");
         assert_eq!(ours["corners"], peer["corners"], "efen's and dcm2niix's voxels lie at the same places");
-        common::series_check(&dir.join("seg.dcm"), &source, &[]);
+        // The peer check knows no time points: it gets the instances this SEG's time point has.
+        let time_point = instances_of(&dir.join("seg.dcm"), &source);
+        let report = common::series_check(
+            &dir.join("seg.dcm"),
+            time_point.path(),
+            &["--nifti", dir.join("mask.nii.gz").to_str().unwrap()],
+        );
+        assert_eq!(report["nifti"]["slices_matched"], 10, "{report}");
         volumes.push(series["volume_ml"].as_f64().unwrap());
     }
     time_points.sort();
@@ -175,6 +182,33 @@ async fn a_second_copy_of_an_instance_adds_no_slice() {
     assert!(warnings.contains("came again in Explicit VR Big Endian"), "{warnings}");
     common::series_check(&case_dir(&world, &results[0]).join("seg.dcm"), &series_dir_of(&files), &[]);
     world.close().await;
+}
+
+/// A folder with the files of `source` that the SEG references (by SOP Instance UID).
+fn instances_of(seg: &Path, source: &Path) -> tempfile::TempDir {
+    let seg = dicom_object::open_file(seg).unwrap();
+    let referenced: Vec<String> = seg
+        .element(dicom_dictionary_std::tags::REFERENCED_SERIES_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()
+        .iter()
+        .flat_map(|series| {
+            series.element(dicom_dictionary_std::tags::REFERENCED_INSTANCE_SEQUENCE).unwrap().items().unwrap().to_vec()
+        })
+        .map(|item| {
+            let uid = item.element(dicom_dictionary_std::tags::REFERENCED_SOP_INSTANCE_UID).unwrap();
+            uid.to_str().unwrap().trim_end_matches('\0').to_string()
+        })
+        .collect();
+    let folder = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(source).unwrap().flatten() {
+        if referenced.contains(&sop_instance_uid(&entry.path())) {
+            std::fs::copy(entry.path(), folder.path().join(entry.file_name())).unwrap();
+        }
+    }
+    assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), referenced.len());
+    folder
 }
 
 fn sop_instance_uid(file: &Path) -> String {
