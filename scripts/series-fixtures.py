@@ -596,6 +596,23 @@ manifest["fixtures"]["with_localizer"] = {
     "note": "12 axial images and one coronal image whose Image Type is ORIGINAL\\PRIMARY\\LOCALIZER",
 }
 
+# --- h. unnormalised: 6 slices whose column direction is 0.9995 long, as a private MR wrote it -----
+# (0, 0.98796, -0.151524); dciodvfy rightly flags the source, and efen must not copy it into a SEG.
+slices = [(CT_ORIGIN + [0, 0, 20 + k * CT_STEP], AXIAL) for k in range(6)]
+series_uid, datasets, _ = ct_series("unnormalised", 10, slices, rng)
+for ds in datasets:
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "0.98796", "-0.151524"]
+names = write_shuffled(out / "unnormalised", datasets, rng)
+manifest["fixtures"]["unnormalised"] = {
+    "path": "unnormalised",
+    "series_instance_uid": series_uid,
+    "instances": len(datasets),
+    "note": "Image Orientation (Patient) 1\\0\\0\\0\\0.98796\\-0.151524: the column direction "
+            "is 0.99951 long, not 1 (a rounding seen in a private MR)",
+}
+# The source errors a fixture carries on purpose: recorded, not a failed build.
+EXPECTED_SOURCE_ERRORS = {"unnormalised": "Orientation vector is not unit vector"}
+
 # --- dciodvfy: every file; an Error fails the build, Warnings are recorded ----------------------
 verdicts = {}
 with ThreadPoolExecutor() as pool:
@@ -604,7 +621,8 @@ with ThreadPoolExecutor() as pool:
         group = path.relative_to(out).parts[0]
         verdict = verdicts.setdefault(group, {"files": 0, "errors": [], "warnings": set()})
         verdict["files"] += 1
-        verdict["errors"] += [f"{path.name}: {line}" for line in errors]
+        expected = EXPECTED_SOURCE_ERRORS.get(group)
+        verdict["errors"] += [f"{path.name}: {line}" for line in errors if not (expected and expected in line)]
         verdict["warnings"] |= set(warns)
 manifest["dciodvfy"] = {group: {**v, "warnings": sorted(v["warnings"])} for group, v in verdicts.items()}
 

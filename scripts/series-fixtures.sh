@@ -16,7 +16,7 @@ PYDICOM_VERSION=3.0.2
 HIGHDICOM_VERSION=0.28.2
 NIBABEL_VERSION=5.4.2
 # Bump when the fixture set changes, so that an old folder is rebuilt.
-FIXTURES_VERSION=2
+FIXTURES_VERSION=3
 out=tests/fixtures/series
 
 if ! command -v dciodvfy >/dev/null; then

@@ -101,9 +101,13 @@ def read_series(path, series_uid):
                 spacing = ds.get("PixelSpacing")
             if position is None or orientation is None or spacing is None:
                 raise CheckFailed(f"{file.name} frame {index + 1}: no position, orientation or pixel spacing")
+            # Direction cosines as unit vectors: a source off unit length by a rounding and the SEG
+            # that carries them normalised point the same way.
+            directions = np.array(floats(orientation)).reshape(2, 3)
+            directions = (directions / np.linalg.norm(directions, axis=1, keepdims=True)).reshape(6)
             frames[(str(ds.SOPInstanceUID), index + 1)] = SourceFrame(
                 str(ds.SOPClassUID), str(ds.SOPInstanceUID), index + 1, count, np.array(floats(position)),
-                np.array(floats(orientation)), np.array(floats(spacing)),
+                directions, np.array(floats(spacing)),
                 int(ds.get("InstanceNumber", 0) or 0), file.name)
         frames_of_reference.add(str(ds.get("FrameOfReferenceUID", "")))
     if not frames:

@@ -156,6 +156,24 @@ async fn a_tilted_series_has_a_sheared_sform_and_no_qform_to_contradict_it() {
     world.close().await;
 }
 
+/// A source whose column direction is 0.9995 long (a private MR's rounding): the stack is built
+/// with it normalised, the case says so, and the SEG carries unit vectors that dciodvfy accepts.
+#[tokio::test]
+async fn an_orientation_off_unit_length_is_normalised_into_the_seg() {
+    let world = World::new(Backend::Sqlite).await;
+    let source = series().join("unnormalised");
+    let output = world.run(&["run", source.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let result = &results(&world)[0];
+    assert_eq!(result["series"]["slices"], 6, "{result}");
+    let warnings = result["series"]["geometry_warnings"].to_string();
+    assert!(warnings.contains("6 slice(s) was not of unit length: normalised"), "{warnings}");
+    let seg = case_dir(&world, result).join("seg.dcm");
+    let report = common::series_check(&seg, &source, &[]);
+    assert_eq!(report["dciodvfy"]["errors"], 0, "{report}");
+    world.close().await;
+}
+
 /// `efen run` on a series with one instance twice, the second copy in another transfer syntax:
 /// still 24 slices, and the case says which copy it took.
 #[tokio::test]

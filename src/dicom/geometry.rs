@@ -24,6 +24,28 @@ const GAP_FACTOR: f64 = 1.5;
 const IRREGULAR_FRACTION: f64 = 0.1;
 /// Between the slice normal and the line through the positions, more than this is a tilt.
 const TILT_DEGREES: f64 = 0.5;
+/// Direction cosines whose vector is this close to unit length are taken as they are (dciodvfy
+/// accepts 1e-5 off, not 1e-4).
+const UNIT_LENGTH: f64 = 1e-5;
+/// Up to this far from unit length (a rounding in a vendor's export, seen: 0.99951), they are
+/// normalised with a warning; further, the slice has no usable geometry.
+const NORMALISABLE_LENGTH: f64 = 0.02;
+
+/// Image Orientation (Patient) with each direction of unit length: as it is, normalised when it
+/// is off by a rounding (`Ok((orientation, true))`), or refused with the lengths it has.
+pub(crate) fn unit_orientation(orientation: [f64; 6]) -> Result<([f64; 6], bool), String> {
+    let length = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let (row, column) = (length(&orientation[..3]), length(&orientation[3..]));
+    let off = (row - 1.0).abs().max((column - 1.0).abs());
+    if off <= UNIT_LENGTH {
+        return Ok((orientation, false));
+    }
+    if off > NORMALISABLE_LENGTH {
+        return Err(format!("direction cosines of length {row:.5} and {column:.5}, not 1"));
+    }
+    let normalised = std::array::from_fn(|k| orientation[k] / if k < 3 { row } else { column });
+    Ok((normalised, true))
+}
 
 /// Where one slice lies.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +84,8 @@ pub struct SliceHeader {
     /// tells the time points of a 4D acquisition apart when nothing else does. They split a stack
     /// only where its positions repeat.
     pub acquisition: [Option<String>; 3],
+    /// Its orientation was off unit length by a rounding and is normalised in `plane`.
+    pub normalised: bool,
 }
 
 /// The names of [`SliceHeader::acquisition`]'s values, for what a stack is told.
@@ -80,11 +104,14 @@ impl SliceHeader {
             let spacing: [f64; 2] =
                 groups.floats(tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING).try_into().ok()?;
             let thickness = groups.floats(tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS).first().copied();
+            let (orientation, normalised) = unit_orientation(orientation).ok()?;
             let plane = SlicePlane { position, orientation, spacing, thickness: thickness.filter(|t| *t > 0.0) };
-            let unit = |v: &[f64]| (v.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() < 1e-3;
-            let usable = unit(&orientation[..3]) && unit(&orientation[3..]) && spacing.iter().all(|s| *s > 0.0);
-            usable.then_some(plane)
+            spacing.iter().all(|s| *s > 0.0).then_some((plane, normalised))
         })();
+        let (plane, normalised) = match plane {
+            Some((plane, normalised)) => (Some(plane), normalised),
+            None => (None, false),
+        };
         let instance_number = string(obj, tags::INSTANCE_NUMBER).and_then(|s| s.parse::<f64>().ok()).map(|n| n as i64);
         let dimension = [
             ("temporal position", groups.text(tags::FRAME_CONTENT_SEQUENCE, tags::TEMPORAL_POSITION_INDEX)),
@@ -114,6 +141,7 @@ impl SliceHeader {
             dimension: (!dimension.is_empty()).then(|| dimension.join(", ")),
             instance: string(obj, tags::SOP_INSTANCE_UID),
             acquisition,
+            normalised,
         }
     }
 }
@@ -314,6 +342,12 @@ fn order(headers: &[SliceHeader], mut members: Vec<usize>) -> Stack {
     }
     let positions: Vec<[f64; 3]> = kept.iter().map(|&i| headers[i].plane.as_ref().expect("plane").position).collect();
     let (spacing, mut warnings) = check_spacing(&positions, &normal);
+    let normalised = kept.iter().filter(|&&i| headers[i].normalised).count();
+    if normalised > 0 {
+        warnings.push(format!(
+            "the orientation of {normalised} slice(s) was not of unit length: normalised (the SEG carries the normalised one)"
+        ));
+    }
     if !left_out.is_empty() {
         warnings.insert(
             0,
@@ -482,6 +516,7 @@ mod tests {
             // Each slice its own object (unless a test says otherwise).
             instance: Some(format!("1.2.3.{}", OBJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
             acquisition: [None, None, None],
+            normalised: false,
         }
     }
 
@@ -574,6 +609,18 @@ mod tests {
             h.instance = Some("1.2.3.cine".into());
         }
         assert_eq!(super::stacks(&headers)[0].left_out.len(), 0);
+    }
+
+    #[test]
+    fn an_orientation_off_unit_length_by_a_rounding_is_normalised_and_beyond_it_refused() {
+        let axial = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+        assert_eq!(unit_orientation(axial), Ok((axial, false)));
+        // A private MR's (0, 0.98796, -0.151524): length 0.99952.
+        let (fixed, normalised) = unit_orientation([1.0, 0.0, 0.0, 0.0, 0.98796, -0.151524]).unwrap();
+        assert!(normalised);
+        let length = (fixed[4] * fixed[4] + fixed[5] * fixed[5]).sqrt();
+        assert!((length - 1.0).abs() < 1e-12, "{fixed:?}");
+        assert!(unit_orientation([1.0, 0.0, 0.0, 0.0, 0.9, 0.0]).unwrap_err().contains("0.90000"));
     }
 
     #[test]

@@ -535,6 +535,13 @@ impl Geometry {
         if position.len() != 3 || orientation.len() != 6 || spacing.len() != 2 {
             return Ok(None);
         }
+        // A source's orientation off unit length by a rounding goes into the SEG normalised, as
+        // the stack was built with it (dciodvfy refuses a non-unit one); beyond that, none.
+        let Ok((orientation, _)) = super::geometry::unit_orientation(orientation.try_into().expect("six values"))
+        else {
+            return Ok(None);
+        };
+        let orientation = orientation.to_vec();
         Ok(Some(Geometry {
             frame_of_reference,
             position_reference: string(src, tags::POSITION_REFERENCE_INDICATOR).unwrap_or_default(),
