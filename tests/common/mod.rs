@@ -100,20 +100,7 @@ pub fn repo() -> PathBuf {
 /// Runs tests/series_check.py (dciodvfy, highdicom, nibabel, dcmqi, numpy) on a SEG against its
 /// source series, with `extra` options; returns its report, or fails the test with its reasons.
 pub fn series_check(seg: &Path, source: &Path, extra: &[&str]) -> serde_json::Value {
-    let output = std::process::Command::new(venv_python())
-        .arg(repo().join("tests/series_check.py"))
-        .args([seg, source])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "series_check.py {}:\n{stdout}\n{}",
-        seg.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap()
+    peer_check("tests/series_check.py", &[seg, source], extra)
 }
 
 /// Runs tests/sr_check.py (dciodvfy -new, highdicom, dcmqi's tid1500reader) on a measurement
@@ -121,17 +108,19 @@ pub fn series_check(seg: &Path, source: &Path, extra: &[&str]) -> serde_json::Va
 /// test with its reasons.
 #[allow(dead_code)]
 pub fn sr_check(sr: &Path, seg: &Path, result: &Path, extra: &[&str]) -> serde_json::Value {
-    let output = std::process::Command::new(venv_python())
-        .arg(repo().join("tests/sr_check.py"))
-        .args([sr, seg, result])
-        .args(extra)
-        .output()
-        .unwrap();
+    peer_check("tests/sr_check.py", &[sr, seg, result], extra)
+}
+
+/// Runs one of the Python peer checks in the venv on `files`, then `extra`: its JSON report on
+/// stdout, or the test fails with what it said.
+fn peer_check(script: &str, files: &[&Path], extra: &[&str]) -> serde_json::Value {
+    let output =
+        std::process::Command::new(venv_python()).arg(repo().join(script)).args(files).args(extra).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "sr_check.py {}:\n{stdout}\n{}",
-        sr.display(),
+        "{script} {}:\n{stdout}\n{}",
+        files[0].display(),
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_str(&stdout).unwrap()
