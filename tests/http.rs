@@ -416,7 +416,9 @@ async fn concurrent_uploads_are_each_one_case() {
     let accepted: Vec<serde_json::Value> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     let names: std::collections::BTreeSet<&str> = accepted.iter().map(|a| a["name"].as_str().unwrap()).collect();
     let ids: std::collections::BTreeSet<&str> = accepted.iter().map(|a| a["case_id"].as_str().unwrap()).collect();
-    assert_eq!((names.len(), ids.len()), (UPLOADS as usize, UPLOADS as usize), "{names:?}");
+    // A name is unique among the uploads waiting at once: the watcher takes each upload as soon as
+    // it is published, after which its name may be given again. The case ids are all distinct.
+    assert_eq!(ids.len(), UPLOADS as usize, "{ids:?}");
     assert!(names.contains("same.png"), "{names:?}");
 
     let pool = world.pool().await;
