@@ -170,7 +170,11 @@ async fn a_flood_of_uploads_is_held_back_with_503_and_none_is_lost() {
     let world = World::new(Backend::Sqlite).await;
     let port = free_port();
     let queue = QUEUE.to_string();
-    let env = [("EFEN_HTTP__MAX_QUEUED_UPLOADS", queue.as_str()), ("EFEN_WATCH__SETTLE_MS", "3600000")];
+    let env = [
+        ("EFEN_HTTP__MAX_QUEUED_UPLOADS", queue.as_str()),
+        ("EFEN_WATCH__SETTLE_MS", "3600000"),
+        ("EFEN_WATCH__UPLOAD_SETTLE_MS", "3600000"),
+    ];
     let mut child = start_watch(&world, port, &env, "efen-flood");
     wait_ready(&world, &mut child, port).await;
     let threads: Vec<_> = (0..UPLOADS)

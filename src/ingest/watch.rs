@@ -22,6 +22,9 @@ use super::{Candidate, is_ground_truth, is_ignored_name};
 pub struct WatchConfig {
     /// Size and mtime must be unchanged this long before a file is taken.
     pub settle_ms: u64,
+    /// The same for HTTP uploads in `<drop>/http/`, which efen names only once they are whole:
+    /// 0 takes them at once.
+    pub upload_settle_ms: u64,
     /// Period of the full rescan that catches missed events.
     pub rescan_ms: u64,
     /// Use the polling watcher instead of OS events.
@@ -189,8 +192,10 @@ impl DropFolder {
         pending.insert(path, Pending { size: meta.len(), modified: meta.modified().ok(), since: Instant::now() });
     }
 
-    /// Files whose size and mtime have not changed for `settle`; the clock restarts on any change.
+    /// Files whose size and mtime have not changed for `settle` (`upload_settle_ms` for an HTTP
+    /// upload); the clock restarts on any change.
     fn settled(&self, pending: &mut HashMap<PathBuf, Pending>, settle: Duration) -> Vec<PathBuf> {
+        let upload_settle = Duration::from_millis(self.settings.upload_settle_ms);
         let mut ready = Vec::new();
         pending.retain(|path, seen| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -201,7 +206,8 @@ impl DropFolder {
                 *seen = Pending { size, modified, since: Instant::now() };
                 return true;
             }
-            if seen.since.elapsed() >= settle || self.is_published(path) {
+            let wait = if self.is_published(path) { upload_settle } else { settle };
+            if seen.since.elapsed() >= wait {
                 ready.push(path.clone());
                 return false;
             }
