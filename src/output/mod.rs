@@ -50,8 +50,6 @@ pub enum EmitError {
     Encode { path: PathBuf, source: image::ImageError },
     #[error("cannot write the DICOM SEG: {source}")]
     Seg { source: crate::dicom::DicomError },
-    #[error("cannot read {} to report on it: {source}", path.display())]
-    ReadSeg { path: PathBuf, source: std::io::Error },
     #[error("cannot write the DICOM SR: {source}")]
     Sr { source: crate::dicom::SrError },
 }
@@ -62,7 +60,6 @@ impl crate::error::CaseError for EmitError {
             EmitError::Write { .. } => "write_output",
             EmitError::Encode { .. } => "encode_output",
             EmitError::Seg { source } => crate::error::CaseError::error_type(source),
-            EmitError::ReadSeg { .. } => "read_seg_for_sr",
             EmitError::Sr { source } => crate::error::CaseError::error_type(source),
         }
     }
@@ -73,7 +70,6 @@ impl crate::error::CaseError for EmitError {
         match self {
             EmitError::Write { path, source } => format!("cannot write {}: {source}", name(path)),
             EmitError::Encode { path, source } => format!("cannot encode {}: {source}", name(path)),
-            EmitError::ReadSeg { path, source } => format!("cannot read {} to report on it: {source}", name(path)),
             other => other.to_string(),
         }
     }

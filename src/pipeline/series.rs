@@ -151,7 +151,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
         Ok(written) => written,
         Err(e) => return end(timings, fail(Stage::Emit, e)),
     };
-    if let SegOutcome::Written(path) = &seg {
+    if let SegOutcome::Written { path, bytes } = &seg {
         let sr_started = Instant::now();
         let identity = &case.files[0].input.identity;
         // One slice is a planar region (its area); a stack is a volume.
@@ -164,7 +164,7 @@ pub fn finish(ctx: &StageContext, series: &SeriesWork, done: Assembled) -> Outco
             agreement: evaluation.map(|e| e.scores),
         };
         let roi = if single { crate::dicom::Roi::Planar } else { crate::dicom::Roi::Volumetric };
-        match save_sr(ctx, path, roi, &measurements, identity.modality.as_deref()) {
+        match save_sr(ctx, path, bytes, roi, &measurements, identity.modality.as_deref()) {
             Ok(sr) => outputs.sr = sr,
             Err(e) => return end(timings, fail(Stage::Emit, e)),
         }
@@ -262,7 +262,7 @@ fn write_outputs(
     let origin = crate::dicom::SegOrigin { instance_number: case.seg_instance_number, ..ctx.seg_origin() };
     let seg = crate::dicom::write_series_seg(&seg_slices, case.spacing, &ctx.dicom.seg, &origin);
     let seg = save_seg(seg, dir)?;
-    if let SegOutcome::Written(path) = &seg {
+    if let SegOutcome::Written { path, .. } = &seg {
         outputs.seg = Some(path.clone());
     }
     let mut emit = EmitTimes { seg_ms: lap(), ..Default::default() };

@@ -231,7 +231,7 @@ pub fn finish(
         None => None,
     };
     let foreground_px = mask.as_raw().iter().filter(|v| **v > 0).count();
-    if let (Some(SegOutcome::Written(path)), Some(input)) = (&seg, &meta.dicom) {
+    if let (Some(SegOutcome::Written { path, bytes }), Some(input)) = (&seg, &meta.dicom) {
         outputs.seg = Some(path.clone());
         let measurements = crate::dicom::Measurements {
             volume_ml: None,
@@ -239,7 +239,7 @@ pub fn finish(
             agreement: evaluation.map(|e| e.scores),
         };
         let modality = input.identity.modality.as_deref();
-        match save_sr(ctx, path, crate::dicom::Roi::Planar, &measurements, modality) {
+        match save_sr(ctx, path, bytes, crate::dicom::Roi::Planar, &measurements, modality) {
             Ok(sr) => outputs.sr = sr,
             Err(e) => return end(timings, fail(Stage::Emit, e)),
         }
@@ -281,7 +281,8 @@ pub fn finish(
 }
 
 pub(super) enum SegOutcome {
-    Written(PathBuf),
+    /// Saved at `path`; `bytes` are what the measurement report is built from.
+    Written { path: PathBuf, bytes: Vec<u8> },
     /// Empty mask and `dicom.seg.write_empty = false`.
     NoFindings,
 }
@@ -291,7 +292,7 @@ impl SegOutcome {
     pub(super) fn describe(&self) -> String {
         match self {
             SegOutcome::NoFindings => "no findings: empty mask, no SEG written".into(),
-            SegOutcome::Written(path) => path.display().to_string(),
+            SegOutcome::Written { path, .. } => path.display().to_string(),
         }
     }
 }
@@ -317,14 +318,15 @@ pub(super) fn save_seg(seg: Result<Vec<u8>, DicomError>, dir: &Path) -> Result<S
     };
     let path = dir.join("seg.dcm");
     output::retrying(|| output::write_bytes(&path, &bytes))?;
-    Ok(SegOutcome::Written(path))
+    Ok(SegOutcome::Written { path, bytes })
 }
 
-/// Writes `sr.dcm` beside `seg.dcm`: the measurement report of the SEG just written; none with
-/// `[dicom.sr] enabled = false`.
+/// Writes `sr.dcm` beside `seg.dcm`: the measurement report of the SEG just written (`seg_bytes`,
+/// so the two cannot disagree); none with `[dicom.sr] enabled = false`.
 pub(super) fn save_sr(
     ctx: &StageContext,
     seg: &Path,
+    seg_bytes: &[u8],
     roi: crate::dicom::Roi,
     measurements: &crate::dicom::Measurements,
     modality: Option<&str>,
@@ -332,9 +334,8 @@ pub(super) fn save_sr(
     if !ctx.sr.enabled {
         return Ok(None);
     }
-    let bytes = std::fs::read(seg).map_err(|source| EmitError::ReadSeg { path: seg.to_path_buf(), source })?;
     let origin = crate::dicom::SrOrigin { model_name: &ctx.card.name, model_sha256: &ctx.model_sha256, modality };
-    let sr = crate::dicom::write_sr(&bytes, roi, measurements, &origin, &ctx.sr)
+    let sr = crate::dicom::write_sr(seg_bytes, roi, measurements, &origin, &ctx.sr)
         .map_err(|source| EmitError::Sr { source })?;
     let path = seg.with_file_name("sr.dcm");
     output::retrying(|| output::write_bytes(&path, &sr))?;
